@@ -1,0 +1,147 @@
+"""The ``instrumentation-sdk`` command line.
+
+``instrumentation-sdk count [TEXT | -] [--file PATH ...] [--model M] [--messages] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from . import __version__
+from .tokens import DEFAULT_MODEL, Prompt, TokenCount, count_tokens
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem with the command's input, reported in one line with exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instrumentation-sdk",
+        description="Observe LLM calls: count prompt tokens locally, exactly.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    count = commands.add_parser(
+        "count",
+        help="count the tokens of a text, stdin or files",
+        description=(
+            "Count prompt tokens as MODEL sees them: exact (tiktoken's BPE) for OpenAI models, "
+            "a calibrated estimate for others. Reads TEXT, stdin ('-' or no TEXT), or --file."
+        ),
+    )
+    count.add_argument("text", nargs="?", metavar="TEXT", help="the text; '-' reads stdin")
+    count.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="count this file (UTF-8; repeat for several files)",
+    )
+    count.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})"
+    )
+    count.add_argument(
+        "--messages",
+        action="store_true",
+        help="the input is a JSON list of chat messages, counted by the OpenAI cookbook rule",
+    )
+    count.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return parser
+
+
+def _read_sources(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(label, text) for each input, in the order given."""
+    sources: list[tuple[str, str]] = []
+    if args.text is not None and args.text != "-":
+        sources.append(("<text>", args.text))
+    for name in args.file:
+        path = Path(name)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise CliError(f"cannot read {name}: {error.strerror or error}") from None
+        # Invalid UTF-8 becomes U+FFFD rather than an error: counting must not refuse a file.
+        sources.append((name, data.decode("utf-8", errors="replace")))
+    if args.text == "-" or (args.text is None and not args.file):
+        if args.text is None and sys.stdin.isatty():
+            raise CliError("give TEXT, '-' to read stdin, or --file PATH")
+        data = sys.stdin.buffer.read()
+        sources.append(("<stdin>", data.decode("utf-8", errors="replace")))
+    return sources
+
+
+def _prompt(label: str, text: str, messages: bool) -> Prompt:
+    if not messages:
+        return text
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as error:
+        raise CliError(f"{label}: --messages expects a JSON list of messages: {error}") from None
+    if not isinstance(value, list):
+        raise CliError(f"{label}: --messages expects a JSON list, got {type(value).__name__}")
+    return value
+
+
+def _count(args: argparse.Namespace) -> int:
+    results: list[tuple[str, TokenCount]] = []
+    for label, text in _read_sources(args):
+        try:
+            results.append((label, count_tokens(_prompt(label, text, args.messages), args.model)))
+        except TypeError as error:
+            raise CliError(f"{label}: {error}") from None
+
+    if args.json:
+        records = [
+            {
+                "source": label,
+                "model": args.model,
+                "tokens": count.tokens,
+                "method": count.method,
+                "encoding": count.encoding,
+            }
+            for label, count in results
+        ]
+        out = records[0] if len(records) == 1 else records
+        sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
+        return EXIT_OK
+
+    for label, count in results:
+        how = f"{count.method}, {count.encoding}" if count.encoding else count.method
+        prefix = f"{label}: " if len(results) > 1 else ""
+        sys.stdout.write(f"{prefix}{count.tokens} tokens ({how}, model {args.model})\n")
+    if len(results) > 1:
+        total = sum(count.tokens for _, count in results)
+        sys.stdout.write(f"total: {total} tokens\n")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "count":
+            return _count(args)
+    except CliError as error:
+        sys.stderr.write(f"instrumentation-sdk {args.command}: error: {error}\n")
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # `... | head` closed the pipe: not an error worth a traceback.
+        return EXIT_OK
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects others
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+//! The core's one error type. The Python layer maps it to exceptions in `py/`.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// An encoding name we do not ship ranks for.
+    UnknownEncoding(String),
+    /// The BPE engine failed on this input (a regex backtrack limit, or a panic in the vendored
+    /// tokenizer). Callers fall back to the heuristic rather than surface this to applications.
+    Tokenizer(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownEncoding(name) => write!(
+                f,
+                "unknown encoding {name:?}; known encodings: {}",
+                crate::tokens::Encoding::ALL
+                    .iter()
+                    .map(|e| e.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Self::Tokenizer(why) => write!(f, "tokenizer failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,26 @@
+//! instrumentation-sdk's Rust core. The pure-Rust modules have no PyO3 in them; `py` binds them.
+
+pub mod cache;
+pub mod error;
+pub mod heuristic;
+pub mod tokens;
+
+#[cfg(feature = "python")]
+mod py;
+
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+mod _core {
+    #[pymodule_export]
+    use crate::py::tokens::{
+        clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,
+        encoding_for_model, encoding_names, model_table, token_cache_stats, warmup_encodings,
+        TokenCount,
+    };
+
+    #[pymodule_init]
+    fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        module.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}

@@ -1,0 +1,13 @@
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::PyErr;
+
+use crate::error::Error;
+
+impl From<Error> for PyErr {
+    fn from(error: Error) -> PyErr {
+        match error {
+            Error::UnknownEncoding(_) => PyValueError::new_err(error.to_string()),
+            Error::Tokenizer(_) => PyRuntimeError::new_err(error.to_string()),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The PyO3 binding layer: takes what it needs out of Python objects, then runs the pure core
+//! (detached from the interpreter when the work is big enough to matter).
+
+pub mod error;
+pub mod prompt;
+pub mod tokens;
