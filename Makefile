@@ -37,7 +37,8 @@ lint-python:
 
 lint-workflows:
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-	zizmor --offline .github/workflows/
+	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	zizmor --offline .github/
 
 bench:
 	$(PYTHON) -m pytest benches --benchmark-enable --benchmark-json=.benchmarks/latest.json
