@@ -128,7 +128,12 @@ fn extract_message(item: &Bound<'_, PyAny>, what: &str, index: usize) -> PyResul
             message.strings.push(Text::extract(text)?);
         } else if key.cast::<PyString>().is_ok_and(|k| k == "content") {
             // Content parts: count the text of each `{"type": "text", "text": ...}` part.
-            if let Ok(parts) = value.cast::<PyList>() {
+            let parts = if let Ok(list) = value.cast::<PyList>() {
+                Some(list.as_sequence().to_tuple()?)
+            } else {
+                value.cast::<PyTuple>().ok().cloned()
+            };
+            if let Some(parts) = parts {
                 for part in parts.iter() {
                     if let Some(text) = part_text(&part)? {
                         message.strings.push(text);

@@ -101,18 +101,24 @@ impl TokenCount {
     }
 }
 
+/// A model name as tiktoken matches it: lone surrogates (which no table entry contains) become
+/// U+FFFD instead of failing, so prefixes still match as they do in Python.
+fn model_name<'a>(model: &'a Bound<'_, PyString>) -> std::borrow::Cow<'a, str> {
+    model.to_string_lossy()
+}
+
 #[pyfunction]
-pub fn encoding_for_model(model: &str) -> Option<&'static str> {
-    tokens::encoding_for_model(model).map(Encoding::name)
+pub fn encoding_for_model(model: &Bound<'_, PyString>) -> Option<&'static str> {
+    tokens::encoding_for_model(&model_name(model)).map(Encoding::name)
 }
 
 #[pyfunction]
 pub fn count_tokens(
     py: Python<'_>,
     prompt: &Bound<'_, PyAny>,
-    model: &str,
+    model: &Bound<'_, PyString>,
 ) -> PyResult<TokenCount> {
-    let encoding = tokens::encoding_for_model(model);
+    let encoding = tokens::encoding_for_model(&model_name(model));
     // Fast path: a plain str, borrowed without a copy.
     if let Ok(text) = prompt.cast::<PyString>() {
         let text = borrow_text(text)?;
@@ -137,9 +143,15 @@ pub fn count_tokens(
 pub fn count_tokens_batch(
     py: Python<'_>,
     prompts: &Bound<'_, PyAny>,
-    model: &str,
+    model: &Bound<'_, PyString>,
 ) -> PyResult<Vec<TokenCount>> {
-    let encoding = tokens::encoding_for_model(model);
+    let encoding = tokens::encoding_for_model(&model_name(model));
+    if prompts.is_instance_of::<PyString>() || prompts.is_instance_of::<pyo3::types::PyBytes>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "prompts must be an iterable of prompts (a list of str or message lists), not a \
+             single str; use count_tokens() for one prompt",
+        ));
+    }
     let prompts = prompts
         .try_iter()?
         .enumerate()

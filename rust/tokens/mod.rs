@@ -5,7 +5,7 @@ mod chat;
 mod models;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tiktoken_rs::CoreBPE;
@@ -69,6 +69,15 @@ impl Encoding {
     /// The loaded tokenizer, built on first use. Building one base64-decodes the whole rank file
     /// (tens of milliseconds), so it happens once per process and every caller shares it.
     pub fn bpe(self) -> &'static CoreBPE {
+        let bpe = self.load();
+        let loaded = &LOADED[self.id() as usize];
+        if !loaded.load(Ordering::Relaxed) {
+            loaded.store(true, Ordering::Relaxed);
+        }
+        bpe
+    }
+
+    fn load(self) -> &'static CoreBPE {
         match self {
             Encoding::Gpt2 | Encoding::R50kBase => tiktoken_rs::r50k_base_singleton(),
             Encoding::P50kBase => tiktoken_rs::p50k_base_singleton(),
@@ -80,23 +89,19 @@ impl Encoding {
     }
 
     /// Loads the tokenizer now and returns how long this call spent loading it (zero when it was
-    /// already loaded, or when another thread finished loading it first).
+    /// already loaded, by a count or by another thread).
     pub fn warm(self) -> Duration {
-        static LOADED: [OnceLock<()>; 7] = [const { OnceLock::new() }; 7];
-        let slot = &LOADED[self.id() as usize];
-        if slot.get().is_some() {
+        if LOADED[self.id() as usize].load(Ordering::Relaxed) {
             return Duration::ZERO;
         }
         let started = Instant::now();
         let _ = self.bpe();
-        let spent = started.elapsed();
-        if slot.set(()).is_ok() {
-            spent
-        } else {
-            Duration::ZERO
-        }
+        started.elapsed()
     }
 }
+
+/// Which encodings have been loaded (set after the first `bpe()` of each).
+static LOADED: [AtomicBool; 7] = [const { AtomicBool::new(false) }; 7];
 
 /// How a count was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
