@@ -9,6 +9,8 @@ pub enum Error {
     /// The BPE engine failed on this input (a regex backtrack limit, or a panic in the vendored
     /// tokenizer). Callers fall back to the heuristic rather than surface this to applications.
     Tokenizer(String),
+    /// A configuration value out of range (buffer capacity, ...).
+    InvalidConfig(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -26,6 +28,7 @@ impl fmt::Display for Error {
                     .join(", ")
             ),
             Self::Tokenizer(why) => write!(f, "tokenizer failed: {why}"),
+            Self::InvalidConfig(why) => f.write_str(why),
         }
     }
 }

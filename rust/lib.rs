@@ -1,8 +1,11 @@
 //! instrumentation-sdk's Rust core. The pure-Rust modules have no PyO3 in them; `py` binds them.
 
+pub mod buffer;
 pub mod cache;
 pub mod error;
+pub mod fork;
 pub mod heuristic;
+pub mod span;
 pub mod tokens;
 
 #[cfg(feature = "python")]
@@ -11,6 +14,8 @@ mod py;
 #[cfg(feature = "python")]
 #[pyo3::pymodule]
 mod _core {
+    #[pymodule_export]
+    use crate::py::span::{install_span_hooks, Batch, SpanCore, SpanSink};
     #[pymodule_export]
     use crate::py::tokens::{
         clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,

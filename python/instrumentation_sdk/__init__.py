@@ -1,11 +1,21 @@
 """instrumentation-sdk: observe LLM calls with spans, exact local token counts and cheap export.
 
->>> from instrumentation_sdk import count_tokens
->>> count_tokens("Hello world!", "gpt-4o").tokens
+>>> from instrumentation_sdk import llm_span_with_tokens
+>>> with llm_span_with_tokens("gpt-4o", "openai", prompt="Hello world!") as span:
+...     span.set_metadata("completion_tokens", 12)
+>>> span.metadata["prompt_tokens"]
 3
 """
 
 from ._core import __version__
+from .pipeline import configure, flush, get_settings, shutdown, stats
+from .spans import (
+    Span,
+    current_span,
+    llm_span,
+    llm_span_with_tokens,
+    with_current_context,
+)
 from .tokens import (
     DEFAULT_MODEL,
     TokenCount,
@@ -20,13 +30,23 @@ from .tokens import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Span",
     "TokenCount",
     "__version__",
     "clear_token_cache",
+    "configure",
     "configure_token_cache",
     "count_tokens",
     "count_tokens_batch",
+    "current_span",
     "encoding_for_model",
+    "flush",
+    "get_settings",
+    "llm_span",
+    "llm_span_with_tokens",
+    "shutdown",
+    "stats",
     "token_cache_stats",
     "warmup",
+    "with_current_context",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 
 from . import __version__
+from .cli_store import STORE_COMMANDS, add_store_commands, run_store_command
 from .tokens import DEFAULT_MODEL, Prompt, TokenCount, count_tokens
 
 __all__ = ["main"]
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the input is a JSON list of chat messages, counted by the OpenAI cookbook rule",
     )
     count.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_store_commands(commands)
     return parser
 
 
@@ -131,6 +133,8 @@ def _count(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command in STORE_COMMANDS:
+        return run_store_command(args)
     try:
         if args.command == "count":
             return _count(args)

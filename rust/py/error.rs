@@ -6,7 +6,9 @@ use crate::error::Error;
 impl From<Error> for PyErr {
     fn from(error: Error) -> PyErr {
         match error {
-            Error::UnknownEncoding(_) => PyValueError::new_err(error.to_string()),
+            Error::UnknownEncoding(_) | Error::InvalidConfig(_) => {
+                PyValueError::new_err(error.to_string())
+            }
             Error::Tokenizer(_) => PyRuntimeError::new_err(error.to_string()),
         }
     }

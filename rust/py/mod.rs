@@ -3,4 +3,5 @@
 
 pub mod error;
 pub mod prompt;
+pub mod span;
 pub mod tokens;

@@ -1,0 +1,15 @@
+"""Where finished spans go. An exporter is any object with ``export(batch: list[dict])``
+(raising means failure; the batch is retried) and an optional ``shutdown()``."""
+
+from .console import ConsoleExporter
+from .jsonl import JsonlExporter
+from .memory import InMemoryExporter
+from .sqlite import SqliteExporter, default_db_path
+
+__all__ = [
+    "ConsoleExporter",
+    "InMemoryExporter",
+    "JsonlExporter",
+    "SqliteExporter",
+    "default_db_path",
+]

@@ -1,0 +1,504 @@
+"""``SqliteExporter``: the embedded default store, one SQLite file that the CLI reads.
+
+Spans go to a table ``spans`` keyed by ``span_id``, one transaction per batch, in WAL mode so the
+``instrumentation-sdk spans`` / ``stats`` commands can read while services write. Several
+processes (forked workers, separate services) may write one file at once: each waits for the
+write lock up to ``busy_timeout``; past that the batch raises and the pipeline retries it, and a
+retried batch never duplicates rows (``ON CONFLICT(span_id) DO NOTHING``).
+
+The schema is versioned with ``PRAGMA user_version`` and grows by appending to ``MIGRATIONS``.
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "spans.db"
+>>> exporter = SqliteExporter(path)
+>>> exporter.export([{
+...     "trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
+...     "parent_span_id": None, "name": "llm", "model": "gpt-4o", "provider": "openai",
+...     "service_name": "api", "user_id": None, "session_id": None, "status": "ok",
+...     "error_type": None, "error_message": None,
+...     "start_time_unix_nano": 1_700_000_000_000_000_000,
+...     "end_time_unix_nano": 1_700_000_000_250_000_000,
+...     "metadata": {"prompt_tokens": 12, "completion_tokens": 40},
+... }])
+>>> exporter.shutdown()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+__all__ = [
+    "BUSY_TIMEOUT_SECONDS",
+    "DB_ENV_VAR",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SqliteExporter",
+    "SqliteSchemaError",
+    "default_db_path",
+    "migrate",
+]
+
+#: Environment variable naming the database file; it wins over the platform's data directory.
+DB_ENV_VAR: Final = "INSTRUMENTATION_SDK_DB"
+
+#: How long a writer waits for another process's write lock before the batch fails (retried).
+BUSY_TIMEOUT_SECONDS: Final = 5.0
+
+#: Schema migrations in order: ``MIGRATIONS[i]`` takes a database from ``user_version == i`` to
+#: ``i + 1``. Each is a sequence of single SQL statements run inside one ``BEGIN IMMEDIATE``
+#: transaction together with the ``user_version`` bump. Never edit a released entry; append.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: the spans table and the indexes the CLI's queries use.
+    (
+        """
+        CREATE TABLE spans (
+            span_id              TEXT PRIMARY KEY NOT NULL,
+            trace_id             TEXT NOT NULL,
+            parent_span_id       TEXT,
+            name                 TEXT NOT NULL,
+            model                TEXT NOT NULL,
+            provider             TEXT,
+            service_name         TEXT,
+            user_id              TEXT,
+            session_id           TEXT,
+            status               TEXT NOT NULL,
+            error_type           TEXT,
+            error_message        TEXT,
+            start_time_unix_nano INTEGER NOT NULL,
+            end_time_unix_nano   INTEGER NOT NULL,
+            duration_ns          INTEGER NOT NULL,
+            prompt_tokens        INTEGER,
+            completion_tokens    INTEGER,
+            metadata             TEXT NOT NULL
+        )
+        """,
+        # `spans --since`, newest-first listing, and the time window of `stats`.
+        "CREATE INDEX spans_start_time ON spans (start_time_unix_nano)",
+        # `spans --trace ID` (exact id or a prefix, as a range scan).
+        "CREATE INDEX spans_trace_id ON spans (trace_id)",
+        # `stats --by model` without a window reads the groups in order.
+        "CREATE INDEX spans_model ON spans (model)",
+        # `spans --errors`: errors are rare, so a partial index keeps the lookup cheap and costs
+        # nothing on the write path of successful spans.
+        "CREATE INDEX spans_errors ON spans (start_time_unix_nano) WHERE status = 'error'",
+    ),
+)
+
+#: The schema version this code writes and reads.
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_COLUMNS: Final = (
+    "span_id",
+    "trace_id",
+    "parent_span_id",
+    "name",
+    "model",
+    "provider",
+    "service_name",
+    "user_id",
+    "session_id",
+    "status",
+    "error_type",
+    "error_message",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "duration_ns",
+    "prompt_tokens",
+    "completion_tokens",
+    "metadata",
+)
+_INSERT: Final = (
+    f"INSERT INTO spans ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
+    "ON CONFLICT(span_id) DO NOTHING"
+)
+_REQUIRED_STR: Final = ("span_id", "trace_id", "name", "model", "status")
+_OPTIONAL_STR: Final = (
+    "parent_span_id",
+    "provider",
+    "service_name",
+    "user_id",
+    "session_id",
+    "error_type",
+    "error_message",
+)
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_MAX_METADATA_DEPTH: Final = 32
+
+Row = tuple[str | int | None, ...]
+
+
+class SqliteSchemaError(RuntimeError):
+    """The database's schema is not one this code can write: it was created by a newer
+    instrumentation-sdk (``user_version`` above ``SCHEMA_VERSION``), or it is some other
+    application's SQLite file."""
+
+
+def default_db_path() -> Path:
+    """Where spans are stored when no path is given.
+
+    1. ``$INSTRUMENTATION_SDK_DB`` when set and not empty (``~`` is expanded);
+    2. on Windows, ``%LOCALAPPDATA%\\instrumentation-sdk\\spans.db``
+       (``~\\AppData\\Local`` when ``LOCALAPPDATA`` is unset);
+    3. elsewhere (Linux, macOS, BSDs), ``$XDG_DATA_HOME/instrumentation-sdk/spans.db``, with
+       ``XDG_DATA_HOME`` defaulting to ``~/.local/share`` when unset, empty or relative (as the
+       XDG base directory specification asks).
+
+    Nothing is created here.
+
+    >>> import os
+    >>> os.environ["INSTRUMENTATION_SDK_DB"] = "/tmp/my-spans.db"
+    >>> default_db_path() == Path("/tmp/my-spans.db")
+    True
+    >>> del os.environ["INSTRUMENTATION_SDK_DB"]
+    """
+    explicit = os.environ.get(DB_ENV_VAR, "")
+    if explicit.strip():
+        return Path(explicit).expanduser()
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA", "")
+        base = Path(local) if local.strip() else Path.home() / "AppData" / "Local"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", "")
+        base = Path(xdg) if xdg.strip() and Path(xdg).is_absolute() else None
+        if base is None:
+            base = Path.home() / ".local" / "share"
+    return base / "instrumentation-sdk" / "spans.db"
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    migrations: Sequence[Sequence[str]] = MIGRATIONS,
+) -> int:
+    """Bring the database behind ``conn`` up to ``len(migrations)``; returns that version.
+
+    Safe when several processes open a fresh database at once: the version is re-read inside a
+    ``BEGIN IMMEDIATE`` transaction (the write lock), so exactly one process runs each migration
+    and the others see its result. A database already at the current version costs one
+    ``PRAGMA`` read and takes no lock. ``conn`` must be in autocommit mode
+    (``isolation_level=None``). Raises ``SqliteSchemaError`` for a database newer than
+    ``migrations`` knows, or one that is not an instrumentation-sdk database.
+
+    >>> conn = sqlite3.connect(":memory:", isolation_level=None)
+    >>> migrate(conn)
+    1
+    >>> conn.execute("PRAGMA user_version").fetchone()[0]
+    1
+    """
+    target = len(migrations)
+    version = _user_version(conn)
+    if version == target:
+        return target
+    _check_not_newer(conn, version, target)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _user_version(conn)  # another process may have migrated meanwhile
+        _check_not_newer(conn, version, target)
+        for number in range(version, target):
+            for statement in migrations[number]:
+                try:
+                    conn.execute(statement)
+                except sqlite3.OperationalError as error:
+                    if number == 0 and "already exists" in str(error):
+                        raise SqliteSchemaError(
+                            f"{_describe(conn)} has user_version 0 but already holds a table or "
+                            f"index this schema creates ({error}): it is not an "
+                            "instrumentation-sdk span database; use another path"
+                        ) from None
+                    raise
+        # PRAGMA takes no parameters; `target` is an int we computed.
+        conn.execute(f"PRAGMA user_version = {int(target)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return target
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def _check_not_newer(conn: sqlite3.Connection, version: int, target: int) -> None:
+    if version > target:
+        raise SqliteSchemaError(
+            f"{_describe(conn)} has schema version {version}, but this instrumentation-sdk knows "
+            f"versions up to {target}: it was written by a newer release. Upgrade "
+            f"instrumentation-sdk, or point {DB_ENV_VAR} at another file."
+        )
+
+
+def _describe(conn: sqlite3.Connection) -> str:
+    for _seq, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return f"the span database {file}" if file else "the span database (in memory)"
+    return "the span database"
+
+
+def _encode_fallback(value: Any) -> Any:
+    """``msgspec`` hook for values JSON cannot hold: store their ``str`` rather than fail the
+    whole batch over one odd metadata value."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<unencodable {type(value).__name__}>"
+
+
+_encode_json: Callable[[Any], bytes] = msgspec.json.Encoder(enc_hook=_encode_fallback).encode
+
+
+def _encode_metadata(metadata: Mapping[str, Any]) -> str:
+    """JSON text of ``metadata``; odd values (non-str keys, objects JSON cannot hold, deep or
+    circular nesting) are stored as strings rather than failing the batch."""
+    try:
+        return _encode_json(metadata).decode()
+    except Exception:
+        pass
+    try:
+        return _encode_json(_jsonable(metadata, 0)).decode()
+    except Exception as error:
+        raise ValueError(f"metadata cannot be encoded as JSON: {error}") from None
+
+
+def _jsonable(value: Any, depth: int) -> Any:
+    if depth > _MAX_METADATA_DEPTH:
+        return _encode_fallback(value)
+    if isinstance(value, Mapping):
+        return {
+            key if isinstance(key, str) else _encode_fallback(key): _jsonable(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(item, depth + 1) for item in value]
+    return value
+
+
+def _token_column(metadata: Mapping[str, Any], key: str) -> int | None:
+    value = metadata.get(key)
+    # bool is an int subclass: True is not a token count.
+    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+        return value
+    return None
+
+
+def _row(record: Mapping[str, Any]) -> Row:
+    """One record as the INSERT's parameters; ``ValueError`` names what is wrong."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"a span record must be a dict, got {type(record).__name__}")
+    try:
+        for key in _REQUIRED_STR:
+            if not isinstance(record[key], str):
+                raise ValueError(f"{key} must be a str, got {type(record[key]).__name__}")
+        for key in _OPTIONAL_STR:
+            value = record.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{key} must be a str or None, got {type(value).__name__}")
+        start = record["start_time_unix_nano"]
+        end = record["end_time_unix_nano"]
+        for key, value in (("start_time_unix_nano", start), ("end_time_unix_nano", end)):
+            if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
+                raise ValueError(f"{key} must be a 64-bit int, got {value!r}")
+        metadata = record.get("metadata")
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, Mapping):
+            raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
+        encoded = _encode_metadata(metadata)
+    except KeyError as missing:
+        raise ValueError(
+            f"span record {record.get('span_id')!r} lacks the key {missing.args[0]!r}"
+        ) from None
+    except (ValueError, msgspec.EncodeError) as error:
+        raise ValueError(f"span record {record.get('span_id')!r}: {error}") from None
+    return (
+        record["span_id"],
+        record["trace_id"],
+        record.get("parent_span_id"),
+        record["name"],
+        record["model"],
+        record.get("provider"),
+        record.get("service_name"),
+        record.get("user_id"),
+        record.get("session_id"),
+        record["status"],
+        record.get("error_type"),
+        record.get("error_message"),
+        start,
+        end,
+        end - start,
+        _token_column(metadata, "prompt_tokens"),
+        _token_column(metadata, "completion_tokens"),
+        encoded,
+    )
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, ``None`` when it does not exist."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+# Connections that must be neither used nor closed: those inherited across fork() (SQLite forbids
+# using them in the child, and closing one there could checkpoint or unlink the parent's WAL),
+# and those to a file since deleted or replaced. Kept referenced here, never touched, so the
+# garbage collector cannot close them either. One per fork or per replaced file: tiny.
+_ABANDONED: list[sqlite3.Connection] = []
+_LIVE_EXPORTERS: weakref.WeakSet[SqliteExporter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for exporter in list(_LIVE_EXPORTERS):
+        exporter._forget_parent_state()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class SqliteExporter:
+    """Write finished spans to a SQLite database (the embedded default exporter).
+
+    ``path`` is the database file; ``None`` means ``default_db_path()``. Nothing is opened until
+    the first non-empty ``export``: then the parent directories are created, the connection is
+    opened (WAL, ``synchronous=NORMAL``, ``busy_timeout``) and the schema migrated. In a forked
+    child the inherited connection is left alone and a new one opened.
+
+    ``export`` writes the batch in one transaction: all of it or nothing. It raises
+    ``sqlite3.OperationalError`` for transient trouble (the lock held past the busy timeout, a
+    full disk), ``SqliteSchemaError`` for a database it cannot write, and ``ValueError`` for a
+    malformed record; in every case nothing of the batch was written. Rows are keyed by
+    ``span_id``, so exporting a batch again (a retry) adds nothing twice.
+
+    >>> import tempfile, pathlib
+    >>> exporter = SqliteExporter(pathlib.Path(tempfile.mkdtemp()) / "nested" / "spans.db")
+    >>> exporter.export([])          # nothing to write: does not even open the file
+    >>> exporter.path.name
+    'spans.db'
+    >>> exporter.shutdown()
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path: Path = Path(path).expanduser() if path is not None else default_db_path()
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        self._file_id: tuple[int, int] | None = None
+        _LIVE_EXPORTERS.add(self)
+
+    def __repr__(self) -> str:
+        return f"SqliteExporter({str(self.path)!r})"
+
+    def export(self, batch: list[dict[str, Any]]) -> None:
+        """Insert ``batch`` in one transaction; spans already stored are left as they are."""
+        if not batch:
+            return
+        rows = [_row(record) for record in batch]
+        self._check_pid()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is shut down")
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback(conn)
+                raise
+
+    def shutdown(self) -> None:
+        """Close the connection (if this process opened one). Idempotent; ``export`` raises
+        ``RuntimeError`` afterwards in this process (a child forked later starts open)."""
+        self._check_pid()
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _check_pid(self) -> None:
+        # Fallback for forks that bypass os.register_at_fork (e.g. a C extension's fork()).
+        if os.getpid() != self._pid:
+            self._forget_parent_state()
+
+    def _forget_parent_state(self) -> None:
+        """In a forked child: drop the parent's connection (unused, unclosed) and its lock (it
+        may have been held by a parent thread that does not exist here). A shutdown in the
+        parent does not carry over: the child's pipeline may use the exporter afresh."""
+        self._lock = threading.Lock()
+        self._closed = False
+        if self._conn is not None:
+            _ABANDONED.append(self._conn)
+            self._conn = None
+        self._pid = os.getpid()
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """Undo a failed batch; a connection that cannot even roll back is discarded (closed),
+        so the next export starts on a fresh one."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self._conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection, opening and migrating it on first use. Call with the lock held.
+
+        A file deleted or replaced since it was opened (``rm spans.db*`` to start afresh while a
+        service runs) is noticed with one ``stat`` per batch: the old connection is closed and
+        a new file created, rather than writing on into an unlinked inode. The old connection is
+        left open and unused.
+        """
+        if self._conn is not None:
+            if self._same_file():
+                return self._conn
+            # Not closed: closing the last connection to a WAL database checkpoints it and
+            # unlinks "<path>-wal" and "<path>-shm" by name, which may by now be another
+            # process's files for the new database.
+            _ABANDONED.append(self._conn)
+            self._conn = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,  # autocommit: transactions are explicit BEGIN/COMMIT
+            # The pipeline may call shutdown() from another thread than the flusher's; every
+            # use is serialized by self._lock.
+            check_same_thread=False,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            # Migrate first: a file that is not ours is refused before anything changes it.
+            migrate(conn)
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent: readers see it too
+            conn.execute("PRAGMA synchronous = NORMAL")  # per connection; safe with WAL
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._file_id = _file_id(self.path)
+        return conn
+
+    def _same_file(self) -> bool:
+        return self._file_id is not None and _file_id(self.path) == self._file_id

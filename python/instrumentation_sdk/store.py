@@ -1,0 +1,390 @@
+"""Read the span database that ``SqliteExporter`` writes: recent spans and per-group statistics.
+
+This is the read side behind ``instrumentation-sdk spans`` and ``instrumentation-sdk stats``. It
+opens the file read-only (``mode=ro``), so it never creates a database, never changes one, and
+can read while services are writing (the database is in WAL mode).
+
+>>> import tempfile, pathlib, time
+>>> from instrumentation_sdk.exporters.sqlite import SqliteExporter
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "spans.db"
+>>> exporter = SqliteExporter(path)
+>>> exporter.export([{
+...     "trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
+...     "parent_span_id": None, "name": "llm", "model": "gpt-4o", "provider": "openai",
+...     "service_name": "api", "user_id": None, "session_id": None, "status": "ok",
+...     "error_type": None, "error_message": None,
+...     "start_time_unix_nano": 1_700_000_000_000_000_000,
+...     "end_time_unix_nano": 1_700_000_000_250_000_000,
+...     "metadata": {"prompt_tokens": 12},
+... }])
+>>> [(s["model"], s["duration_ms"]) for s in list_spans(path)]
+[('gpt-4o', 250.0)]
+>>> [(g["group"], g["count"], g["p95_ms"], g["prompt_tokens"]) for g in span_stats(path)]
+[('gpt-4o', 1, 250.0, 12)]
+>>> list_spans(path, since_ns=time.time_ns() - parse_since("1h"))
+[]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, TypeAlias
+
+import msgspec
+
+from .exporters.sqlite import BUSY_TIMEOUT_SECONDS, DB_ENV_VAR, SCHEMA_VERSION, default_db_path
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "PERCENTILES",
+    "SpanStore",
+    "StoreError",
+    "count_spans",
+    "list_spans",
+    "open_store",
+    "parse_since",
+    "percentile",
+    "span_stats",
+]
+
+GroupBy: TypeAlias = Literal["model", "provider", "service"]
+
+#: ``span_stats(by=...)`` -> the column grouped on.
+GROUP_COLUMNS: Final[dict[str, str]] = {
+    "model": "model",
+    "provider": "provider",
+    "service": "service_name",
+}
+
+#: The latency percentiles ``span_stats`` reports, as ``p<N>_ms`` keys.
+PERCENTILES: Final = (50, 95, 99)
+
+_RECORD_COLUMNS: Final = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "model",
+    "provider",
+    "service_name",
+    "user_id",
+    "session_id",
+    "status",
+    "error_type",
+    "error_message",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "metadata",
+)
+_SELECT_RECORD: Final = f"SELECT {', '.join(_RECORD_COLUMNS)}, duration_ns FROM spans"
+_HEX: Final = re.compile(r"[0-9a-f]{1,32}")
+_SINCE: Final = re.compile(r"(\d+)\s*([smhdw])")
+_UNIT_NS: Final = {
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+    "d": 86_400 * 1_000_000_000,
+    "w": 7 * 86_400 * 1_000_000_000,
+}
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+
+class StoreError(Exception):
+    """The span database cannot be read: missing, not a span database, or from a newer release.
+
+    The message is one line, fit to show a user as is.
+    """
+
+
+class SpanStore:
+    """A read-only connection to one span database; use as a context manager or ``close()``.
+
+    Get one from ``open_store``. The module's functions also accept a path and open (and close)
+    a ``SpanStore`` themselves.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, has_schema: bool) -> None:
+        self.path = path
+        self._conn = conn
+        self._has_schema = has_schema
+
+    def __repr__(self) -> str:
+        return f"SpanStore({str(self.path)!r})"
+
+    def __enter__(self) -> SpanStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        self._conn.close()
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor | None:
+        """Run ``sql``; ``None`` for a file that holds no schema yet (nothing exported)."""
+        if not self._has_schema:
+            return None
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"cannot read the span database {self.path}: {error}") from None
+
+
+def open_store(path: str | os.PathLike[str] | None = None) -> SpanStore:
+    """Open the span database at ``path`` (``None``: ``default_db_path()``) read-only.
+
+    Raises ``StoreError`` when the file does not exist (the message names the path and the
+    ``INSTRUMENTATION_SDK_DB`` variable), is not an SQLite database, or was written by a newer
+    release with a schema this code does not know. An SQLite file with no schema at all (created,
+    but nothing exported yet) opens as an empty store.
+
+    >>> with open_store("/nonexistent/spans.db") as store:  # doctest: +ELLIPSIS
+    ...     pass
+    Traceback (most recent call last):
+    instrumentation_sdk.store.StoreError: no span database at /nonexistent/spans.db: ...
+    """
+    file = Path(path).expanduser() if path is not None else default_db_path()
+    if not file.exists():
+        raise StoreError(
+            f"no span database at {file}: nothing has been exported there yet, or the spans are "
+            f"in another file (set {DB_ENV_VAR} to the file the sqlite exporter writes, or pass "
+            "--db PATH on the command line)"
+        )
+    if file.is_dir():
+        raise StoreError(f"{file} is a directory, not a span database file")
+    uri = f"{file.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot open the span database {file}: {error}") from None
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        raise StoreError(f"{file} is not a span database: {error}") from None
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(
+            f"{file} has schema version {version}, newer than this instrumentation-sdk reads "
+            f"(up to {SCHEMA_VERSION}): upgrade instrumentation-sdk"
+        )
+    if version == 0 and tables:
+        conn.close()
+        raise StoreError(f"{file} is an SQLite database, but not an instrumentation-sdk one")
+    return SpanStore(file, conn, has_schema=version > 0)
+
+
+DbArg: TypeAlias = SpanStore | str | os.PathLike[str]
+
+
+@contextmanager
+def _using(db: DbArg) -> Iterator[SpanStore]:
+    if isinstance(db, SpanStore):
+        yield db
+        return
+    with open_store(db) as store:
+        yield store
+
+
+def _since_param(since_ns: int) -> int:
+    # An absurd window ("10000000w") reaches before 1970; SQLite integers are 64-bit.
+    return min(max(since_ns, _INT64_MIN), _INT64_MAX)
+
+
+def _trace_condition(trace_id: str) -> tuple[str, tuple[Any, ...]]:
+    prefix = trace_id.strip().lower()
+    if not _HEX.fullmatch(prefix):
+        raise ValueError(f"a trace id is 1 to 32 hex digits, got {trace_id!r}")
+    if len(prefix) == 32:
+        return "trace_id = ?", (prefix,)
+    # Every id starting with `prefix` sorts between it and `prefix + "~"` ('~' > 'f'): a range
+    # scan on the index, where LIKE would scan the table.
+    return "trace_id >= ? AND trace_id < ?", (prefix, prefix + "~")
+
+
+def _decode_metadata(text: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return {"_undecodable_metadata": text}
+    return value if isinstance(value, dict) else {"_metadata": value}
+
+
+def list_spans(
+    db: DbArg,
+    *,
+    last: int | None = 20,
+    trace_id: str | None = None,
+    errors_only: bool = False,
+    since_ns: int | None = None,
+) -> list[dict[str, Any]]:
+    """The newest spans first, as exported records plus ``duration_ms`` (a float).
+
+    - ``last``: at most this many (``None``: all of them); a negative number is a ``ValueError``.
+    - ``trace_id``: only spans of this trace; a prefix of the id (such as the 8 digits the CLI
+      shows) matches too. Not hex: ``ValueError``.
+    - ``errors_only``: only spans with ``status == "error"``.
+    - ``since_ns``: only spans that started at or after this Unix time in nanoseconds, e.g.
+      ``time.time_ns() - parse_since("1h")``.
+
+    ``db`` is a ``SpanStore`` or a path. Ties in start time are broken by ``span_id``.
+    """
+    if last is not None and (isinstance(last, bool) or last < 0):
+        raise ValueError(f"last must be a non-negative int or None, got {last!r}")
+    conditions: list[str] = []
+    params: list[Any] = []
+    if trace_id is not None:
+        condition, values = _trace_condition(trace_id)
+        conditions.append(condition)
+        params.extend(values)
+    if errors_only:
+        conditions.append("status = 'error'")  # literal, so the partial index applies
+    if since_ns is not None:
+        conditions.append("start_time_unix_nano >= ?")
+        params.append(_since_param(since_ns))
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = f"{_SELECT_RECORD}{where} ORDER BY start_time_unix_nano DESC, span_id DESC LIMIT ?"
+    params.append(-1 if last is None else min(last, _INT64_MAX))
+    with _using(db) as store:
+        cursor = store._query(sql, tuple(params))
+        rows = cursor.fetchall() if cursor is not None else []
+    records: list[dict[str, Any]] = []
+    for row in rows:
+        record = dict(zip(_RECORD_COLUMNS, row[:-1], strict=True))
+        record["metadata"] = _decode_metadata(record["metadata"])
+        record["duration_ms"] = row[-1] / 1_000_000
+        records.append(record)
+    return records
+
+
+def count_spans(db: DbArg) -> int:
+    """How many spans the database holds (0 for a file with nothing exported yet)."""
+    with _using(db) as store:
+        cursor = store._query("SELECT count(*) FROM spans")
+        return int(cursor.fetchone()[0]) if cursor is not None else 0
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """The ``p``-th percentile (0 < p <= 100) of ascending ``sorted_values`` by the
+    nearest-rank method: the smallest value with at least ``p`` percent of the values at or
+    below it, i.e. ``sorted_values[ceil(p / 100 * n) - 1]``. Always one of the values.
+
+    >>> percentile([10.0, 20.0, 30.0, 40.0], 50)
+    20.0
+    >>> percentile([10.0, 20.0, 30.0, 40.0], 95)
+    40.0
+    >>> percentile([float(v) for v in range(1, 101)], 99)
+    99.0
+    """
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    if not 0 < p <= 100:
+        raise ValueError(f"p must be in (0, 100], got {p!r}")
+    # Exact for integer p: ceil(p * n / 100) in integer arithmetic, no float rounding.
+    n = len(sorted_values)
+    rank = -(-p * n // 100) if isinstance(p, int) else math.ceil(p / 100 * n)
+    return sorted_values[max(1, int(rank)) - 1]
+
+
+def span_stats(
+    db: DbArg,
+    *,
+    since_ns: int | None = None,
+    by: GroupBy = "model",
+) -> list[dict[str, Any]]:
+    """Per-group counts, errors, latency percentiles and token totals, busiest group first.
+
+    ``by`` groups on ``model``, ``provider`` or ``service`` (``service_name``); spans with no
+    provider form the group ``None``. ``since_ns`` keeps spans that started at or after that
+    Unix time in nanoseconds. Each group is a dict:
+
+    - ``group``: the model, provider or service name (or ``None``);
+    - ``count``, ``errors`` (spans with ``status == "error"``), ``error_rate`` (0.0 to 1.0);
+    - ``p50_ms``, ``p95_ms``, ``p99_ms``: exact nearest-rank percentiles (see ``percentile``) of
+      the group's durations, in milliseconds, computed over every span of the group;
+    - ``prompt_tokens``, ``completion_tokens``: totals over the spans that recorded an int
+      count (``None`` when no span of the group did).
+
+    Groups are sorted by count, descending, then by name.
+    """
+    column = GROUP_COLUMNS.get(by)
+    if column is None:
+        raise ValueError(f"by must be one of {', '.join(GROUP_COLUMNS)}, got {by!r}")
+    where, params = "", tuple[Any, ...]()
+    if since_ns is not None:
+        where, params = " WHERE start_time_unix_nano >= ?", (_since_param(since_ns),)
+    sql = (
+        f"SELECT {column}, duration_ns, status = 'error', prompt_tokens, completion_tokens "
+        f"FROM spans{where} ORDER BY {column}, duration_ns"
+    )
+    groups: list[dict[str, Any]] = []
+    with _using(db) as store:
+        cursor = store._query(sql, params)
+        rows: Iterable[Any] = cursor if cursor is not None else ()
+        # Rows arrive grouped and sorted by duration: one group's durations in memory at a time.
+        for key, group_rows in itertools.groupby(rows, key=lambda row: row[0]):
+            durations: list[float] = []
+            errors = 0
+            prompt: int | None = None
+            completion: int | None = None
+            for row in group_rows:
+                durations.append(row[1] / 1_000_000)
+                errors += row[2]
+                if row[3] is not None:
+                    prompt = (prompt or 0) + row[3]
+                if row[4] is not None:
+                    completion = (completion or 0) + row[4]
+            count = len(durations)
+            stats: dict[str, Any] = {
+                "group": key,
+                "count": count,
+                "errors": errors,
+                "error_rate": errors / count,
+            }
+            for p in PERCENTILES:
+                stats[f"p{p}_ms"] = percentile(durations, p)
+            stats["prompt_tokens"] = prompt
+            stats["completion_tokens"] = completion
+            groups.append(stats)
+    groups.sort(key=lambda g: (-g["count"], g["group"] is None, g["group"] or ""))
+    return groups
+
+
+def parse_since(text: str) -> int:
+    """A look-back window such as ``"45s"``, ``"30m"``, ``"1h"``, ``"2d"`` or ``"1w"``, in
+    nanoseconds. A whole number (> 0) and one unit: s, m, h, d, w (lowercase).
+
+    >>> parse_since("1h")
+    3600000000000
+    >>> parse_since("90s") == 90 * 10**9
+    True
+    >>> parse_since("1 fortnight")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: expected a whole number and a unit s, m, h, d or w (...), got '1 fortnight'
+    """
+    match = _SINCE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(
+            "expected a whole number and a unit s, m, h, d or w (such as 45s, 30m, 1h, 2d, 1w), "
+            f"got {text!r}"
+        )
+    amount = int(match.group(1))
+    if amount == 0:
+        raise ValueError(f"the window must be longer than zero, got {text!r}")
+    return amount * _UNIT_NS[match.group(2)]

@@ -1,0 +1,922 @@
+//! Spans as seen from Python: `SpanCore` (the base of `instrumentation_sdk.Span`), the sink that
+//! finished spans go to, and the batches the flusher takes out of it.
+//!
+//! The request thread's whole cost lives here: ids, clocks, metadata and the push are Rust; the
+//! only Python calls are the `ContextVar`'s `get`/`set`/`reset`. Nothing here raises into the
+//! application: faults are reported to the Python layer's `note_fault` hook and swallowed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
+
+use super::prompt::Prompt;
+use crate::buffer::{Push, SpanBuffer};
+use crate::span::{
+    bounded, new_span_id, new_trace_id, write_json, Clock, EncodeReport, Encoded, SpanData, Status,
+    Value, INT_KEYS, STR_KEYS,
+};
+use crate::tokens::{self, count_text, Method};
+
+/// Prompts at least this long are counted with the interpreter detached.
+const DETACH_MIN_BYTES: usize = 1024;
+
+/// A finished span on its way to the exporter.
+pub struct Finished {
+    data: Arc<SpanData>,
+    /// The caller's objects for `Value::Deferred` entries, by index.
+    objects: Vec<Py<PyAny>>,
+}
+
+/// Where finished spans go: the active pipeline's buffer.
+pub struct Sink {
+    buffer: SpanBuffer<Finished>,
+}
+
+static ACTIVE_SINK: ArcSwapOption<Sink> = ArcSwapOption::const_empty();
+
+/// Python callables the span code needs, installed once by `instrumentation_sdk.spans`.
+struct Hooks {
+    /// The `ContextVar` holding the active span.
+    current: Py<PyAny>,
+    /// Starts the pipeline (and activates its sink) when a span ends before there is one.
+    start_pipeline: Py<PyAny>,
+    /// Rebuilds the pipeline in a child process whose sink was inherited through `fork()`.
+    after_fork: Py<PyAny>,
+    /// `note_fault(kind, message)`: counts the SDK's own faults, logs each kind once.
+    note_fault: Py<PyAny>,
+}
+
+static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
+
+#[pyfunction]
+pub fn install_span_hooks(
+    py: Python<'_>,
+    current: Py<PyAny>,
+    start_pipeline: Py<PyAny>,
+    after_fork: Py<PyAny>,
+    note_fault: Py<PyAny>,
+) -> PyResult<()> {
+    HOOKS
+        .set(
+            py,
+            Hooks {
+                current,
+                start_pipeline,
+                after_fork,
+                note_fault,
+            },
+        )
+        .map_err(|_| PyValueError::new_err("span hooks are already installed"))
+}
+
+fn fault(py: Python<'_>, kind: &str, message: &str) {
+    if let Some(hooks) = HOOKS.get(py) {
+        // A failing hook must not turn into an exception in the application either.
+        let _ = hooks.note_fault.call1(py, (kind, message));
+    }
+}
+
+/// Text arguments: a `str` as is; anything else through `str()` (counted as a fault).
+fn text_arg(py: Python<'_>, value: Option<&Bound<'_, PyAny>>, what: &str) -> Option<String> {
+    let value = value?;
+    if value.is_none() {
+        return None;
+    }
+    if let Ok(text) = value.cast::<PyString>() {
+        return Some(text.to_string_lossy().into_owned());
+    }
+    fault(
+        py,
+        "argument_type",
+        &format!("{what} is not a str; recorded its str()"),
+    );
+    value.str().ok().map(|s| s.to_string_lossy().into_owned())
+}
+
+#[pyclass(subclass, module = "instrumentation_sdk._core")]
+pub struct SpanCore {
+    /// The span's data while it is open; empty once it has ended (see `done`).
+    data: SpanData,
+    objects: Vec<Py<PyAny>>,
+    /// The ended span's data, shared with the exporter's copy.
+    done: Option<Arc<SpanData>>,
+    parent: Option<Py<PyAny>>,
+    prompt: Option<Py<PyAny>>,
+    clock: Option<Clock>,
+    token: Option<Py<PyAny>>,
+}
+
+impl SpanCore {
+    fn view(&self) -> &SpanData {
+        self.done.as_deref().unwrap_or(&self.data)
+    }
+
+    fn started(&self) -> bool {
+        self.clock.is_some()
+    }
+}
+
+#[pymethods]
+impl SpanCore {
+    #[new]
+    #[pyo3(signature = (
+        model, provider = None, *, service_name = None, user_id = None, session_id = None,
+        name = None, parent = None, **attributes
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: &Bound<'_, PyAny>,
+        provider: Option<&Bound<'_, PyAny>>,
+        service_name: Option<&Bound<'_, PyAny>>,
+        user_id: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
+        parent: Option<Bound<'_, PyAny>>,
+        attributes: Option<&Bound<'_, PyDict>>,
+    ) -> Self {
+        let mut span = SpanCore {
+            data: SpanData {
+                model: text_arg(py, Some(model), "model").unwrap_or_default(),
+                provider: text_arg(py, provider, "provider"),
+                service_name: text_arg(py, service_name, "service_name"),
+                user_id: text_arg(py, user_id, "user_id"),
+                session_id: text_arg(py, session_id, "session_id"),
+                name: text_arg(py, name, "name").unwrap_or_else(|| "llm".to_owned()),
+                ..SpanData::default()
+            },
+            objects: Vec::new(),
+            done: None,
+            parent: None,
+            prompt: None,
+            clock: None,
+            token: None,
+        };
+        if let Some(parent) = parent.filter(|p| !p.is_none()) {
+            if parent.cast::<SpanCore>().is_ok() {
+                span.parent = Some(parent.unbind());
+            } else {
+                fault(py, "parent_type", "parent= is not a span; ignored");
+            }
+        }
+        if let Some(attributes) = attributes {
+            for (key, value) in attributes.iter() {
+                span.set(py, &key, &value);
+            }
+        }
+        span
+    }
+
+    /// Counts `prompt` when the span starts (`llm_span_with_tokens`).
+    fn _set_prompt(&mut self, prompt: Py<PyAny>) {
+        self.prompt = Some(prompt);
+    }
+
+    #[getter]
+    fn trace_id(&self) -> String {
+        format!("{:032x}", self.view().trace_id)
+    }
+
+    #[getter]
+    fn span_id(&self) -> String {
+        format!("{:016x}", self.view().span_id)
+    }
+
+    #[getter]
+    fn parent_span_id(&self) -> Option<String> {
+        self.view().parent_span_id.map(|id| format!("{id:016x}"))
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.view().name
+    }
+
+    #[getter]
+    fn model(&self) -> &str {
+        &self.view().model
+    }
+
+    #[getter]
+    fn provider(&self) -> Option<&str> {
+        self.view().provider.as_deref()
+    }
+
+    #[getter]
+    fn service_name(&self) -> Option<&str> {
+        self.view().service_name.as_deref()
+    }
+
+    #[getter]
+    fn user_id(&self) -> Option<&str> {
+        self.view().user_id.as_deref()
+    }
+
+    #[getter]
+    fn session_id(&self) -> Option<&str> {
+        self.view().session_id.as_deref()
+    }
+
+    #[getter]
+    fn status(&self) -> &'static str {
+        self.view().status.name()
+    }
+
+    #[getter]
+    fn error_type(&self) -> Option<&str> {
+        self.view().error_type.as_deref()
+    }
+
+    #[getter]
+    fn error_message(&self) -> Option<&str> {
+        self.view().error_message.as_deref()
+    }
+
+    #[getter]
+    fn start_time_unix_nano(&self) -> u64 {
+        self.view().start_time_unix_nano
+    }
+
+    #[getter]
+    fn end_time_unix_nano(&self) -> u64 {
+        self.view().end_time_unix_nano
+    }
+
+    /// True once the span has ended (its metadata is then read-only).
+    #[getter]
+    fn ended(&self) -> bool {
+        self.done.is_some()
+    }
+
+    /// Records `value` under `key`. Never raises.
+    fn set_metadata(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
+        let py = slf.py();
+        match slf.try_borrow_mut() {
+            Ok(mut span) => span.set(py, key, value),
+            Err(_) => fault(
+                py,
+                "metadata_busy",
+                "set_metadata raced with another thread",
+            ),
+        }
+    }
+
+    /// The metadata as a new dict (deferred values are the caller's objects).
+    fn _metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metadata_dict(py, self.view(), &self.objects, None)
+    }
+
+    /// The exported record of this span (as exporters receive it).
+    #[pyo3(signature = (default_service = "unknown_service"))]
+    fn record<'py>(&self, py: Python<'py>, default_service: &str) -> PyResult<Bound<'py, PyDict>> {
+        record_dict(
+            py,
+            self.view(),
+            &self.objects,
+            None,
+            default_service,
+            usize::MAX,
+        )
+        .map(|(d, _)| d)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        let py = slf.py();
+        if let Err(error) = start(&slf) {
+            fault(
+                py,
+                "span_start",
+                &format!("starting a span failed: {error}"),
+            );
+        }
+        slf
+    }
+
+    #[pyo3(signature = (exc_type = None, exc = None, traceback = None))]
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        let _ = (exc_type, traceback);
+        let py = slf.py();
+        if let Err(error) = end(slf, exc.filter(|e| !e.is_none())) {
+            fault(py, "span_end", &format!("ending a span failed: {error}"));
+        }
+        false
+    }
+}
+
+impl SpanCore {
+    fn set(&mut self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
+        if self.done.is_some() {
+            fault(
+                py,
+                "metadata_after_end",
+                "set_metadata called after the span ended; ignored",
+            );
+            return;
+        }
+        let key = if let Ok(key) = key.cast::<PyString>() {
+            key.to_string_lossy().into_owned()
+        } else {
+            fault(
+                py,
+                "metadata_key_not_str",
+                "a metadata key is not a str; used its str()",
+            );
+            match key.str() {
+                Ok(text) => text.to_string_lossy().into_owned(),
+                Err(_) => return,
+            }
+        };
+        let converted = if INT_KEYS.contains(&key.as_str()) {
+            standard_int(py, &key, value)
+        } else if STR_KEYS.contains(&key.as_str()) {
+            standard_str(py, &key, value)
+        } else {
+            plain_value(value)
+        };
+        let value = converted.unwrap_or_else(|| {
+            self.objects.push(value.clone().unbind());
+            Value::Deferred(self.objects.len() - 1)
+        });
+        if key == "session_id" {
+            if let Value::Str(session) = &value {
+                self.data.session_id = Some(session.clone());
+            }
+        }
+        self.data.set(key, value);
+    }
+}
+
+/// Primitives become `Value`s now; anything else is deferred to the flusher (`None`).
+fn plain_value(value: &Bound<'_, PyAny>) -> Option<Value> {
+    if value.is_none() {
+        Some(Value::Null)
+    } else if let Ok(b) = value.cast_exact::<PyBool>() {
+        Some(Value::Bool(b.is_true()))
+    } else if value.is_exact_instance_of::<PyInt>() {
+        value.extract::<i64>().ok().map(Value::Int) // big ints are deferred to msgspec
+    } else if let Ok(f) = value.cast_exact::<PyFloat>() {
+        Some(Value::Float(f.value()))
+    } else if let Ok(s) = value.cast_exact::<PyString>() {
+        // to_string_lossy: a lone surrogate becomes U+FFFD instead of failing the export.
+        Some(Value::Str(s.to_string_lossy().into_owned()))
+    } else {
+        None
+    }
+}
+
+/// `prompt_tokens`, `completion_tokens`, `retry_count`: ints, converted when lossless.
+fn standard_int(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<Value> {
+    if !value.is_instance_of::<PyBool>() {
+        if let Ok(int) = value.extract::<i64>() {
+            return Some(Value::Int(int)); // int, int subclasses, anything with __index__
+        }
+        if let Ok(float) = value.cast::<PyFloat>() {
+            let float = float.value();
+            if float.fract() == 0.0 && float.abs() < 9.0e15 {
+                return Some(Value::Int(float as i64));
+            }
+        }
+        if let Ok(text) = value.cast::<PyString>() {
+            if let Ok(int) = text.to_string_lossy().trim().parse::<i64>() {
+                return Some(Value::Int(int));
+            }
+        }
+    }
+    fault(
+        py,
+        "metadata_type",
+        &format!("metadata {key:?} expects an int; kept the value as given"),
+    );
+    plain_value(value)
+}
+
+/// `actual_model`, `session_id`, `finish_reason`: strs.
+fn standard_str(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<Value> {
+    if let Ok(text) = value.cast::<PyString>() {
+        return Some(Value::Str(text.to_string_lossy().into_owned()));
+    }
+    fault(
+        py,
+        "metadata_type",
+        &format!("metadata {key:?} expects a str; kept the value as given"),
+    );
+    plain_value(value)
+}
+
+struct ParentInfo {
+    trace_id: u128,
+    span_id: u64,
+    service_name: Option<String>,
+    user_id: Option<String>,
+    session_id: Option<String>,
+}
+
+fn parent_info(parent: &Bound<'_, PyAny>) -> Option<ParentInfo> {
+    let parent = parent.cast::<SpanCore>().ok()?;
+    let parent = parent.try_borrow().ok()?;
+    let data = parent.view();
+    parent.started().then(|| ParentInfo {
+        trace_id: data.trace_id,
+        span_id: data.span_id,
+        service_name: data.service_name.clone(),
+        user_id: data.user_id.clone(),
+        session_id: data.session_id.clone(),
+    })
+}
+
+fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
+    let py = slf.py();
+    let hooks = HOOKS.get(py);
+    let explicit_parent = slf.borrow().parent.as_ref().map(|p| p.clone_ref(py));
+    let parent = match explicit_parent {
+        Some(parent) => Some(parent.into_bound(py)),
+        None => match hooks {
+            Some(hooks) => Some(hooks.current.bind(py).call_method0(intern!(py, "get"))?),
+            None => None,
+        },
+    };
+    let parent = parent.as_ref().and_then(parent_info);
+    let prompt = {
+        let mut span = slf.try_borrow_mut()?;
+        if span.started() || span.done.is_some() {
+            return Ok(()); // entered twice: the first entry counts
+        }
+        let data = &mut span.data;
+        if let Some(parent) = parent {
+            data.trace_id = parent.trace_id;
+            data.parent_span_id = Some(parent.span_id);
+            data.service_name = data.service_name.take().or(parent.service_name);
+            data.user_id = data.user_id.take().or(parent.user_id);
+            data.session_id = data.session_id.take().or(parent.session_id);
+        } else {
+            data.trace_id = new_trace_id();
+        }
+        data.span_id = new_span_id();
+        span.prompt.take()
+    };
+    if let Some(prompt) = prompt {
+        let model = slf.borrow().data.model.clone();
+        let count = count_prompt(py, prompt.bind(py), &model);
+        let mut span = slf.try_borrow_mut()?;
+        if let Some(count) = count {
+            span.data.set(
+                "prompt_tokens".into(),
+                Value::Int(i64::try_from(count.tokens).unwrap_or(i64::MAX)),
+            );
+            span.data.set(
+                "token_count_method".into(),
+                Value::Str(count.method.name().to_owned()),
+            );
+            if let Some(encoding) = count.encoding {
+                span.data.set(
+                    "token_encoding".into(),
+                    Value::Str(encoding.name().to_owned()),
+                );
+            }
+        }
+    }
+    let token = match hooks {
+        Some(hooks) => Some(
+            hooks
+                .current
+                .bind(py)
+                .call_method1(intern!(py, "set"), (slf,))?
+                .unbind(),
+        ),
+        None => None,
+    };
+    let mut span = slf.try_borrow_mut()?;
+    span.token = token;
+    // Stamp last, so the span's duration is the block's, not the SDK's.
+    let clock = Clock::start();
+    span.data.start_time_unix_nano = clock.start_unix_nano();
+    span.clock = Some(clock);
+    Ok(())
+}
+
+/// Never fails: a prompt of another type than str or a message list is estimated from its str().
+fn count_prompt(py: Python<'_>, prompt: &Bound<'_, PyAny>, model: &str) -> Option<tokens::Count> {
+    let encoding = tokens::encoding_for_model(model);
+    match Prompt::extract(prompt, "prompt") {
+        Ok(prompt) => Some(if prompt.text_bytes() < DETACH_MIN_BYTES {
+            prompt.count(encoding)
+        } else {
+            py.detach(|| prompt.count(encoding))
+        }),
+        Err(_) => {
+            fault(
+                py,
+                "prompt_type",
+                "the prompt is not a str or a message list; estimated from its str()",
+            );
+            let text = prompt.str().ok()?.to_string_lossy().into_owned();
+            let count = count_text(None, &text);
+            debug_assert_eq!(count.method, Method::Heuristic);
+            Some(count)
+        }
+    }
+}
+
+fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    let py = slf.py();
+    let (finished, token) = {
+        let mut span = slf.try_borrow_mut()?;
+        if span.done.is_some() {
+            return Ok(());
+        }
+        let clock = match span.clock {
+            Some(clock) => clock,
+            None => {
+                // Ended without a successful start: still report it, with fresh ids.
+                span.data.trace_id = new_trace_id();
+                span.data.span_id = new_span_id();
+                Clock::start()
+            }
+        };
+        let mut data = std::mem::take(&mut span.data);
+        data.start_time_unix_nano = clock.start_unix_nano();
+        data.end_time_unix_nano = clock.end_unix_nano();
+        match exc {
+            None => data.status = Status::Ok,
+            Some(exc) => {
+                data.status = Status::Error;
+                data.error_type = exc.get_type().name().ok().map(|n| n.to_string());
+                data.error_message = Some(match exc.str() {
+                    Ok(text) => text.to_string_lossy().into_owned(),
+                    Err(_) => "<str() of the exception failed>".to_owned(),
+                });
+            }
+        }
+        let data = Arc::new(data);
+        span.done = Some(Arc::clone(&data));
+        span.clock.get_or_insert(clock);
+        let objects = span.objects.iter().map(|o| o.clone_ref(py)).collect();
+        (Finished { data, objects }, span.token.take())
+    };
+    if let (Some(token), Some(hooks)) = (token, HOOKS.get(py)) {
+        // ValueError: exited in another context than it was entered in (another task); that
+        // context keeps its own value, so there is nothing to undo here.
+        let _ = hooks
+            .current
+            .bind(py)
+            .call_method1(intern!(py, "reset"), (token,));
+    }
+    submit(py, finished);
+    Ok(())
+}
+
+fn submit(py: Python<'_>, finished: Finished) {
+    let mut finished = finished;
+    // At most: start a pipeline, or rebuild it after a fork, then push again.
+    for _ in 0..2 {
+        let sink = ACTIVE_SINK.load_full();
+        let Some(sink) = sink else {
+            match HOOKS.get(py) {
+                Some(hooks) if hooks.start_pipeline.call0(py).is_ok() => continue,
+                _ => {
+                    fault(
+                        py,
+                        "no_pipeline",
+                        "no span pipeline could be started; span dropped",
+                    );
+                    return;
+                }
+            }
+        };
+        match sink.buffer.push(finished) {
+            Push::Accepted(_) => return,
+            Push::Full(_) => {
+                fault(
+                    py,
+                    "buffer_full",
+                    "the span buffer is full; new spans are dropped",
+                );
+                return;
+            }
+            Push::Closed(_) => {
+                fault(
+                    py,
+                    "after_shutdown",
+                    "a span ended after shutdown(); dropped",
+                );
+                return;
+            }
+            Push::Forked(back) => {
+                // Forked without Python's at-fork hooks (uWSGI forks from C).
+                finished = back;
+                ACTIVE_SINK.store(None);
+                if let Some(hooks) = HOOKS.get(py) {
+                    let _ = hooks.after_fork.call0(py);
+                }
+            }
+        }
+    }
+    fault(
+        py,
+        "no_pipeline",
+        "no span pipeline could be started; span dropped",
+    );
+}
+
+fn value_to_py<'py>(
+    py: Python<'py>,
+    value: &Value,
+    objects: &[Py<PyAny>],
+    encoded: Option<&[Encoded]>,
+    max_value_bytes: usize,
+    report: &mut EncodeReport,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any(),
+        Value::Float(f) => f.into_pyobject(py)?.into_any(),
+        Value::Str(s) => {
+            let (text, cut) = bounded(s, max_value_bytes);
+            report.truncated += u64::from(cut);
+            PyString::new(py, &text).into_any()
+        }
+        Value::Json(json) => {
+            let (text, cut) = bounded(json, max_value_bytes);
+            report.truncated += u64::from(cut);
+            PyString::new(py, &text).into_any()
+        }
+        Value::Deferred(index) => match encoded.and_then(|e| e.get(*index)) {
+            Some(Encoded::Json(json)) if json.len() > max_value_bytes => {
+                report.truncated += 1;
+                PyString::new(py, &bounded(json, max_value_bytes).0).into_any()
+            }
+            Some(Encoded::Text(text)) => {
+                let (text, cut) = bounded(text, max_value_bytes);
+                report.truncated += u64::from(cut);
+                PyString::new(py, &text).into_any()
+            }
+            _ => objects
+                .get(*index)
+                .map_or_else(|| py.None().into_bound(py), |o| o.bind(py).clone()),
+        },
+    })
+}
+
+fn metadata_dict<'py>(
+    py: Python<'py>,
+    data: &SpanData,
+    objects: &[Py<PyAny>],
+    encoded: Option<&[Encoded]>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut report = EncodeReport::default();
+    let dict = PyDict::new(py);
+    for (key, value) in &data.metadata {
+        dict.set_item(
+            key,
+            value_to_py(py, value, objects, encoded, usize::MAX, &mut report)?,
+        )?;
+    }
+    Ok(dict)
+}
+
+fn record_dict<'py>(
+    py: Python<'py>,
+    data: &SpanData,
+    objects: &[Py<PyAny>],
+    encoded: Option<&[Encoded]>,
+    default_service: &str,
+    max_value_bytes: usize,
+) -> PyResult<(Bound<'py, PyDict>, EncodeReport)> {
+    let mut report = EncodeReport::default();
+    let record = PyDict::new(py);
+    let hex_opt = |id: Option<u64>| id.map(|id| format!("{id:016x}"));
+    record.set_item(intern!(py, "trace_id"), format!("{:032x}", data.trace_id))?;
+    record.set_item(intern!(py, "span_id"), format!("{:016x}", data.span_id))?;
+    record.set_item(intern!(py, "parent_span_id"), hex_opt(data.parent_span_id))?;
+    record.set_item(intern!(py, "name"), &data.name)?;
+    record.set_item(intern!(py, "model"), &data.model)?;
+    record.set_item(intern!(py, "provider"), &data.provider)?;
+    record.set_item(
+        intern!(py, "service_name"),
+        data.service_name.as_deref().unwrap_or(default_service),
+    )?;
+    record.set_item(intern!(py, "user_id"), &data.user_id)?;
+    record.set_item(intern!(py, "session_id"), &data.session_id)?;
+    record.set_item(intern!(py, "status"), data.status.name())?;
+    record.set_item(intern!(py, "error_type"), &data.error_type)?;
+    let message = data.error_message.as_deref().map(|m| {
+        let (text, cut) = bounded(m, max_value_bytes);
+        report.truncated += u64::from(cut);
+        text.into_owned()
+    });
+    record.set_item(intern!(py, "error_message"), message)?;
+    record.set_item(
+        intern!(py, "start_time_unix_nano"),
+        data.start_time_unix_nano,
+    )?;
+    record.set_item(intern!(py, "end_time_unix_nano"), data.end_time_unix_nano)?;
+    let metadata = PyDict::new(py);
+    for (key, value) in &data.metadata {
+        let value = value_to_py(py, value, objects, encoded, max_value_bytes, &mut report)?;
+        metadata.set_item(key, value)?;
+    }
+    record.set_item(intern!(py, "metadata"), metadata)?;
+    Ok((record, report))
+}
+
+/// The active pipeline's buffer, from Python's side.
+#[pyclass(frozen, module = "instrumentation_sdk._core")]
+pub struct SpanSink {
+    sink: Arc<Sink>,
+}
+
+#[pymethods]
+impl SpanSink {
+    #[new]
+    fn new(capacity: usize, batch_size: usize) -> PyResult<Self> {
+        let buffer = SpanBuffer::new(capacity)?;
+        buffer.set_wake_at(batch_size);
+        Ok(SpanSink {
+            sink: Arc::new(Sink { buffer }),
+        })
+    }
+
+    /// Make this the sink that ending spans push into.
+    fn activate(&self) {
+        ACTIVE_SINK.store(Some(Arc::clone(&self.sink)));
+    }
+
+    /// Stop being the active sink (if it still is).
+    fn deactivate(&self) {
+        let current = ACTIVE_SINK.load();
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.sink)) {
+            ACTIVE_SINK.store(None);
+        }
+    }
+
+    /// Refuse new spans (counted) and wake the flusher to drain the rest.
+    fn close(&self) {
+        self.sink.buffer.close();
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.sink.buffer.is_closed()
+    }
+
+    fn wake(&self) {
+        self.sink.buffer.wake();
+    }
+
+    /// Wait (detached) until a batch is ready, `wake()` is called, or `timeout` seconds pass.
+    fn wait(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        py.detach(|| self.sink.buffer.wait(timeout))
+    }
+
+    /// Take up to `max_items` finished spans, oldest first.
+    fn drain(&self, max_items: usize) -> Batch {
+        Batch {
+            spans: self.sink.buffer.drain(max_items),
+            encoded: Vec::new(),
+        }
+    }
+
+    #[getter]
+    fn owned_by_this_process(&self) -> bool {
+        self.sink.buffer.is_owned_by_this_process()
+    }
+
+    fn __len__(&self) -> usize {
+        self.sink.buffer.len()
+    }
+
+    /// `accepted`, `dropped` (buffer full), `rejected_closed`, `drained`, `len`, `capacity`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.sink.buffer.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("accepted", stats.accepted)?;
+        dict.set_item("dropped", stats.dropped)?;
+        dict.set_item("rejected_closed", stats.rejected_closed)?;
+        dict.set_item("drained", stats.drained)?;
+        dict.set_item("len", stats.len)?;
+        dict.set_item("capacity", stats.capacity)?;
+        Ok(dict)
+    }
+}
+
+/// A batch of finished spans in the flusher's hands.
+#[pyclass(module = "instrumentation_sdk._core")]
+pub struct Batch {
+    spans: Vec<Finished>,
+    /// Per span, what its deferred values encoded to (filled by `encode_deferred`).
+    encoded: Vec<Vec<Encoded>>,
+}
+
+#[pymethods]
+impl Batch {
+    fn __len__(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Encode every deferred metadata value with `encode(obj) -> bytes` (msgspec); a value it
+    /// cannot encode is replaced by its `repr`. Returns how many were replaced.
+    fn encode_deferred(&mut self, py: Python<'_>, encode: &Bound<'_, PyAny>) -> u64 {
+        let mut replaced = 0;
+        self.encoded = self
+            .spans
+            .iter()
+            .map(|span| {
+                span.objects
+                    .iter()
+                    .map(|object| {
+                        let object = object.bind(py);
+                        let json = encode
+                            .call1((object,))
+                            .ok()
+                            .and_then(|b| b.cast_into::<PyBytes>().ok())
+                            .and_then(|b| String::from_utf8(b.as_bytes().to_vec()).ok());
+                        json.map_or_else(
+                            || {
+                                replaced += 1;
+                                Encoded::Text(object.repr().map_or_else(
+                                    |_| "<unrepresentable>".to_owned(),
+                                    |r| r.to_string_lossy().into_owned(),
+                                ))
+                            },
+                            Encoded::Json,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        replaced
+    }
+
+    /// The batch as JSON Lines (one record per line), encoded with the interpreter detached.
+    /// Returns the bytes and how many values were truncated.
+    fn to_jsonl<'py>(
+        &self,
+        py: Python<'py>,
+        default_service: &str,
+        max_value_bytes: usize,
+    ) -> (Bound<'py, PyBytes>, u64) {
+        let (text, report) = py.detach(|| {
+            let mut out = String::with_capacity(self.spans.len() * 512);
+            let mut report = EncodeReport::default();
+            for (index, span) in self.spans.iter().enumerate() {
+                let encoded = self.encoded.get(index).map_or(&[][..], Vec::as_slice);
+                write_json(
+                    &span.data,
+                    encoded,
+                    default_service,
+                    max_value_bytes,
+                    &mut out,
+                    &mut report,
+                );
+                out.push('\n');
+            }
+            (out, report)
+        });
+        (PyBytes::new(py, text.as_bytes()), report.truncated)
+    }
+
+    /// The batch as records (dicts), the exporter protocol's form. Returns the list and how
+    /// many values were truncated.
+    fn to_records<'py>(
+        &self,
+        py: Python<'py>,
+        default_service: &str,
+        max_value_bytes: usize,
+    ) -> PyResult<(Vec<Bound<'py, PyDict>>, u64)> {
+        let mut truncated = 0;
+        let mut records = Vec::with_capacity(self.spans.len());
+        for (index, span) in self.spans.iter().enumerate() {
+            let encoded = self.encoded.get(index).map(Vec::as_slice);
+            let (record, report) = record_dict(
+                py,
+                &span.data,
+                &span.objects,
+                encoded,
+                default_service,
+                max_value_bytes,
+            )?;
+            truncated += report.truncated;
+            records.push(record);
+        }
+        Ok((records, truncated))
+    }
+
+    /// Drop the Python objects the batch holds (done with the interpreter attached).
+    fn clear(&mut self) {
+        self.spans.clear();
+        self.encoded.clear();
+    }
+}
