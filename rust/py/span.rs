@@ -42,8 +42,11 @@ static ACTIVE_SINK: ArcSwapOption<Sink> = ArcSwapOption::const_empty();
 
 /// Python callables the span code needs, installed once by `instrumentation_sdk.spans`.
 struct Hooks {
-    /// The `ContextVar` holding the active span.
-    current: Py<PyAny>,
+    /// The bound `get`, `set` and `reset` of the `ContextVar` holding the active span (bound
+    /// once, so each call skips the attribute lookup).
+    current_get: Py<PyAny>,
+    current_set: Py<PyAny>,
+    current_reset: Py<PyAny>,
     /// Starts the pipeline (and activates its sink) when a span ends before there is one.
     start_pipeline: Py<PyAny>,
     /// Rebuilds the pipeline in a child process whose sink was inherited through `fork()`.
@@ -62,11 +65,14 @@ pub fn install_span_hooks(
     after_fork: Py<PyAny>,
     note_fault: Py<PyAny>,
 ) -> PyResult<()> {
+    let current = current.bind(py);
     HOOKS
         .set(
             py,
             Hooks {
-                current,
+                current_get: current.getattr("get")?.unbind(),
+                current_set: current.getattr("set")?.unbind(),
+                current_reset: current.getattr("reset")?.unbind(),
                 start_pipeline,
                 after_fork,
                 note_fault,
@@ -442,7 +448,7 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
     let parent = match explicit_parent {
         Some(parent) => Some(parent.into_bound(py)),
         None => match hooks {
-            Some(hooks) => Some(hooks.current.bind(py).call_method0(intern!(py, "get"))?),
+            Some(hooks) => Some(hooks.current_get.bind(py).call0()?),
             None => None,
         },
     };
@@ -487,13 +493,7 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         }
     }
     let token = match hooks {
-        Some(hooks) => Some(
-            hooks
-                .current
-                .bind(py)
-                .call_method1(intern!(py, "set"), (slf,))?
-                .unbind(),
-        ),
+        Some(hooks) => Some(hooks.current_set.bind(py).call1((slf,))?.unbind()),
         None => None,
     };
     let mut span = slf.try_borrow_mut()?;
@@ -567,10 +567,7 @@ fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()
     if let (Some(token), Some(hooks)) = (token, HOOKS.get(py)) {
         // ValueError: exited in another context than it was entered in (another task); that
         // context keeps its own value, so there is nothing to undo here.
-        let _ = hooks
-            .current
-            .bind(py)
-            .call_method1(intern!(py, "reset"), (token,));
+        let _ = hooks.current_reset.bind(py).call1((token,));
     }
     submit(py, finished);
     Ok(())
