@@ -92,8 +92,8 @@ class Pipeline:
         self._export_jsonl = getattr(self.exporter, "export_jsonl", None)
         self._abort = threading.Event()
         self._progress = threading.Condition()
-        self._resolved = 0
-        self.in_flight = 0
+        self._resolved = 0  # spans drained and then exported or dropped
+        self._exporter_closed = False
         self.counts: Counter[str] = Counter()
         self._thread = threading.Thread(
             target=self._run, name="instrumentation-sdk-flusher", daemon=True
@@ -127,15 +127,12 @@ class Pipeline:
             size = len(batch)
             if not size:
                 return
-            with self._progress:
-                self.in_flight = size
             exported = False
             try:
                 exported = self._export(batch)
             finally:
                 batch.clear()
                 with self._progress:
-                    self.in_flight = 0
                     self._resolved += size
                     self.counts["exported" if exported else "dropped_export_failed"] += size
                     self._progress.notify_all()
@@ -190,8 +187,8 @@ class Pipeline:
             note_fault("shutdown_timeout", "shutdown timed out before every span was exported")
             return False
         shutdown_exporter = getattr(self.exporter, "shutdown", None)
-        if callable(shutdown_exporter) and not self.counts["exporter_shut_down"]:
-            self.counts["exporter_shut_down"] = 1
+        if callable(shutdown_exporter) and not self._exporter_closed:
+            self._exporter_closed = True
             try:
                 shutdown_exporter()
             except Exception:
@@ -199,10 +196,12 @@ class Pipeline:
         return True
 
     def figures(self) -> dict[str, int]:
-        sink = self.sink.stats()
         with self._progress:
             counts = Counter(self.counts)
-            buffered = sink["len"] + self.in_flight
+            resolved = self._resolved
+        sink = self.sink.stats()  # read after `resolved`, so accepted >= resolved
+        # Queued or in the flusher's hands: every accepted span not yet exported or dropped.
+        buffered = sink["accepted"] - resolved
         counts["dropped_buffer_full"] = sink["dropped"]
         counts["dropped_after_shutdown"] = sink["rejected_closed"]
         counts["buffered"] = buffered
