@@ -54,12 +54,15 @@ pub struct SpanBuffer<T> {
     signal: (Mutex<()>, Condvar),
 }
 
+/// The ring is allocated up front, so its size is bounded (about 200 MB of slots at most).
+pub const MAX_CAPACITY: usize = 1 << 22;
+
 impl<T> SpanBuffer<T> {
     pub fn new(capacity: usize) -> Result<Self> {
-        if capacity == 0 {
-            return Err(Error::InvalidConfig(
-                "buffer capacity must be at least 1".to_owned(),
-            ));
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(Error::InvalidConfig(format!(
+                "buffer capacity must be between 1 and {MAX_CAPACITY}, got {capacity}"
+            )));
         }
         Ok(SpanBuffer {
             queue: ManuallyDrop::new(ArrayQueue::new(capacity)),
@@ -200,11 +203,13 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn zero_capacity_is_a_config_error() {
-        assert!(matches!(
-            SpanBuffer::<u32>::new(0),
-            Err(Error::InvalidConfig(_))
-        ));
+    fn capacity_out_of_range_is_a_config_error() {
+        for capacity in [0, MAX_CAPACITY + 1, usize::MAX] {
+            assert!(matches!(
+                SpanBuffer::<u32>::new(capacity),
+                Err(Error::InvalidConfig(_))
+            ));
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod py;
 #[pyo3::pymodule]
 mod _core {
     #[pymodule_export]
-    use crate::py::span::{install_span_hooks, Batch, SpanCore, SpanSink};
+    use crate::py::span::{install_span_hooks, orphaned_spans, Batch, SpanCore, SpanSink};
     #[pymodule_export]
     use crate::py::tokens::{
         clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,

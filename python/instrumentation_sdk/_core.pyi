@@ -21,6 +21,7 @@ __all__ = [
     "encoding_names",
     "install_span_hooks",
     "model_table",
+    "orphaned_spans",
     "token_cache_stats",
     "warmup_encodings",
 ]
@@ -140,3 +141,4 @@ def install_span_hooks(
     after_fork: Callable[[], None],
     note_fault: Callable[[str, str], None],
 ) -> None: ...
+def orphaned_spans() -> int: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +18,10 @@ __all__ = ["ENV_PREFIX", "Exporter", "Settings", "settings_from_env"]
 
 ENV_PREFIX = "INSTRUMENTATION_SDK_"
 EXPORTER_NAMES = ("sqlite", "jsonl", "console", "memory", "none")
+#: The span buffer is allocated up front; the Rust core refuses more slots than this.
+MAX_BUFFER_CAPACITY = 1 << 22
+#: Longer waits than this cannot be expressed to the platform's lock primitives.
+MAX_SECONDS = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
 
 
 @runtime_checkable
@@ -48,27 +53,16 @@ class Settings:
 
     def validated(self) -> Settings:
         """Return self, or raise ``ValueError`` naming the first bad field."""
-        for name in ("batch_size", "buffer_capacity", "max_value_bytes"):
-            _positive_int(name, getattr(self, name))
-        _non_negative_int("export_retries", self.export_retries)
+        for name in ("batch_size", "buffer_capacity", "max_value_bytes", "export_retries"):
+            _check_field(name, getattr(self, name))
         for name in ("flush_interval", "retry_backoff", "retry_backoff_max", "exit_timeout"):
-            _positive_number(name, getattr(self, name))
+            _check_field(name, getattr(self, name))
+        _check_field("service_name", self.service_name)
+        _check_field("exporter", self.exporter)
         if self.batch_size > self.buffer_capacity:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must not exceed buffer_capacity "
                 f"({self.buffer_capacity})"
-            )
-        if not isinstance(self.service_name, str) or not self.service_name:
-            raise ValueError(f"service_name must be a non-empty str, got {self.service_name!r}")
-        if isinstance(self.exporter, str):
-            if self.exporter not in EXPORTER_NAMES:
-                raise ValueError(
-                    f"exporter must be one of {', '.join(EXPORTER_NAMES)} or an object with "
-                    f"export(batch), got {self.exporter!r}"
-                )
-        elif not callable(getattr(self.exporter, "export", None)):
-            raise ValueError(
-                f"exporter must have an export(batch) method, got {type(self.exporter).__name__}"
             )
         return self
 
@@ -81,24 +75,43 @@ class Settings:
         return replace(self, **overrides)
 
 
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _non_negative_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-
-
-def _positive_number(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+def _check_field(name: str, value: object) -> None:
+    """Raise ``ValueError`` if one field's value is out of its own range."""
+    if name in ("batch_size", "buffer_capacity", "max_value_bytes", "export_retries"):
+        low = 0 if name == "export_retries" else 1
+        high = MAX_BUFFER_CAPACITY if name in ("batch_size", "buffer_capacity") else 1 << 40
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an int from {low} to {high}, got {value!r}")
+    elif name in ("flush_interval", "retry_backoff", "retry_backoff_max", "exit_timeout"):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 < value <= MAX_SECONDS
+        ):
+            raise ValueError(
+                f"{name} must be a number of seconds above 0 and at most {MAX_SECONDS:g}, "
+                f"got {value!r}"
+            )
+    elif name == "service_name":
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"service_name must be a non-empty str, got {value!r}")
+    elif name == "exporter":
+        if isinstance(value, str):
+            if value not in EXPORTER_NAMES:
+                raise ValueError(
+                    f"exporter must be one of {', '.join(EXPORTER_NAMES)} or an object with "
+                    f"export(batch), got {value!r}"
+                )
+        elif isinstance(value, type):
+            raise ValueError(
+                f"exporter must be an instance, got the class {value.__name__} "
+                f"(did you mean {value.__name__}()?)"
+            )
+        elif not callable(getattr(value, "export", None)):
+            raise ValueError(
+                f"exporter must have an export(batch) method, got {type(value).__name__}"
+            )
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -133,6 +146,13 @@ def settings_from_env(
         overrides["service_name"] = otel_service
     if env.get(f"{ENV_PREFIX}DB"):
         overrides["sqlite_path"] = env[f"{ENV_PREFIX}DB"]
+
+    def reject(message: str) -> None:
+        if on_error is None:
+            raise ValueError(message)
+        on_error(message)
+
+    raw_values: dict[str, str] = {}
     for name, parse in _PARSERS.items():
         variable = f"{ENV_PREFIX}{name.upper()}"
         raw = env.get(variable)
@@ -140,12 +160,23 @@ def settings_from_env(
             continue
         try:
             value = parse(raw)
-            Settings(**{**overrides, name: value}).validated()
+            if name not in ("jsonl_path", "sqlite_path"):
+                _check_field(name, value)
         except (ValueError, TypeError) as error:
-            message = f"ignoring {variable}={raw!r}: {error}"
-            if on_error is None:
-                raise ValueError(message) from None
-            on_error(message)
+            reject(f"ignoring {variable}={raw!r}: {error}")
             continue
         overrides[name] = value
-    return Settings(**overrides)
+        raw_values[name] = raw
+    # Checks across fields, on the final combination.
+    settings = Settings(**overrides)
+    if settings.batch_size > settings.buffer_capacity:
+        dropped = "batch_size" if "batch_size" in raw_values else "buffer_capacity"
+        reject(
+            f"ignoring {ENV_PREFIX}{dropped.upper()}={raw_values[dropped]!r}: batch_size "
+            f"({settings.batch_size}) must not exceed buffer_capacity ({settings.buffer_capacity})"
+        )
+        overrides.pop(dropped)
+        settings = Settings(**overrides)
+        if settings.batch_size > settings.buffer_capacity:
+            settings = replace(settings, batch_size=settings.buffer_capacity)
+    return settings

@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -66,14 +67,15 @@ class _Faults:
         self.counts: Counter[str] = Counter()
         self.warned: set[str] = set()
 
-    def note(self, kind: str, message: str) -> None:
+    def note(self, kind: str, message: str, *, count: bool = True) -> None:
         with self.lock:
-            self.counts[kind] += 1
+            if count:
+                self.counts[kind] += 1
             first = kind not in self.warned
             self.warned.add(kind)
         if first:  # logging reports its own failures (Handler.handleError); it never raises
             logger.warning(
-                "instrumentation-sdk: %s (further %r faults are counted in stats(), not logged)",
+                "instrumentation-sdk: %s (further %r events are counted in stats(), not logged)",
                 message,
                 kind,
                 exc_info=sys.exc_info()[0] is not None,
@@ -93,6 +95,7 @@ class Pipeline:
         self._abort = threading.Event()
         self._progress = threading.Condition()
         self._resolved = 0  # spans drained and then exported or dropped
+        self._abandoned = False  # shutdown gave up on the spans this pipeline still held
         self._exporter_closed = False
         self.counts: Counter[str] = Counter()
         self._thread = threading.Thread(
@@ -133,13 +136,21 @@ class Pipeline:
             finally:
                 batch.clear()
                 with self._progress:
-                    self._resolved += size
-                    self.counts["exported" if exported else "dropped_export_failed"] += size
+                    if not self._abandoned:  # else already counted as dropped at shutdown
+                        self._resolved += size
+                        self.counts["exported" if exported else "dropped_export_failed"] += size
                     self._progress.notify_all()
 
     def _export(self, batch: _core.Batch) -> bool:
         settings = self.settings
-        self.counts["unencodable"] += batch.encode_deferred(self._encode)
+        unencodable = batch.encode_deferred(self._encode)
+        if unencodable:
+            self.counts["unencodable"] += unencodable
+            _faults.note(
+                "unencodable",
+                "a metadata value could not be encoded as JSON; exported its repr() instead",
+                count=False,
+            )
         payload: Any
         if self._export_jsonl is not None:
             payload, truncated = batch.to_jsonl(settings.service_name, settings.max_value_bytes)
@@ -147,7 +158,14 @@ class Pipeline:
         else:
             payload, truncated = batch.to_records(settings.service_name, settings.max_value_bytes)
             send = self.exporter.export
-        self.counts["truncated"] += truncated
+        if truncated:
+            self.counts["truncated"] += truncated
+            _faults.note(
+                "truncated",
+                f"a metadata value was over max_value_bytes ({settings.max_value_bytes}); "
+                "exported it truncated with a marker",
+                count=False,
+            )
         for attempt in range(settings.export_retries + 1):
             try:
                 send(payload)
@@ -176,23 +194,34 @@ class Pipeline:
 
     def shutdown(self, timeout: float | None) -> bool:
         """Export what is buffered (waiting at most ``timeout``), stop the flusher, close the
-        exporter. Spans ending afterwards are dropped and counted."""
+        exporter. Spans ending afterwards are dropped and counted; spans still held when the
+        time is up are counted as dropped (``dropped_at_shutdown``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         if not self.closed:
             self.sink.deactivate()
             self.sink.close()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
         if self._thread.is_alive():
-            self._abort.set()  # stop retrying; what is left stays counted as buffered
-            note_fault("shutdown_timeout", "shutdown timed out before every span was exported")
+            self._abort.set()  # stop retrying
+            with self._progress:
+                if not self._abandoned:
+                    self._abandoned = True
+                    held = self.sink.stats()["accepted"] - self._resolved
+                    self.counts["dropped_at_shutdown"] += held
+                    self._resolved += held
+                self._progress.notify_all()
+            note_fault("shutdown_timeout", "shutdown timed out; the spans still held are dropped")
             return False
-        shutdown_exporter = getattr(self.exporter, "shutdown", None)
-        if callable(shutdown_exporter) and not self._exporter_closed:
+        if not self._exporter_closed:
             self._exporter_closed = True
-            try:
-                shutdown_exporter()
-            except Exception:
-                note_fault("exporter_shutdown", f"{type(self.exporter).__name__}.shutdown failed")
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            outcome = _call_bounded(getattr(self.exporter, "shutdown", None), remaining)
+            if outcome != "returned":
+                note_fault(
+                    "exporter_shutdown", f"{type(self.exporter).__name__}.shutdown {outcome}"
+                )
+            return outcome != "timed out"  # a raising shutdown() lost no span
         return True
 
     def figures(self) -> dict[str, int]:
@@ -204,6 +233,7 @@ class Pipeline:
         buffered = sink["accepted"] - resolved
         counts["dropped_buffer_full"] = sink["dropped"]
         counts["dropped_after_shutdown"] = sink["rejected_closed"]
+        # `dropped_at_shutdown` spans were accepted, then given up on: they are in `resolved`.
         counts["buffered"] = buffered
         counts["produced"] = sink["accepted"] + sink["dropped"] + sink["rejected_closed"]
         return dict(counts)
@@ -213,10 +243,9 @@ class Pipeline:
 
 _lock = threading.RLock()
 _active: Pipeline | None = None
-_retired: Counter[str] = Counter()  # figures of pipelines replaced by configure()
+_retired: list[Pipeline] = []  # pipelines replaced by configure(); their figures stay live
 _faults = _Faults()
 _inherited: tuple[Settings, Exporter] | None = None  # a forked child's recipe for its pipeline
-_hooks_installed = False
 
 
 def note_fault(kind: str, message: str) -> None:
@@ -227,6 +256,8 @@ def note_fault(kind: str, message: str) -> None:
 def _pipeline() -> Pipeline:
     global _active
     with _lock:
+        if _active is not None and _active.pid != os.getpid():
+            after_fork_in_child()  # forked without Python's hooks (e.g. uWSGI)
         if _active is None:
             if _inherited is not None:
                 settings, exporter = _inherited
@@ -234,8 +265,14 @@ def _pipeline() -> Pipeline:
             else:
                 settings = settings_from_env(on_error=lambda message: logger.warning(message))
                 _active = Pipeline(settings.validated())
-            _install_process_hooks()
         return _active
+
+
+def _running() -> Pipeline | None:
+    """The pipeline of this process, if one was started (never the parent's, after a fork)."""
+    if _active is not None and _active.pid != os.getpid():
+        after_fork_in_child()
+    return _active
 
 
 def start_default_pipeline() -> None:
@@ -257,12 +294,13 @@ def configure(
     export_retries: int | None = None,
     exit_timeout: float | None = None,
 ) -> None:
-    """Replace the span pipeline (the old one is flushed and shut down first).
+    """Replace the span pipeline: new spans go to the new one at once, then the old one is
+    flushed and shut down (waiting at most its ``exit_timeout``).
 
     Unset arguments take their ``INSTRUMENTATION_SDK_*`` environment value or the default.
     ``exporter`` is an object with ``export(batch)`` or one of ``"sqlite"`` (default: the local
     store), ``"jsonl"``, ``"console"``, ``"memory"``, ``"none"``. Raises ``ValueError`` for a bad
-    value.
+    value, leaving the running pipeline untouched.
 
     >>> from instrumentation_sdk.exporters import InMemoryExporter
     >>> configure(exporter=InMemoryExporter(), batch_size=64, flush_interval=0.5)
@@ -283,15 +321,18 @@ def configure(
         if value is not None
     }
     base = settings_from_env(on_error=lambda message: logger.warning(message))
+    if batch_size is None and type(buffer_capacity) is int and buffer_capacity > 0:
+        # A small buffer with the default batch size: the batch is the whole buffer.
+        overrides["batch_size"] = min(base.batch_size, buffer_capacity)
     settings = base.with_overrides(**overrides).validated()
+    new = Pipeline(settings)
     with _lock:
-        old = _active
-        _active = None
+        old = _running()
+        _active = new
         if old is not None:
-            old.shutdown(old.settings.exit_timeout)
-            _retired.update(old.figures())
-        _active = Pipeline(settings)
-        _install_process_hooks()
+            _retired.append(old)
+    if old is not None:
+        old.shutdown(old.settings.exit_timeout)  # outside the lock: spans keep flowing to `new`
 
 
 def get_settings() -> Settings:
@@ -302,7 +343,7 @@ def get_settings() -> Settings:
 def flush(timeout: float | None = 5.0) -> bool:
     """Wait until every span that ended before this call is exported (or dropped after its
     retries). Returns False if ``timeout`` seconds passed first."""
-    pipeline = _active
+    pipeline = _running()
     if pipeline is None:
         return True
     return pipeline.flush(timeout)
@@ -311,52 +352,85 @@ def flush(timeout: float | None = 5.0) -> bool:
 def shutdown(timeout: float | None = 5.0) -> bool:
     """Flush and stop the pipeline; later spans are dropped and counted. ``configure()`` starts
     a new one. Returns False if ``timeout`` passed before everything was exported."""
-    pipeline = _active
+    pipeline = _running()
     if pipeline is None:
         return True
     return pipeline.shutdown(timeout)
 
 
 def stats() -> dict[str, Any]:
-    """The pipeline's figures since the process started.
+    """The pipeline's figures since the process started (or, in a forked child, since the fork).
 
     ``produced`` spans = ``exported`` + ``dropped`` + ``buffered``. ``dropped`` adds up
-    ``dropped_buffer_full``, ``dropped_export_failed`` and ``dropped_after_shutdown``.
+    ``dropped_buffer_full``, ``dropped_export_failed``, ``dropped_at_shutdown`` (held when a
+    shutdown timed out), ``dropped_after_shutdown`` and ``dropped_no_pipeline``.
     ``truncated``/``unencodable`` count metadata values that were cut or replaced by their
     ``repr``; ``export_errors`` failed export calls, ``retries`` the retries among them;
     ``span_faults`` the SDK's own swallowed faults (by kind in ``faults``).
     """
     with _lock:
-        figures = Counter(_retired)
-        if _active is not None:
-            figures.update(_active.figures())
+        current = _running()
+        pipelines = [*_retired, *([current] if current is not None else [])]
+    figures: Counter[str] = Counter()
+    for pipeline in pipelines:
+        figures.update(pipeline.figures())
+    orphaned = _core.orphaned_spans() - _orphaned_before
+    figures["dropped_no_pipeline"] += orphaned
+    figures["produced"] += orphaned
     with _faults.lock:
         faults = dict(_faults.counts)
-    keys = (
-        "produced",
-        "exported",
-        "buffered",
+    dropped_kinds = (
         "dropped_buffer_full",
         "dropped_export_failed",
+        "dropped_at_shutdown",
         "dropped_after_shutdown",
-        "truncated",
-        "unencodable",
-        "export_errors",
-        "retries",
+        "dropped_no_pipeline",
     )
-    result: dict[str, Any] = {key: figures[key] for key in keys}
-    result["dropped"] = (
-        figures["dropped_buffer_full"]
-        + figures["dropped_export_failed"]
-        + figures["dropped_after_shutdown"]
-    )
+    result: dict[str, Any] = {
+        key: figures[key]
+        for key in (
+            "produced",
+            "exported",
+            "buffered",
+            *dropped_kinds,
+            "truncated",
+            "unencodable",
+            "export_errors",
+            "retries",
+        )
+    }
+    result["dropped"] = sum(figures[kind] for kind in dropped_kinds)
     result["span_faults"] = sum(faults.values())
     result["faults"] = faults
     result["token_cache"] = token_cache_stats()
     return result
 
 
+_orphaned_before = 0  # the core's count at the last fork (the child counts its own)
+
+
 # -- exit and fork ---------------------------------------------------------------------------------
+
+
+def _call_bounded(function: Callable[[], object] | None, timeout: float | None) -> str:
+    """Run ``function`` on a daemon thread, waiting at most ``timeout``: an exporter's own
+    ``shutdown()`` must not hold up the application's exit. Returns ``"returned"``,
+    ``"raised"`` or ``"timed out"``."""
+    if not callable(function):
+        return "returned"
+    outcome: list[str] = []
+
+    def run() -> None:
+        try:
+            function()
+            outcome.append("returned")
+        except BaseException:
+            outcome.append("raised")
+
+    worker = threading.Thread(target=run, name="instrumentation-sdk-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0] if outcome else "timed out"
 
 
 def _at_exit() -> None:
@@ -366,39 +440,37 @@ def _at_exit() -> None:
 
 
 def after_fork_in_child() -> None:
-    """Give the child a clean slate: no inherited spans, locks or threads; its pipeline starts
-    on its first span with the parent's settings and exporter (exporters reopen per process)."""
-    global _active, _lock, _retired, _faults, _inherited
+    """Give the child a clean slate: no inherited spans, locks, threads or figures; its pipeline
+    starts on its first span with the parent's settings and exporter (exporters reopen their
+    files and connections per process)."""
+    global _active, _lock, _retired, _faults, _inherited, _orphaned_before
     parent = _active
     _lock = threading.RLock()
-    _retired = Counter()
+    _retired = []
     _faults = _Faults()
     _active = None
+    _orphaned_before = _core.orphaned_spans()
     if parent is not None:
         parent.sink.deactivate()  # the core also refuses it: its buffer is the parent's
         _inherited = (parent.settings, parent.exporter)
 
 
-def _run_at_exit_in_multiprocessing_child() -> None:
+def _multiprocessing_child_started(_owner: object) -> None:
     # multiprocessing's forked children leave through os._exit(), which skips atexit.
     import multiprocessing.util
 
     multiprocessing.util.Finalize(None, _at_exit, exitpriority=100)
 
 
-_MULTIPROCESSING_HOOK_OWNER: Callable[[], None] = _run_at_exit_in_multiprocessing_child
-
-
 def _install_process_hooks() -> None:
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=after_fork_in_child)
     import multiprocessing.util
 
     multiprocessing.util.register_after_fork(
-        _MULTIPROCESSING_HOOK_OWNER, lambda _owner: _run_at_exit_in_multiprocessing_child()
+        _multiprocessing_child_started, _multiprocessing_child_started
     )
+
+
+_install_process_hooks()

@@ -5,7 +5,8 @@
 //! only Python calls are the `ContextVar`'s `get`/`set`/`reset`. Nothing here raises into the
 //! application: faults are reported to the Python layer's `note_fault` hook and swallowed.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -39,6 +40,15 @@ pub struct Sink {
 }
 
 static ACTIVE_SINK: ArcSwapOption<Sink> = ArcSwapOption::const_empty();
+
+/// Spans that ended when no pipeline could take them (counted, reported by `stats()`).
+static ORPHANED: AtomicU64 = AtomicU64::new(0);
+
+/// How many spans were dropped because no pipeline could be started for them.
+#[pyfunction]
+pub fn orphaned_spans() -> u64 {
+    ORPHANED.load(Ordering::Relaxed)
+}
 
 /// Python callables the span code needs, installed once by `instrumentation_sdk.spans`.
 struct Hooks {
@@ -105,8 +115,10 @@ fn text_arg(py: Python<'_>, value: Option<&Bound<'_, PyAny>>, what: &str) -> Opt
     value.str().ok().map(|s| s.to_string_lossy().into_owned())
 }
 
-#[pyclass(subclass, module = "instrumentation_sdk._core")]
-pub struct SpanCore {
+/// A span's mutable state. The lock is only ever held in pure Rust (never across a call into
+/// Python, which could re-enter the span or wait for another thread), so concurrent use of one
+/// span from several threads blocks for nanoseconds instead of failing.
+struct SpanState {
     /// The span's data while it is open; empty once it has ended (see `done`).
     data: SpanData,
     objects: Vec<Py<PyAny>>,
@@ -118,13 +130,57 @@ pub struct SpanCore {
     token: Option<Py<PyAny>>,
 }
 
-impl SpanCore {
+impl SpanState {
     fn view(&self) -> &SpanData {
         self.done.as_deref().unwrap_or(&self.data)
     }
 
     fn started(&self) -> bool {
         self.clock.is_some()
+    }
+
+    fn insert(&mut self, key: String, value: Converted) {
+        let value = match value {
+            Converted::Value(value) => value,
+            Converted::Object(object) => {
+                self.objects.push(object);
+                Value::Deferred(self.objects.len() - 1)
+            }
+        };
+        if key == "session_id" {
+            if let Value::Str(session) = &value {
+                self.data.session_id = Some(session.clone());
+            }
+        }
+        self.data.set(key, value);
+    }
+}
+
+/// A metadata value after conversion: a primitive, or the caller's object for the flusher.
+enum Converted {
+    Value(Value),
+    Object(Py<PyAny>),
+}
+
+#[pyclass(frozen, subclass, module = "instrumentation_sdk._core")]
+pub struct SpanCore {
+    state: Mutex<SpanState>,
+}
+
+impl SpanCore {
+    fn lock(&self) -> MutexGuard<'_, SpanState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A copy of what Python-facing readers need, taken under the lock and used outside it.
+    fn snapshot(&self, py: Python<'_>) -> (Arc<SpanData>, Vec<Py<PyAny>>) {
+        let state = self.lock();
+        let data = match &state.done {
+            Some(done) => Arc::clone(done),
+            None => Arc::new(state.data.clone()),
+        };
+        let objects = state.objects.iter().map(|o| o.clone_ref(py)).collect();
+        (data, objects)
     }
 }
 
@@ -147,7 +203,7 @@ impl SpanCore {
         parent: Option<Bound<'_, PyAny>>,
         attributes: Option<&Bound<'_, PyDict>>,
     ) -> Self {
-        let mut span = SpanCore {
+        let mut state = SpanState {
             data: SpanData {
                 model: text_arg(py, Some(model), "model").unwrap_or_default(),
                 provider: text_arg(py, provider, "provider"),
@@ -166,130 +222,146 @@ impl SpanCore {
         };
         if let Some(parent) = parent.filter(|p| !p.is_none()) {
             if parent.cast::<SpanCore>().is_ok() {
-                span.parent = Some(parent.unbind());
+                state.parent = Some(parent.unbind());
             } else {
                 fault(py, "parent_type", "parent= is not a span; ignored");
             }
         }
         if let Some(attributes) = attributes {
             for (key, value) in attributes.iter() {
-                span.set(py, &key, &value);
+                if let Some((key, value)) = convert(py, &key, &value) {
+                    state.insert(key, value);
+                }
             }
         }
-        span
+        SpanCore {
+            state: Mutex::new(state),
+        }
     }
 
     /// Counts `prompt` when the span starts (`llm_span_with_tokens`).
-    fn _set_prompt(&mut self, prompt: Py<PyAny>) {
-        self.prompt = Some(prompt);
+    fn _set_prompt(&self, prompt: Py<PyAny>) {
+        let previous = self.lock().prompt.replace(prompt);
+        drop(previous); // outside the lock: dropping may run Python code
     }
 
     #[getter]
     fn trace_id(&self) -> String {
-        format!("{:032x}", self.view().trace_id)
+        format!("{:032x}", self.lock().view().trace_id)
     }
 
     #[getter]
     fn span_id(&self) -> String {
-        format!("{:016x}", self.view().span_id)
+        format!("{:016x}", self.lock().view().span_id)
     }
 
     #[getter]
     fn parent_span_id(&self) -> Option<String> {
-        self.view().parent_span_id.map(|id| format!("{id:016x}"))
+        self.lock()
+            .view()
+            .parent_span_id
+            .map(|id| format!("{id:016x}"))
     }
 
     #[getter]
-    fn name(&self) -> &str {
-        &self.view().name
+    fn name(&self) -> String {
+        self.lock().view().name.clone()
     }
 
     #[getter]
-    fn model(&self) -> &str {
-        &self.view().model
+    fn model(&self) -> String {
+        self.lock().view().model.clone()
     }
 
     #[getter]
-    fn provider(&self) -> Option<&str> {
-        self.view().provider.as_deref()
+    fn provider(&self) -> Option<String> {
+        self.lock().view().provider.clone()
     }
 
     #[getter]
-    fn service_name(&self) -> Option<&str> {
-        self.view().service_name.as_deref()
+    fn service_name(&self) -> Option<String> {
+        self.lock().view().service_name.clone()
     }
 
     #[getter]
-    fn user_id(&self) -> Option<&str> {
-        self.view().user_id.as_deref()
+    fn user_id(&self) -> Option<String> {
+        self.lock().view().user_id.clone()
     }
 
     #[getter]
-    fn session_id(&self) -> Option<&str> {
-        self.view().session_id.as_deref()
+    fn session_id(&self) -> Option<String> {
+        self.lock().view().session_id.clone()
     }
 
     #[getter]
     fn status(&self) -> &'static str {
-        self.view().status.name()
+        self.lock().view().status.name()
     }
 
     #[getter]
-    fn error_type(&self) -> Option<&str> {
-        self.view().error_type.as_deref()
+    fn error_type(&self) -> Option<String> {
+        self.lock().view().error_type.clone()
     }
 
     #[getter]
-    fn error_message(&self) -> Option<&str> {
-        self.view().error_message.as_deref()
+    fn error_message(&self) -> Option<String> {
+        self.lock().view().error_message.clone()
     }
 
     #[getter]
     fn start_time_unix_nano(&self) -> u64 {
-        self.view().start_time_unix_nano
+        self.lock().view().start_time_unix_nano
     }
 
     #[getter]
     fn end_time_unix_nano(&self) -> u64 {
-        self.view().end_time_unix_nano
+        self.lock().view().end_time_unix_nano
     }
 
     /// True once the span has ended (its metadata is then read-only).
     #[getter]
     fn ended(&self) -> bool {
-        self.done.is_some()
+        self.lock().done.is_some()
     }
 
     /// Records `value` under `key`. Never raises.
-    fn set_metadata(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
-        let py = slf.py();
-        match slf.try_borrow_mut() {
-            Ok(mut span) => span.set(py, key, value),
-            Err(_) => fault(
+    fn set_metadata(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
+        if self.lock().done.is_some() {
+            fault(
                 py,
-                "metadata_busy",
-                "set_metadata raced with another thread",
-            ),
+                "metadata_after_end",
+                "set_metadata called after the span ended; ignored",
+            );
+            return;
         }
+        // Convert first: it may call into Python (__index__, __str__), never under the lock.
+        let Some((key, value)) = convert(py, key, value) else {
+            return;
+        };
+        let mut state = self.lock();
+        if state.done.is_some() {
+            drop(state);
+            fault(
+                py,
+                "metadata_after_end",
+                "set_metadata called after the span ended; ignored",
+            );
+            return;
+        }
+        state.insert(key, value);
     }
 
     /// The metadata as a new dict (deferred values are the caller's objects).
     fn _metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        metadata_dict(py, self.view(), &self.objects, None)
+        let (data, objects) = self.snapshot(py);
+        metadata_dict(py, &data, &objects, None)
     }
 
     /// The exported record of this span (as exporters receive it).
     #[pyo3(signature = (default_service = "unknown_service"))]
     fn record<'py>(&self, py: Python<'py>, default_service: &str) -> PyResult<Bound<'py, PyDict>> {
-        record_dict(
-            py,
-            self.view(),
-            &self.objects,
-            None,
-            default_service,
-            usize::MAX,
-        )
-        .map(|(d, _)| d)
+        let (data, objects) = self.snapshot(py);
+        record_dict(py, &data, &objects, None, default_service, usize::MAX).map(|(d, _)| d)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -312,55 +384,39 @@ impl SpanCore {
         traceback: Option<&Bound<'_, PyAny>>,
     ) -> bool {
         let _ = (exc_type, traceback);
-        let py = slf.py();
-        if let Err(error) = end(slf, exc.filter(|e| !e.is_none())) {
-            fault(py, "span_end", &format!("ending a span failed: {error}"));
-        }
+        end(slf, exc.filter(|e| !e.is_none()));
         false
     }
 }
 
-impl SpanCore {
-    fn set(&mut self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
-        if self.done.is_some() {
-            fault(
-                py,
-                "metadata_after_end",
-                "set_metadata called after the span ended; ignored",
-            );
-            return;
-        }
-        let key = if let Ok(key) = key.cast::<PyString>() {
-            key.to_string_lossy().into_owned()
-        } else {
-            fault(
-                py,
-                "metadata_key_not_str",
-                "a metadata key is not a str; used its str()",
-            );
-            match key.str() {
-                Ok(text) => text.to_string_lossy().into_owned(),
-                Err(_) => return,
-            }
-        };
-        let converted = if INT_KEYS.contains(&key.as_str()) {
-            standard_int(py, &key, value)
-        } else if STR_KEYS.contains(&key.as_str()) {
-            standard_str(py, &key, value)
-        } else {
-            plain_value(value)
-        };
-        let value = converted.unwrap_or_else(|| {
-            self.objects.push(value.clone().unbind());
-            Value::Deferred(self.objects.len() - 1)
-        });
-        if key == "session_id" {
-            if let Value::Str(session) = &value {
-                self.data.session_id = Some(session.clone());
-            }
-        }
-        self.data.set(key, value);
-    }
+/// A metadata key and value, converted without holding any lock. `None`: nothing to record.
+fn convert(
+    py: Python<'_>,
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+) -> Option<(String, Converted)> {
+    let key = if let Ok(key) = key.cast::<PyString>() {
+        key.to_string_lossy().into_owned()
+    } else {
+        fault(
+            py,
+            "metadata_key_not_str",
+            "a metadata key is not a str; used its str()",
+        );
+        key.str().ok()?.to_string_lossy().into_owned()
+    };
+    let converted = if INT_KEYS.contains(&key.as_str()) {
+        standard_int(py, &key, value)
+    } else if STR_KEYS.contains(&key.as_str()) {
+        standard_str(py, &key, value)
+    } else {
+        plain_value(value)
+    };
+    let converted = match converted {
+        Some(value) => Converted::Value(value),
+        None => Converted::Object(value.clone().unbind()),
+    };
+    Some((key, converted))
 }
 
 /// Primitives become `Value`s now; anything else is deferred to the flusher (`None`).
@@ -430,9 +486,9 @@ struct ParentInfo {
 
 fn parent_info(parent: &Bound<'_, PyAny>) -> Option<ParentInfo> {
     let parent = parent.cast::<SpanCore>().ok()?;
-    let parent = parent.try_borrow().ok()?;
-    let data = parent.view();
-    parent.started().then(|| ParentInfo {
+    let state = parent.get().lock();
+    let data = state.view();
+    state.started().then(|| ParentInfo {
         trace_id: data.trace_id,
         span_id: data.span_id,
         service_name: data.service_name.clone(),
@@ -443,8 +499,9 @@ fn parent_info(parent: &Bound<'_, PyAny>) -> Option<ParentInfo> {
 
 fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
     let py = slf.py();
+    let span = slf.get();
     let hooks = HOOKS.get(py);
-    let explicit_parent = slf.borrow().parent.as_ref().map(|p| p.clone_ref(py));
+    let explicit_parent = span.lock().parent.as_ref().map(|p| p.clone_ref(py));
     let parent = match explicit_parent {
         Some(parent) => Some(parent.into_bound(py)),
         None => match hooks {
@@ -453,12 +510,12 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         },
     };
     let parent = parent.as_ref().and_then(parent_info);
-    let prompt = {
-        let mut span = slf.try_borrow_mut()?;
-        if span.started() || span.done.is_some() {
+    let (prompt, model) = {
+        let mut state = span.lock();
+        if state.started() || state.done.is_some() {
             return Ok(()); // entered twice: the first entry counts
         }
-        let data = &mut span.data;
+        let data = &mut state.data;
         if let Some(parent) = parent {
             data.trace_id = parent.trace_id;
             data.parent_span_id = Some(parent.span_id);
@@ -469,23 +526,24 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
             data.trace_id = new_trace_id();
         }
         data.span_id = new_span_id();
-        span.prompt.take()
+        // Mark it started now, so a second __enter__ (another thread) does nothing.
+        state.clock = Some(Clock::start());
+        let model = state.prompt.is_some().then(|| state.data.model.clone());
+        (state.prompt.take(), model)
     };
-    if let Some(prompt) = prompt {
-        let model = slf.borrow().data.model.clone();
+    if let (Some(prompt), Some(model)) = (prompt, model) {
         let count = count_prompt(py, prompt.bind(py), &model);
-        let mut span = slf.try_borrow_mut()?;
+        drop(prompt);
         if let Some(count) = count {
-            span.data.set(
-                "prompt_tokens".into(),
-                Value::Int(i64::try_from(count.tokens).unwrap_or(i64::MAX)),
-            );
-            span.data.set(
+            let mut state = span.lock();
+            let tokens = i64::try_from(count.tokens).unwrap_or(i64::MAX);
+            state.data.set("prompt_tokens".into(), Value::Int(tokens));
+            state.data.set(
                 "token_count_method".into(),
                 Value::Str(count.method.name().to_owned()),
             );
             if let Some(encoding) = count.encoding {
-                span.data.set(
+                state.data.set(
                     "token_encoding".into(),
                     Value::Str(encoding.name().to_owned()),
                 );
@@ -496,12 +554,14 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         Some(hooks) => Some(hooks.current_set.bind(py).call1((slf,))?.unbind()),
         None => None,
     };
-    let mut span = slf.try_borrow_mut()?;
-    span.token = token;
-    // Stamp last, so the span's duration is the block's, not the SDK's.
+    let mut state = span.lock();
+    let previous = state.token.replace(token.unwrap_or_else(|| py.None()));
+    // Stamp last, so the span's duration is the block's, not the SDK's (counting included).
     let clock = Clock::start();
-    span.data.start_time_unix_nano = clock.start_unix_nano();
-    span.clock = Some(clock);
+    state.data.start_time_unix_nano = clock.start_unix_nano();
+    state.clock = Some(clock);
+    drop(state);
+    drop(previous);
     Ok(())
 }
 
@@ -528,60 +588,68 @@ fn count_prompt(py: Python<'_>, prompt: &Bound<'_, PyAny>, model: &str) -> Optio
     }
 }
 
-fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+/// The exception's class name and message, taken before any lock (str() runs Python code).
+fn error_of(exc: &Bound<'_, PyAny>) -> (Option<String>, String) {
+    let kind = exc.get_type().name().ok().map(|n| n.to_string());
+    let message = match exc.str() {
+        Ok(text) => text.to_string_lossy().into_owned(),
+        Err(_) => "<str() of the exception failed>".to_owned(),
+    };
+    (kind, message)
+}
+
+fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
     let py = slf.py();
+    let error = exc.map(error_of);
     let (finished, token) = {
-        let mut span = slf.try_borrow_mut()?;
-        if span.done.is_some() {
-            return Ok(());
+        let mut state = slf.get().lock();
+        if state.done.is_some() {
+            return;
         }
-        let clock = match span.clock {
+        let clock = match state.clock {
             Some(clock) => clock,
             None => {
                 // Ended without a successful start: still report it, with fresh ids.
-                span.data.trace_id = new_trace_id();
-                span.data.span_id = new_span_id();
+                state.data.trace_id = new_trace_id();
+                state.data.span_id = new_span_id();
                 Clock::start()
             }
         };
-        let mut data = std::mem::take(&mut span.data);
+        let mut data = std::mem::take(&mut state.data);
         data.start_time_unix_nano = clock.start_unix_nano();
         data.end_time_unix_nano = clock.end_unix_nano();
-        match exc {
+        match error {
             None => data.status = Status::Ok,
-            Some(exc) => {
+            Some((kind, message)) => {
                 data.status = Status::Error;
-                data.error_type = exc.get_type().name().ok().map(|n| n.to_string());
-                data.error_message = Some(match exc.str() {
-                    Ok(text) => text.to_string_lossy().into_owned(),
-                    Err(_) => "<str() of the exception failed>".to_owned(),
-                });
+                data.error_type = kind;
+                data.error_message = Some(message);
             }
         }
         let data = Arc::new(data);
-        span.done = Some(Arc::clone(&data));
-        span.clock.get_or_insert(clock);
-        let objects = span.objects.iter().map(|o| o.clone_ref(py)).collect();
-        (Finished { data, objects }, span.token.take())
+        state.done = Some(Arc::clone(&data));
+        state.clock.get_or_insert(clock);
+        let objects = state.objects.iter().map(|o| o.clone_ref(py)).collect();
+        (Finished { data, objects }, state.token.take())
     };
-    if let (Some(token), Some(hooks)) = (token, HOOKS.get(py)) {
+    if let (Some(token), Some(hooks)) = (token.filter(|t| !t.is_none(py)), HOOKS.get(py)) {
         // ValueError: exited in another context than it was entered in (another task); that
         // context keeps its own value, so there is nothing to undo here.
         let _ = hooks.current_reset.bind(py).call1((token,));
     }
     submit(py, finished);
-    Ok(())
 }
 
 fn submit(py: Python<'_>, finished: Finished) {
     let mut finished = finished;
-    // At most: start a pipeline, or rebuild it after a fork, then push again.
-    for _ in 0..2 {
+    // At most: rebuild the pipeline after a fork, start it, then push again.
+    for _ in 0..3 {
         let sink = ACTIVE_SINK.load_full();
         let Some(sink) = sink else {
             match HOOKS.get(py) {
                 Some(hooks) if hooks.start_pipeline.call0(py).is_ok() => continue,
                 _ => {
+                    ORPHANED.fetch_add(1, Ordering::Relaxed);
                     fault(
                         py,
                         "no_pipeline",
@@ -619,6 +687,7 @@ fn submit(py: Python<'_>, finished: Finished) {
             }
         }
     }
+    ORPHANED.fetch_add(1, Ordering::Relaxed);
     fault(
         py,
         "no_pipeline",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from ._fork import ProcessLock
 
 __all__ = ["ConsoleExporter", "format_span"]
 
@@ -26,11 +27,11 @@ def format_span(record: dict[str, Any]) -> str:
     parts = [
         start.strftime("%Y-%m-%dT%H:%M:%S.") + f"{start.microsecond // 1000:03d}Z",
         f"{record['status']:<5}",
-        record["name"],
-        record["model"],
+        _one_line(record["name"]),
+        _one_line(record["model"]),
     ]
     if record.get("provider"):
-        parts.append(record["provider"])
+        parts.append(_one_line(record["provider"]))
     parts.append(f"{millis:.1f}ms")
     metadata = record.get("metadata") or {}
     for key, label in (("prompt_tokens", "prompt"), ("completion_tokens", "completion")):
@@ -41,8 +42,17 @@ def format_span(record: dict[str, Any]) -> str:
     if record.get("parent_span_id"):
         parts.append(f"parent={record['parent_span_id'][:8]}")
     if record.get("error_type"):
-        parts.append(f"error={record['error_type']}: {record.get('error_message') or ''}")
+        message = record.get("error_message") or ""
+        parts.append(f"error={_one_line(record['error_type'])}: {_one_line(message)}")
     return " ".join(parts)
+
+
+def _one_line(value: object) -> str:
+    """The text with line breaks (and other control characters) escaped: one span, one line."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConsoleExporter:
@@ -50,12 +60,12 @@ class ConsoleExporter:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
-        self._lock = threading.Lock()
+        self._lock = ProcessLock()
 
     def export(self, batch: list[dict[str, Any]]) -> None:
         stream = self._stream if self._stream is not None else sys.stderr
         text = "".join(format_span(record) + "\n" for record in batch)
-        with self._lock:
+        with self._lock.here():
             stream.write(text)
             stream.flush()
 

@@ -9,11 +9,12 @@ descriptor would share the lock).
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from ._fork import ProcessLock
 
 __all__ = ["JsonlExporter"]
 
@@ -33,7 +34,7 @@ class JsonlExporter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._encoder = msgspec.json.Encoder()
-        self._lock = threading.Lock()
+        self._lock = ProcessLock()
         self._fd: int | None = None
         self._pid = 0
 
@@ -59,7 +60,7 @@ class JsonlExporter:
         encodes a batch without the interpreter)."""
         if not lines:
             return
-        with self._lock:
+        with self._lock.here():
             fd = self._descriptor()
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -73,7 +74,7 @@ class JsonlExporter:
                     fcntl.flock(fd, fcntl.LOCK_UN)
 
     def shutdown(self) -> None:
-        with self._lock:
+        with self._lock.here():
             if self._fd is not None and self._pid == os.getpid():
                 os.close(self._fd)
             self._fd = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -23,10 +24,18 @@ class InMemoryExporter:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._pid = os.getpid()
+        self._changed = threading.Condition(threading.Lock())
         self._spans: list[dict[str, Any]] = []
         self.batches = 0
+
+    @property
+    def _lock(self) -> threading.Condition:
+        # A forked child gets a fresh lock (an inherited one may be held by a vanished thread).
+        if self._pid != os.getpid():
+            self._changed = threading.Condition(threading.Lock())
+            self._pid = os.getpid()
+        return self._changed
 
     @property
     def spans(self) -> list[dict[str, Any]]:
@@ -35,10 +44,10 @@ class InMemoryExporter:
             return list(self._spans)
 
     def export(self, batch: list[dict[str, Any]]) -> None:
-        with self._changed:
+        with self._lock:
             self._spans.extend(batch)
             self.batches += 1
-            self._changed.notify_all()
+            self._lock.notify_all()
 
     def clear(self) -> None:
         """Forget every record."""
@@ -48,8 +57,9 @@ class InMemoryExporter:
 
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         """Wait until at least ``count`` records arrived; False on timeout."""
-        with self._changed:
-            return self._changed.wait_for(lambda: len(self._spans) >= count, timeout)
+        changed = self._lock
+        with changed:
+            return changed.wait_for(lambda: len(self._spans) >= count, timeout)
 
     def shutdown(self) -> None:
         """Nothing to release."""
