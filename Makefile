@@ -27,6 +27,7 @@ lint: lint-rust lint-python lint-workflows
 
 lint-rust:
 	cargo fmt --all --check
+	cargo clippy --locked --all-targets --features python -- -D warnings
 	cargo clippy --locked --all-targets --all-features -- -D warnings
 
 lint-python:

@@ -148,6 +148,7 @@ impl<T> SpanBuffer<T> {
             .1
             .wait_timeout_while(guard, timeout, |()| {
                 !self.wake_requested.load(Ordering::Acquire)
+                    && !self.closed.load(Ordering::Relaxed)
                     && self.queue.len() < self.wake_at.load(Ordering::Relaxed)
             })
             .unwrap_or_else(PoisonError::into_inner);

@@ -448,7 +448,7 @@ impl Estimator {
             }
         }
         // One token per group of up to 3 digits.
-        if self.len % 3 == 0 {
+        if self.len.is_multiple_of(3) {
             self.total += UNIT;
         }
         self.len += 1;
@@ -653,7 +653,7 @@ mod tests {
         assert!(errors.len() >= 150, "corpus has {} samples", errors.len());
         errors.sort_by(f64::total_cmp);
         let mid = errors.len() / 2;
-        let median = if errors.len() % 2 == 0 {
+        let median = if errors.len().is_multiple_of(2) {
             f64::midpoint(errors[mid - 1], errors[mid])
         } else {
             errors[mid]

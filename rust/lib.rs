@@ -5,17 +5,29 @@ pub mod cache;
 pub mod error;
 pub mod fork;
 pub mod heuristic;
+pub mod jsonl;
 pub mod span;
 pub mod tokens;
 
 #[cfg(feature = "python")]
 mod py;
 
+/// Spans are allocated on request threads and freed on the flusher thread; mimalloc handles
+/// such cross-thread frees without the arena lock contention of the system allocator.
+#[cfg(feature = "python")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(feature = "python")]
 #[pyo3::pymodule]
 mod _core {
     #[pymodule_export]
-    use crate::py::span::{install_span_hooks, orphaned_spans, Batch, SpanCore, SpanSink};
+    use crate::py::jsonl::JsonlFile;
+    #[pymodule_export]
+    use crate::py::span::{
+        install_span_hooks, llm_span, llm_span_with_tokens, orphaned_spans, Batch, Ready, SpanCore,
+        SpanSink,
+    };
     #[pymodule_export]
     use crate::py::tokens::{
         clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,

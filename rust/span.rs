@@ -1,6 +1,7 @@
 //! A finished span's data and its exported JSON form, with no Python in it, so the flusher can
 //! encode whole batches with the interpreter detached.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,20 @@ use crate::fork;
 /// Keys of the spec's metadata table whose values keep a type.
 pub const INT_KEYS: [&str; 3] = ["prompt_tokens", "completion_tokens", "retry_count"];
 pub const STR_KEYS: [&str; 3] = ["actual_model", "session_id", "finish_reason"];
+/// Keys the SDK records itself.
+pub const SDK_KEYS: [&str; 2] = ["token_count_method", "token_encoding"];
+
+pub const DEFAULT_NAME: &str = "llm";
+
+/// `key` as a static string when it is one of the keys above (no allocation), else owned.
+pub fn metadata_key(key: &str) -> Cow<'static, str> {
+    INT_KEYS
+        .iter()
+        .chain(&STR_KEYS)
+        .chain(&SDK_KEYS)
+        .find(|known| **known == key)
+        .map_or_else(|| Cow::Owned(key.to_owned()), |known| Cow::Borrowed(*known))
+}
 
 pub const TRUNCATION_MARKER: &str = "...[truncated {} bytes]";
 
@@ -57,7 +72,8 @@ pub struct SpanData {
     pub trace_id: u128,
     pub span_id: u64,
     pub parent_span_id: Option<u64>,
-    pub name: String,
+    /// `Cow` so the default name and the standard metadata keys cost no allocation per span.
+    pub name: Cow<'static, str>,
     pub model: String,
     pub provider: Option<String>,
     pub service_name: Option<String>,
@@ -68,12 +84,12 @@ pub struct SpanData {
     pub error_message: Option<String>,
     pub start_time_unix_nano: u64,
     pub end_time_unix_nano: u64,
-    pub metadata: Vec<(String, Value)>,
+    pub metadata: Vec<(Cow<'static, str>, Value)>,
 }
 
 impl SpanData {
     /// Sets `key`, replacing an earlier value (keys keep their first position).
-    pub fn set(&mut self, key: String, value: Value) {
+    pub fn set(&mut self, key: Cow<'static, str>, value: Value) {
         if let Some(slot) = self.metadata.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = value;
         } else {

@@ -1,15 +1,17 @@
 """Type stub for the compiled core. Private: use the names ``instrumentation_sdk`` exports."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from os import PathLike
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self, final
-
-from typing_extensions import disjoint_base
+from typing import Any, Final, Literal, final
 
 __version__: Final[str]
 __all__ = [
     "Batch",
-    "SpanCore",
+    "JsonlFile",
+    "Ready",
+    "Span",
     "SpanSink",
     "TokenCount",
     "__version__",
@@ -20,6 +22,8 @@ __all__ = [
     "encoding_for_model",
     "encoding_names",
     "install_span_hooks",
+    "llm_span",
+    "llm_span_with_tokens",
     "model_table",
     "orphaned_spans",
     "token_cache_stats",
@@ -53,8 +57,8 @@ def configure_token_cache(
 def clear_token_cache() -> None: ...
 def token_cache_stats() -> dict[str, Any]: ...
 
-@disjoint_base
-class SpanCore:
+@final
+class Span:
     def __new__(
         cls,
         model: str,
@@ -64,10 +68,9 @@ class SpanCore:
         user_id: str | None = None,
         session_id: str | None = None,
         name: str | None = None,
-        parent: SpanCore | None = None,
+        parent: Span | None = None,
         **attributes: Any,
-    ) -> Self: ...
-    def _set_prompt(self, prompt: object) -> None: ...
+    ) -> Span: ...
     @property
     def trace_id(self) -> str: ...
     @property
@@ -98,16 +101,54 @@ class SpanCore:
     def end_time_unix_nano(self) -> int: ...
     @property
     def ended(self) -> bool: ...
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
     def set_metadata(self, key: str, value: Any) -> None: ...
-    def _metadata(self) -> dict[str, Any]: ...
     def record(self, default_service: str = "unknown_service") -> dict[str, Any]: ...
-    def __enter__(self) -> Self: ...
+    def __enter__(self) -> Span: ...
     def __exit__(
         self,
         exc_type: type[BaseException] | None = None,
         exc: BaseException | None = None,
         traceback: TracebackType | None = None,
-    ) -> Literal[False]: ...
+    ) -> bool: ...
+    def __aenter__(self) -> Ready: ...
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> Ready: ...
+
+@final
+class Ready:
+    def __await__(self) -> Ready: ...
+    def __iter__(self) -> Ready: ...
+    def __next__(self) -> Any: ...
+
+def llm_span(
+    model: str,
+    provider: str | None = None,
+    *,
+    service_name: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    name: str | None = None,
+    parent: Span | None = None,
+    **attributes: Any,
+) -> Span: ...
+def llm_span_with_tokens(
+    model: str,
+    provider: str | None = None,
+    *,
+    prompt: object,
+    service_name: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    name: str | None = None,
+    parent: Span | None = None,
+    **attributes: Any,
+) -> Span: ...
 
 @final
 class SpanSink:
@@ -120,6 +161,15 @@ class SpanSink:
     def wake(self) -> None: ...
     def wait(self, timeout: float) -> bool: ...
     def drain(self, max_items: int) -> Batch: ...
+    def export_jsonl(
+        self,
+        file: JsonlFile,
+        timeout: float,
+        max_items: int,
+        default_service: str,
+        max_value_bytes: int,
+        encode: Callable[[Any], bytes],
+    ) -> tuple[int, int, int, bytes | None, str | None]: ...
     @property
     def owned_by_this_process(self) -> bool: ...
     def __len__(self) -> int: ...
@@ -142,3 +192,11 @@ def install_span_hooks(
     note_fault: Callable[[str, str], None],
 ) -> None: ...
 def orphaned_spans() -> int: ...
+
+@final
+class JsonlFile:
+    def __new__(cls, path: str | PathLike[str]) -> JsonlFile: ...
+    @property
+    def path(self) -> Path: ...
+    def append(self, data: bytes) -> None: ...
+    def close(self) -> None: ...

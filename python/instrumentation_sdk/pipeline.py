@@ -91,6 +91,8 @@ class Pipeline:
         self.sink = _core.SpanSink(settings.buffer_capacity, settings.batch_size)
         self.pid = os.getpid()
         self._encode = msgspec.json.Encoder().encode
+        # Fast path: the core drains, encodes and appends in one call, without the interpreter.
+        self._jsonl_file = getattr(self.exporter, "jsonl_file", None)
         self._export_jsonl = getattr(self.exporter, "export_jsonl", None)
         self._abort = threading.Event()
         self._progress = threading.Condition()
@@ -112,8 +114,22 @@ class Pipeline:
 
     def _run(self) -> None:
         interval = self.settings.flush_interval
+        file = self._jsonl_file if isinstance(self._jsonl_file, _core.JsonlFile) else None
+        wait = interval
         while True:
             try:
+                closing = self.sink.closed
+                if file is not None:
+                    # One call per round: wait, drain, encode, append (detached throughout).
+                    size = self._export_to_file(file, wait)
+                    if closing and not size:
+                        return
+                    # Straight on while there is a backlog (or to finish a shutdown); otherwise
+                    # wait for the next batch, so a busy request thread is not interrupted for
+                    # every few spans.
+                    backlog = size >= self.settings.batch_size * 16 or closing
+                    wait = 0.0 if backlog else interval
+                    continue
                 self.sink.wait(interval)  # detached: request threads run meanwhile
                 closing = self.sink.closed
                 self._drain()
@@ -125,25 +141,56 @@ class Pipeline:
                 self._abort.wait(0.05)
 
     def _drain(self) -> None:
+        file = self._jsonl_file if isinstance(self._jsonl_file, _core.JsonlFile) else None
         while not self._abort.is_set():
-            batch = self.sink.drain(self.settings.batch_size)
-            size = len(batch)
+            size = self._export_to_file(file, 0.0) if file is not None else self._export_batch()
             if not size:
                 return
+
+    def _resolve(self, size: int, exported: bool) -> None:
+        with self._progress:
+            if not self._abandoned:  # else already counted as dropped at shutdown
+                self._resolved += size
+                self.counts["exported" if exported else "dropped_export_failed"] += size
+            self._progress.notify_all()
+
+    def _export_batch(self) -> int:
+        batch = self.sink.drain(self.settings.batch_size)
+        size = len(batch)
+        if size:
             exported = False
             try:
                 exported = self._export(batch)
             finally:
                 batch.clear()
-                with self._progress:
-                    if not self._abandoned:  # else already counted as dropped at shutdown
-                        self._resolved += size
-                        self.counts["exported" if exported else "dropped_export_failed"] += size
-                    self._progress.notify_all()
+                self._resolve(size, exported)
+        return size
 
-    def _export(self, batch: _core.Batch) -> bool:
+    def _export_to_file(self, file: _core.JsonlFile, wait: float) -> int:
+        """Up to 16 batches drained, encoded and appended by the core with the interpreter
+        released once: fewer GIL hand-offs with busy request threads."""
+        if self._abort.is_set():
+            return 0
         settings = self.settings
-        unencodable = batch.encode_deferred(self._encode)
+        size = 0
+        exported = False
+        try:
+            size, truncated, unencodable, failed, error = self.sink.export_jsonl(
+                file,
+                wait,
+                settings.batch_size * 16,
+                settings.service_name,
+                settings.max_value_bytes,
+                self._encode,
+            )
+            self._note_values(truncated, unencodable)
+            exported = failed is None or self._retry(lambda: file.append(failed), error)
+        finally:
+            if size:
+                self._resolve(size, exported)
+        return size
+
+    def _note_values(self, truncated: int, unencodable: int) -> None:
         if unencodable:
             self.counts["unencodable"] += unencodable
             _faults.note(
@@ -151,6 +198,41 @@ class Pipeline:
                 "a metadata value could not be encoded as JSON; exported its repr() instead",
                 count=False,
             )
+        if truncated:
+            self.counts["truncated"] += truncated
+            _faults.note(
+                "truncated",
+                f"a metadata value was over max_value_bytes ({self.settings.max_value_bytes}); "
+                "exported it truncated with a marker",
+                count=False,
+            )
+
+    def _retry(self, send: Callable[[], object], first_error: str | None = None) -> bool:
+        """Send, retrying failures with exponential backoff and jitter, within
+        ``export_retries``. The first attempt already failed when ``first_error`` is given."""
+        settings = self.settings
+        attempts = settings.export_retries + 1
+        for attempt in range(attempts):
+            if attempt or first_error is None:
+                try:
+                    send()
+                    return True
+                except BaseException:
+                    pass
+            self.counts["export_errors"] += 1
+            note_fault("export", f"{type(self.exporter).__name__} failed to export a batch")
+            if attempt == attempts - 1:
+                break
+            self.counts["retries"] += 1
+            delay = min(settings.retry_backoff_max, settings.retry_backoff * 2**attempt)
+            if self._abort.wait(delay * random.uniform(0.5, 1.0)):
+                break
+        note_fault("export_dropped", "a batch was dropped after its export retries failed")
+        return False
+
+    def _export(self, batch: _core.Batch) -> bool:
+        settings = self.settings
+        unencodable = batch.encode_deferred(self._encode)
         payload: Any
         if self._export_jsonl is not None:
             payload, truncated = batch.to_jsonl(settings.service_name, settings.max_value_bytes)
@@ -158,29 +240,8 @@ class Pipeline:
         else:
             payload, truncated = batch.to_records(settings.service_name, settings.max_value_bytes)
             send = self.exporter.export
-        if truncated:
-            self.counts["truncated"] += truncated
-            _faults.note(
-                "truncated",
-                f"a metadata value was over max_value_bytes ({settings.max_value_bytes}); "
-                "exported it truncated with a marker",
-                count=False,
-            )
-        for attempt in range(settings.export_retries + 1):
-            try:
-                send(payload)
-                return True
-            except BaseException:
-                self.counts["export_errors"] += 1
-                note_fault("export", f"{type(self.exporter).__name__} failed to export a batch")
-                if attempt == settings.export_retries:
-                    break
-                self.counts["retries"] += 1
-                delay = min(settings.retry_backoff_max, settings.retry_backoff * 2**attempt)
-                if self._abort.wait(delay * random.uniform(0.5, 1.0)):
-                    break
-        note_fault("export_dropped", "a batch was dropped after its export retries failed")
-        return False
+        self._note_values(truncated, unencodable)
+        return self._retry(lambda: send(payload))
 
     # -- control ---------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 //! (detached from the interpreter when the work is big enough to matter).
 
 pub mod error;
+pub mod jsonl;
 pub mod prompt;
 pub mod span;
 pub mod tokens;

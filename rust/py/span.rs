@@ -16,11 +16,14 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
 
+use super::jsonl::JsonlFile;
 use super::prompt::Prompt;
 use crate::buffer::{Push, SpanBuffer};
+use std::borrow::Cow;
+
 use crate::span::{
-    bounded, new_span_id, new_trace_id, write_json, Clock, EncodeReport, Encoded, SpanData, Status,
-    Value, INT_KEYS, STR_KEYS,
+    bounded, metadata_key, new_span_id, new_trace_id, write_json, Clock, EncodeReport, Encoded,
+    SpanData, Status, Value, DEFAULT_NAME, INT_KEYS, STR_KEYS,
 };
 use crate::tokens::{self, count_text, Method};
 
@@ -52,11 +55,8 @@ pub fn orphaned_spans() -> u64 {
 
 /// Python callables the span code needs, installed once by `instrumentation_sdk.spans`.
 struct Hooks {
-    /// The bound `get`, `set` and `reset` of the `ContextVar` holding the active span (bound
-    /// once, so each call skips the attribute lookup).
-    current_get: Py<PyAny>,
-    current_set: Py<PyAny>,
-    current_reset: Py<PyAny>,
+    /// The `ContextVar` holding the active span.
+    current: CurrentSpanVar,
     /// Starts the pipeline (and activates its sink) when a span ends before there is one.
     start_pipeline: Py<PyAny>,
     /// Rebuilds the pipeline in a child process whose sink was inherited through `fork()`.
@@ -66,6 +66,93 @@ struct Hooks {
 }
 
 static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
+
+/// The span `ContextVar`'s get/set/reset: through CPython's C API where the build may use it
+/// (a third of the cost of Python method calls on the request thread), else through methods
+/// bound once.
+#[cfg(not(feature = "abi3"))]
+struct CurrentSpanVar {
+    var: Py<PyAny>,
+}
+
+#[cfg(not(feature = "abi3"))]
+#[allow(unsafe_code)]
+impl CurrentSpanVar {
+    fn new(var: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if !var.get_type().name()?.to_string().eq("ContextVar") {
+            return Err(PyValueError::new_err("expected a contextvars.ContextVar"));
+        }
+        Ok(CurrentSpanVar {
+            var: var.clone().unbind(),
+        })
+    }
+
+    fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: `var` is a ContextVar (checked in `new`), we are attached, and `value` is a
+        // valid out-pointer; on success it holds a new reference or NULL (no value, no default).
+        let status = unsafe {
+            pyo3::ffi::PyContextVar_Get(self.var.as_ptr(), std::ptr::null_mut(), &raw mut value)
+        };
+        if status < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        if value.is_null() {
+            return Ok(py.None().into_bound(py));
+        }
+        // SAFETY: a new, non-null reference returned by the C API.
+        Ok(unsafe { Bound::from_owned_ptr(py, value) })
+    }
+
+    fn set<'py>(&self, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = value.py();
+        // SAFETY: `var` is a ContextVar and `value` a live object; we are attached. Returns a
+        // new reference to a Token, or NULL with an exception set.
+        let token = unsafe { pyo3::ffi::PyContextVar_Set(self.var.as_ptr(), value.as_ptr()) };
+        // SAFETY: a new reference, or NULL with an exception set (handled by the call).
+        unsafe { Bound::from_owned_ptr_or_err(py, token) }
+    }
+
+    fn reset(&self, token: &Bound<'_, PyAny>) -> PyResult<()> {
+        // SAFETY: `var` is a ContextVar and `token` a live object; we are attached. Returns -1
+        // with an exception set on failure (e.g. a token from another context).
+        let status = unsafe { pyo3::ffi::PyContextVar_Reset(self.var.as_ptr(), token.as_ptr()) };
+        if status < 0 {
+            return Err(PyErr::fetch(token.py()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "abi3")]
+struct CurrentSpanVar {
+    get: Py<PyAny>,
+    set: Py<PyAny>,
+    reset: Py<PyAny>,
+}
+
+#[cfg(feature = "abi3")]
+impl CurrentSpanVar {
+    fn new(var: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(CurrentSpanVar {
+            get: var.getattr("get")?.unbind(),
+            set: var.getattr("set")?.unbind(),
+            reset: var.getattr("reset")?.unbind(),
+        })
+    }
+
+    fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.get.bind(py).call0()
+    }
+
+    fn set<'py>(&self, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.set.bind(value.py()).call1((value,))
+    }
+
+    fn reset(&self, token: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.reset.bind(token.py()).call1((token,)).map(|_| ())
+    }
+}
 
 #[pyfunction]
 pub fn install_span_hooks(
@@ -80,9 +167,7 @@ pub fn install_span_hooks(
         .set(
             py,
             Hooks {
-                current_get: current.getattr("get")?.unbind(),
-                current_set: current.getattr("set")?.unbind(),
-                current_reset: current.getattr("reset")?.unbind(),
+                current: CurrentSpanVar::new(current)?,
                 start_pipeline,
                 after_fork,
                 note_fault,
@@ -127,6 +212,8 @@ struct SpanState {
     parent: Option<Py<PyAny>>,
     prompt: Option<Py<PyAny>>,
     clock: Option<Clock>,
+    /// Set by the first `__enter__` (before its clock starts), so a second one does nothing.
+    entered: bool,
     token: Option<Py<PyAny>>,
 }
 
@@ -136,10 +223,10 @@ impl SpanState {
     }
 
     fn started(&self) -> bool {
-        self.clock.is_some()
+        self.entered
     }
 
-    fn insert(&mut self, key: String, value: Converted) {
+    fn insert(&mut self, key: Cow<'static, str>, value: Converted) {
         let value = match value {
             Converted::Value(value) => value,
             Converted::Object(object) => {
@@ -162,7 +249,19 @@ enum Converted {
     Object(Py<PyAny>),
 }
 
-#[pyclass(frozen, subclass, module = "instrumentation_sdk._core")]
+/// One LLM call, for ``with`` or ``async with``. Make one with ``llm_span(...)`` or
+/// ``llm_span_with_tokens(...)`` (or ``Span(...)``, the same as ``llm_span``).
+///
+/// Read-only attributes: ``trace_id`` (32 hex), ``span_id`` (16 hex), ``parent_span_id``,
+/// ``name``, ``model``, ``provider``, ``service_name``, ``user_id``, ``session_id``, ``status``
+/// (``"unset"`` until it ends, then ``"ok"`` or ``"error"``), ``error_type``, ``error_message``,
+/// ``start_time_unix_nano``, ``end_time_unix_nano``, ``metadata`` (a read-only mapping).
+///
+/// ``set_metadata(key, value)`` records anything else (any str key). The spec's standard keys
+/// keep their types: ``prompt_tokens``, ``completion_tokens`` and ``retry_count`` are ints;
+/// ``actual_model``, ``session_id`` and ``finish_reason`` are strs. It never raises; after the
+/// span ends it is ignored (and counted in ``stats()``).
+#[pyclass(frozen, name = "Span", module = "instrumentation_sdk")]
 pub struct SpanCore {
     state: Mutex<SpanState>,
 }
@@ -184,25 +283,31 @@ impl SpanCore {
     }
 }
 
-#[pymethods]
+/// The constructor's arguments (shared by ``Span(...)``, ``llm_span`` and
+/// ``llm_span_with_tokens``).
+struct SpanArgs<'a, 'py> {
+    model: &'a Bound<'py, PyAny>,
+    provider: Option<&'a Bound<'py, PyAny>>,
+    service_name: Option<&'a Bound<'py, PyAny>>,
+    user_id: Option<&'a Bound<'py, PyAny>>,
+    session_id: Option<&'a Bound<'py, PyAny>>,
+    name: Option<&'a Bound<'py, PyAny>>,
+    parent: Option<Bound<'py, PyAny>>,
+    attributes: Option<&'a Bound<'py, PyDict>>,
+}
+
 impl SpanCore {
-    #[new]
-    #[pyo3(signature = (
-        model, provider = None, *, service_name = None, user_id = None, session_id = None,
-        name = None, parent = None, **attributes
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        model: &Bound<'_, PyAny>,
-        provider: Option<&Bound<'_, PyAny>>,
-        service_name: Option<&Bound<'_, PyAny>>,
-        user_id: Option<&Bound<'_, PyAny>>,
-        session_id: Option<&Bound<'_, PyAny>>,
-        name: Option<&Bound<'_, PyAny>>,
-        parent: Option<Bound<'_, PyAny>>,
-        attributes: Option<&Bound<'_, PyDict>>,
-    ) -> Self {
+    fn build(py: Python<'_>, args: SpanArgs<'_, '_>) -> Self {
+        let SpanArgs {
+            model,
+            provider,
+            service_name,
+            user_id,
+            session_id,
+            name,
+            parent,
+            attributes,
+        } = args;
         let mut state = SpanState {
             data: SpanData {
                 model: text_arg(py, Some(model), "model").unwrap_or_default(),
@@ -210,7 +315,7 @@ impl SpanCore {
                 service_name: text_arg(py, service_name, "service_name"),
                 user_id: text_arg(py, user_id, "user_id"),
                 session_id: text_arg(py, session_id, "session_id"),
-                name: text_arg(py, name, "name").unwrap_or_else(|| "llm".to_owned()),
+                name: text_arg(py, name, "name").map_or(Cow::Borrowed(DEFAULT_NAME), Cow::Owned),
                 ..SpanData::default()
             },
             objects: Vec::new(),
@@ -218,6 +323,7 @@ impl SpanCore {
             parent: None,
             prompt: None,
             clock: None,
+            entered: false,
             token: None,
         };
         if let Some(parent) = parent.filter(|p| !p.is_none()) {
@@ -237,6 +343,155 @@ impl SpanCore {
         SpanCore {
             state: Mutex::new(state),
         }
+    }
+}
+
+/// A span around one LLM call, for ``with`` or ``async with``.
+///
+/// Extra keyword arguments become metadata. ``service_name``, ``user_id`` and ``session_id``
+/// default to the parent span's; a span without a service name gets the configured one. An
+/// exception in the block ends the span with ``status="error"``, ``error_type`` (the class name)
+/// and ``error_message``, then propagates unchanged.
+///
+/// >>> with llm_span("gpt-4o", "openai", user_id="u1") as span:
+/// ...     span.set_metadata("completion_tokens", 42)
+/// >>> span.status, span.metadata["completion_tokens"]
+/// ('ok', 42)
+#[pyfunction]
+#[pyo3(signature = (
+    model, provider = None, *, service_name = None, user_id = None, session_id = None,
+    name = None, parent = None, **attributes
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn llm_span<'py>(
+    py: Python<'py>,
+    model: &Bound<'py, PyAny>,
+    provider: Option<&Bound<'py, PyAny>>,
+    service_name: Option<&Bound<'py, PyAny>>,
+    user_id: Option<&Bound<'py, PyAny>>,
+    session_id: Option<&Bound<'py, PyAny>>,
+    name: Option<&Bound<'py, PyAny>>,
+    parent: Option<Bound<'py, PyAny>>,
+    attributes: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, SpanCore>> {
+    let span = SpanCore::build(
+        py,
+        SpanArgs {
+            model,
+            provider,
+            service_name,
+            user_id,
+            session_id,
+            name,
+            parent,
+            attributes,
+        },
+    );
+    Bound::new(py, span)
+}
+
+/// Like ``llm_span``, and counts ``prompt`` in the Rust core before the block runs.
+///
+/// Records ``prompt_tokens``, ``token_count_method`` (``"tiktoken"`` for models in tiktoken's
+/// table, else ``"heuristic"``) and, for exact counts, ``token_encoding``. Never raises: a
+/// prompt that is neither a ``str`` nor a message list is estimated from its ``str()``.
+///
+/// >>> with llm_span_with_tokens("gpt-4o", "openai", prompt="Hello world!") as span:
+/// ...     pass
+/// >>> span.metadata["prompt_tokens"], span.metadata["token_count_method"]
+/// (3, 'tiktoken')
+#[pyfunction]
+#[pyo3(signature = (
+    model, provider = None, *, prompt, service_name = None, user_id = None, session_id = None,
+    name = None, parent = None, **attributes
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn llm_span_with_tokens<'py>(
+    py: Python<'py>,
+    model: &Bound<'py, PyAny>,
+    provider: Option<&Bound<'py, PyAny>>,
+    prompt: Py<PyAny>,
+    service_name: Option<&Bound<'py, PyAny>>,
+    user_id: Option<&Bound<'py, PyAny>>,
+    session_id: Option<&Bound<'py, PyAny>>,
+    name: Option<&Bound<'py, PyAny>>,
+    parent: Option<Bound<'py, PyAny>>,
+    attributes: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, SpanCore>> {
+    let span = SpanCore::build(
+        py,
+        SpanArgs {
+            model,
+            provider,
+            service_name,
+            user_id,
+            session_id,
+            name,
+            parent,
+            attributes,
+        },
+    );
+    span.lock().prompt = Some(prompt);
+    Bound::new(py, span)
+}
+
+/// An awaitable that is already done: what ``async with`` gets from ``__aenter__`` and
+/// ``__aexit__`` (the span's work never waits, so there is nothing to suspend for).
+#[pyclass(module = "instrumentation_sdk._core")]
+pub struct Ready {
+    value: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let value = self.value.take().unwrap_or_else(|| py.None());
+        Err(pyo3::exceptions::PyStopIteration::new_err((value,)))
+    }
+}
+
+static MAPPING_PROXY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+#[pymethods]
+impl SpanCore {
+    #[new]
+    #[pyo3(signature = (
+        model, provider = None, *, service_name = None, user_id = None, session_id = None,
+        name = None, parent = None, **attributes
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: &Bound<'_, PyAny>,
+        provider: Option<&Bound<'_, PyAny>>,
+        service_name: Option<&Bound<'_, PyAny>>,
+        user_id: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
+        parent: Option<Bound<'_, PyAny>>,
+        attributes: Option<&Bound<'_, PyDict>>,
+    ) -> Self {
+        SpanCore::build(
+            py,
+            SpanArgs {
+                model,
+                provider,
+                service_name,
+                user_id,
+                session_id,
+                name,
+                parent,
+                attributes,
+            },
+        )
     }
 
     /// Counts `prompt` when the span starts (`llm_span_with_tokens`).
@@ -265,7 +520,7 @@ impl SpanCore {
 
     #[getter]
     fn name(&self) -> String {
-        self.lock().view().name.clone()
+        self.lock().view().name.to_string()
     }
 
     #[getter]
@@ -326,14 +581,6 @@ impl SpanCore {
 
     /// Records `value` under `key`. Never raises.
     fn set_metadata(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
-        if self.lock().done.is_some() {
-            fault(
-                py,
-                "metadata_after_end",
-                "set_metadata called after the span ended; ignored",
-            );
-            return;
-        }
         // Convert first: it may call into Python (__index__, __str__), never under the lock.
         let Some((key, value)) = convert(py, key, value) else {
             return;
@@ -341,6 +588,7 @@ impl SpanCore {
         let mut state = self.lock();
         if state.done.is_some() {
             drop(state);
+            drop(value); // may hold a Python object: released outside the lock
             fault(
                 py,
                 "metadata_after_end",
@@ -351,10 +599,55 @@ impl SpanCore {
         state.insert(key, value);
     }
 
-    /// The metadata as a new dict (deferred values are the caller's objects).
-    fn _metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    /// A read-only snapshot of the metadata recorded so far.
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (data, objects) = self.snapshot(py);
-        metadata_dict(py, &data, &objects, None)
+        let dict = metadata_dict(py, &data, &objects, None)?;
+        let proxy = MAPPING_PROXY.get_or_try_init(py, || {
+            py.import("types")?
+                .getattr("MappingProxyType")
+                .map(Bound::unbind)
+        })?;
+        proxy.bind(py).call1((dict,))
+    }
+
+    fn __repr__(&self) -> String {
+        let state = self.lock();
+        let data = state.view();
+        format!(
+            "Span(name={:?}, model={:?}, trace_id='{:032x}', span_id='{:016x}', status='{}')",
+            data.name.as_ref(),
+            data.model,
+            data.trace_id,
+            data.span_id,
+            data.status.name()
+        )
+    }
+
+    fn __aenter__(slf: Bound<'_, Self>) -> Ready {
+        let span = Self::__enter__(slf);
+        Ready {
+            value: Some(span.into_any().unbind()),
+        }
+    }
+
+    #[pyo3(signature = (exc_type = None, exc = None, traceback = None))]
+    fn __aexit__(
+        slf: &Bound<'_, Self>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) -> Ready {
+        let suppress = Self::__exit__(slf, exc_type, exc, traceback);
+        Ready {
+            value: Some(
+                PyBool::new(slf.py(), suppress)
+                    .to_owned()
+                    .into_any()
+                    .unbind(),
+            ),
+        }
     }
 
     /// The exported record of this span (as exporters receive it).
@@ -394,20 +687,20 @@ fn convert(
     py: Python<'_>,
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
-) -> Option<(String, Converted)> {
+) -> Option<(Cow<'static, str>, Converted)> {
     let key = if let Ok(key) = key.cast::<PyString>() {
-        key.to_string_lossy().into_owned()
+        metadata_key(&key.to_string_lossy())
     } else {
         fault(
             py,
             "metadata_key_not_str",
             "a metadata key is not a str; used its str()",
         );
-        key.str().ok()?.to_string_lossy().into_owned()
+        metadata_key(&key.str().ok()?.to_string_lossy())
     };
-    let converted = if INT_KEYS.contains(&key.as_str()) {
+    let converted = if INT_KEYS.contains(&key.as_ref()) {
         standard_int(py, &key, value)
-    } else if STR_KEYS.contains(&key.as_str()) {
+    } else if STR_KEYS.contains(&key.as_ref()) {
         standard_str(py, &key, value)
     } else {
         plain_value(value)
@@ -488,7 +781,8 @@ fn parent_info(parent: &Bound<'_, PyAny>) -> Option<ParentInfo> {
     let parent = parent.cast::<SpanCore>().ok()?;
     let state = parent.get().lock();
     let data = state.view();
-    state.started().then(|| ParentInfo {
+    // A parent still inside its own __enter__ has no trace id yet.
+    (state.started() && data.trace_id != 0).then(|| ParentInfo {
         trace_id: data.trace_id,
         span_id: data.span_id,
         service_name: data.service_name.clone(),
@@ -501,65 +795,63 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
     let py = slf.py();
     let span = slf.get();
     let hooks = HOOKS.get(py);
-    let explicit_parent = span.lock().parent.as_ref().map(|p| p.clone_ref(py));
-    let parent = match explicit_parent {
-        Some(parent) => Some(parent.into_bound(py)),
-        None => match hooks {
-            Some(hooks) => Some(hooks.current_get.bind(py).call0()?),
-            None => None,
-        },
-    };
-    let parent = parent.as_ref().and_then(parent_info);
-    let (prompt, model) = {
+    let (explicit_parent, prompt, model) = {
         let mut state = span.lock();
         if state.started() || state.done.is_some() {
             return Ok(()); // entered twice: the first entry counts
         }
-        let data = &mut state.data;
-        if let Some(parent) = parent {
-            data.trace_id = parent.trace_id;
-            data.parent_span_id = Some(parent.span_id);
-            data.service_name = data.service_name.take().or(parent.service_name);
-            data.user_id = data.user_id.take().or(parent.user_id);
-            data.session_id = data.session_id.take().or(parent.session_id);
-        } else {
-            data.trace_id = new_trace_id();
-        }
-        data.span_id = new_span_id();
-        // Mark it started now, so a second __enter__ (another thread) does nothing.
-        state.clock = Some(Clock::start());
+        state.entered = true;
         let model = state.prompt.is_some().then(|| state.data.model.clone());
-        (state.prompt.take(), model)
+        let parent = state.parent.as_ref().map(|p| p.clone_ref(py));
+        (parent, state.prompt.take(), model)
     };
-    if let (Some(prompt), Some(model)) = (prompt, model) {
-        let count = count_prompt(py, prompt.bind(py), &model);
-        drop(prompt);
-        if let Some(count) = count {
-            let mut state = span.lock();
-            let tokens = i64::try_from(count.tokens).unwrap_or(i64::MAX);
-            state.data.set("prompt_tokens".into(), Value::Int(tokens));
-            state.data.set(
-                "token_count_method".into(),
-                Value::Str(count.method.name().to_owned()),
-            );
-            if let Some(encoding) = count.encoding {
-                state.data.set(
-                    "token_encoding".into(),
-                    Value::Str(encoding.name().to_owned()),
-                );
-            }
-        }
-    }
+    let parent = match explicit_parent {
+        Some(parent) => Some(parent.into_bound(py)),
+        None => match hooks {
+            Some(hooks) => Some(hooks.current.get(py)?),
+            None => None,
+        },
+    };
+    let parent = parent.as_ref().and_then(parent_info);
+    let count = match (prompt, model) {
+        (Some(prompt), Some(model)) => count_prompt(py, prompt.bind(py), &model),
+        _ => None,
+    };
     let token = match hooks {
-        Some(hooks) => Some(hooks.current_set.bind(py).call1((slf,))?.unbind()),
-        None => None,
+        Some(hooks) => hooks.current.set(slf.as_any())?.unbind(),
+        None => py.None(),
     };
     let mut state = span.lock();
-    let previous = state.token.replace(token.unwrap_or_else(|| py.None()));
+    let data = &mut state.data;
+    if let Some(parent) = parent {
+        data.trace_id = parent.trace_id;
+        data.parent_span_id = Some(parent.span_id);
+        data.service_name = data.service_name.take().or(parent.service_name);
+        data.user_id = data.user_id.take().or(parent.user_id);
+        data.session_id = data.session_id.take().or(parent.session_id);
+    } else {
+        data.trace_id = new_trace_id();
+    }
+    data.span_id = new_span_id();
+    if let Some(count) = count {
+        let tokens = i64::try_from(count.tokens).unwrap_or(i64::MAX);
+        data.set(Cow::Borrowed("prompt_tokens"), Value::Int(tokens));
+        data.set(
+            Cow::Borrowed("token_count_method"),
+            Value::Str(count.method.name().to_owned()),
+        );
+        if let Some(encoding) = count.encoding {
+            data.set(
+                Cow::Borrowed("token_encoding"),
+                Value::Str(encoding.name().to_owned()),
+            );
+        }
+    }
     // Stamp last, so the span's duration is the block's, not the SDK's (counting included).
     let clock = Clock::start();
-    state.data.start_time_unix_nano = clock.start_unix_nano();
+    data.start_time_unix_nano = clock.start_unix_nano();
     state.clock = Some(clock);
+    let previous = state.token.replace(token);
     drop(state);
     drop(previous);
     Ok(())
@@ -635,7 +927,7 @@ fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
     if let (Some(token), Some(hooks)) = (token.filter(|t| !t.is_none(py)), HOOKS.get(py)) {
         // ValueError: exited in another context than it was entered in (another task); that
         // context keeps its own value, so there is nothing to undo here.
-        let _ = hooks.current_reset.bind(py).call1((token,));
+        let _ = hooks.current.reset(token.bind(py));
     }
     submit(py, finished);
 }
@@ -644,8 +936,8 @@ fn submit(py: Python<'_>, finished: Finished) {
     let mut finished = finished;
     // At most: rebuild the pipeline after a fork, start it, then push again.
     for _ in 0..3 {
-        let sink = ACTIVE_SINK.load_full();
-        let Some(sink) = sink else {
+        let sink = ACTIVE_SINK.load();
+        let Some(sink) = sink.as_ref() else {
             match HOOKS.get(py) {
                 Some(hooks) if hooks.start_pipeline.call0(py).is_ok() => continue,
                 _ => {
@@ -847,6 +1139,66 @@ impl SpanSink {
         py.detach(|| self.sink.buffer.wait(timeout))
     }
 
+    /// The flusher's whole round for a JSON Lines file, in one call and (unless some span holds
+    /// Python objects to encode) one stretch without the interpreter: wait up to `timeout`
+    /// seconds for a batch, drain up to `max_items` spans, encode them as JSON Lines, append
+    /// them to `file`, free them. Returns (spans, truncated values, unencodable values, the bytes
+    /// if the write failed, the error); on failure the caller retries with the bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn export_jsonl<'py>(
+        &self,
+        py: Python<'py>,
+        file: &JsonlFile,
+        timeout: f64,
+        max_items: usize,
+        default_service: &str,
+        max_value_bytes: usize,
+        encode: &Bound<'py, PyAny>,
+    ) -> JsonlOutcome<'py> {
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        let buffer = &self.sink.buffer;
+        let stage = py.detach(|| {
+            if !timeout.is_zero() {
+                buffer.wait(timeout);
+            }
+            let batch = Batch {
+                spans: buffer.drain(max_items),
+                encoded: Vec::new(),
+            };
+            if batch.spans.iter().any(|span| !span.objects.is_empty()) {
+                return Err(batch); // their objects need the interpreter to encode
+            }
+            Ok(batch.write_jsonl(&file.inner, default_service, max_value_bytes))
+        });
+        let (count, report, failed) = match stage {
+            Ok(done) => done,
+            Err(mut batch) => {
+                let unencodable = batch.encode_deferred(py, encode);
+                // The caller's objects are released here, attached; the rest goes detached.
+                let objects: Vec<Vec<Py<PyAny>>> = batch
+                    .spans
+                    .iter_mut()
+                    .map(|span| std::mem::take(&mut span.objects))
+                    .collect();
+                let (count, mut report, failed) =
+                    py.detach(|| batch.write_jsonl(&file.inner, default_service, max_value_bytes));
+                drop(objects);
+                report.unencodable = unencodable;
+                (count, report, failed)
+            }
+        };
+        match failed {
+            None => (count, report.truncated, report.unencodable, None, None),
+            Some((text, error)) => (
+                count,
+                report.truncated,
+                report.unencodable,
+                Some(PyBytes::new(py, text.as_bytes())),
+                Some(format!("{}: {error}", file.inner.path().display())),
+            ),
+        }
+    }
+
     /// Take up to `max_items` finished spans, oldest first.
     fn drain(&self, max_items: usize) -> Batch {
         Batch {
@@ -875,6 +1227,65 @@ impl SpanSink {
         dict.set_item("len", stats.len)?;
         dict.set_item("capacity", stats.capacity)?;
         Ok(dict)
+    }
+}
+
+type JsonlOutcome<'py> = (usize, u64, u64, Option<Bound<'py, PyBytes>>, Option<String>);
+
+/// What writing a batch did: spans written, encoding figures, and the text and error if the
+/// write failed (kept for the caller's retries).
+type Written = (usize, WriteReport, Option<(String, std::io::Error)>);
+
+#[derive(Default)]
+struct WriteReport {
+    truncated: u64,
+    unencodable: u64,
+}
+
+impl Batch {
+    /// Encode, append and free the spans (no Python objects left in them: see `export_jsonl`).
+    fn write_jsonl(
+        self,
+        file: &crate::jsonl::JsonlFile,
+        default_service: &str,
+        max_value_bytes: usize,
+    ) -> Written {
+        let count = self.spans.len();
+        if count == 0 {
+            return (0, WriteReport::default(), None);
+        }
+        let (text, report) = self.encode_jsonl(default_service, max_value_bytes);
+        drop(self);
+        let report = WriteReport {
+            truncated: report.truncated,
+            unencodable: 0,
+        };
+        match file.append(text.as_bytes()) {
+            Ok(()) => (count, report, None),
+            Err(error) => (count, report, Some((text, error))),
+        }
+    }
+
+    fn encode_jsonl(
+        &self,
+        default_service: &str,
+        max_value_bytes: usize,
+    ) -> (String, EncodeReport) {
+        let mut out = String::with_capacity(self.spans.len() * 512);
+        let mut report = EncodeReport::default();
+        for (index, span) in self.spans.iter().enumerate() {
+            let encoded = self.encoded.get(index).map_or(&[][..], Vec::as_slice);
+            write_json(
+                &span.data,
+                encoded,
+                default_service,
+                max_value_bytes,
+                &mut out,
+                &mut report,
+            );
+            out.push('\n');
+        }
+        (out, report)
     }
 }
 
@@ -934,23 +1345,7 @@ impl Batch {
         default_service: &str,
         max_value_bytes: usize,
     ) -> (Bound<'py, PyBytes>, u64) {
-        let (text, report) = py.detach(|| {
-            let mut out = String::with_capacity(self.spans.len() * 512);
-            let mut report = EncodeReport::default();
-            for (index, span) in self.spans.iter().enumerate() {
-                let encoded = self.encoded.get(index).map_or(&[][..], Vec::as_slice);
-                write_json(
-                    &span.data,
-                    encoded,
-                    default_service,
-                    max_value_bytes,
-                    &mut out,
-                    &mut report,
-                );
-                out.push('\n');
-            }
-            (out, report)
-        });
+        let (text, report) = py.detach(|| self.encode_jsonl(default_service, max_value_bytes));
         (PyBytes::new(py, text.as_bytes()), report.truncated)
     }
 

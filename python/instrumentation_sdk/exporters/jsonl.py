@@ -1,9 +1,10 @@
 """``JsonlExporter``: one JSON object per line, appended to a file.
 
-Safe for several processes appending to one file: each batch is written with one ``write`` on a
-descriptor opened with ``O_APPEND``, under an exclusive ``flock`` on POSIX, so lines from
-different processes never interleave. The file is reopened in a forked child (a shared
-descriptor would share the lock).
+Safe for several processes appending to one file: the Rust core writes each batch with one
+``write`` on a file opened for appending, under an exclusive advisory lock (``flock`` on POSIX,
+``LockFileEx`` on Windows), so lines from different processes never interleave; a forked child
+reopens the file. The pipeline hands this exporter whole batches the core encoded as JSON Lines,
+so exporting runs without holding the interpreter.
 """
 
 from __future__ import annotations
@@ -14,14 +15,9 @@ from typing import Any
 
 import msgspec
 
-from ._fork import ProcessLock
+from .._core import JsonlFile
 
 __all__ = ["JsonlExporter"]
-
-try:
-    import fcntl
-except ImportError:  # Windows: O_APPEND alone
-    fcntl = None  # type: ignore[assignment]
 
 
 class JsonlExporter:
@@ -33,20 +29,12 @@ class JsonlExporter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        #: The core's writer; the pipeline exports batches to it directly.
+        self.jsonl_file = JsonlFile(self.path)
         self._encoder = msgspec.json.Encoder()
-        self._lock = ProcessLock()
-        self._fd: int | None = None
-        self._pid = 0
-
-    def _descriptor(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
-            self._fd = os.open(self.path, flags, 0o644)
-            self._pid = os.getpid()
-        return self._fd
 
     def export(self, batch: list[dict[str, Any]]) -> None:
+        """Append records (dicts) as JSON Lines."""
         if not batch:
             return
         lines = bytearray()
@@ -56,25 +44,9 @@ class JsonlExporter:
         self.export_jsonl(bytes(lines))
 
     def export_jsonl(self, lines: bytes) -> None:
-        """Append records already encoded as JSON Lines (the pipeline's fast path: the core
-        encodes a batch without the interpreter)."""
-        if not lines:
-            return
-        with self._lock.here():
-            fd = self._descriptor()
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                view = memoryview(lines)
-                while view:  # a short write (signal, quota) continues where it stopped
-                    written = os.write(fd, view)
-                    view = view[written:]
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+        """Append records already encoded as JSON Lines."""
+        self.jsonl_file.append(lines)
 
     def shutdown(self) -> None:
-        with self._lock.here():
-            if self._fd is not None and self._pid == os.getpid():
-                os.close(self._fd)
-            self._fd = None
+        """Close the file (a later export reopens it)."""
+        self.jsonl_file.close()
