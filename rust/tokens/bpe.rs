@@ -2,11 +2,11 @@
 //!
 //! The two merge loops are ported from tiktoken (`src/lib.rs`, as vendored by tiktoken-rs 0.12.1
 //! in `vendor_tiktoken.rs`: `_byte_pair_merge` and `_byte_pair_merge_large`),
-//! Copyright (c) 2022 OpenAI, Shantanu Jain, MIT License. The changes: they return how many
-//! tokens the piece becomes instead of the tokens, and the short-piece loop works in a stack
-//! array instead of a fresh `Vec`.
+//! Copyright (c) 2022 OpenAI, Shantanu Jain, MIT License. The changes, none of which changes a
+//! merge: they return how many tokens the piece becomes instead of the tokens; the short-piece
+//! loop works in a stack array instead of a fresh `Vec`; two-byte lookups read a direct table;
+//! the heap holds one `u64` per candidate and is built with one heapify.
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
@@ -17,29 +17,41 @@ use tiktoken_rs::Rank;
 /// perform the same merges, so the threshold only affects speed).
 const LARGE_PIECE: usize = 100;
 
+/// The longest piece (and so text) the merge loops take: `Merge` packs a start offset in 40 bits.
+pub(crate) const MAX_PIECE_BYTES: usize = 1 << START_BITS;
+
 /// The mergeable ranks of one encoding: token bytes -> rank, every token's bytes stored in one
-/// leaked arena (the table lives as long as the process, like tiktoken-rs's singletons).
+/// leaked arena (the table lives as long as the process, like tiktoken-rs's singletons), plus a
+/// direct table of the two-byte tokens, the most frequent lookup (every merge starts with them).
 pub(crate) struct Ranks {
     map: FxHashMap<&'static [u8], Rank>,
+    /// `pairs[a << 8 | b]`: the rank of the token `[a, b]`, or `Rank::MAX`.
+    pairs: Box<[Rank]>,
 }
 
 impl Ranks {
-    /// Builds the table from `(bytes, rank)` pairs.
-    pub(crate) fn new(tokens: impl IntoIterator<Item = (Vec<u8>, Rank)>) -> Ranks {
+    /// Builds the table from `(bytes, rank)` pairs; `None` if a rank does not fit `Merge`.
+    pub(crate) fn new(tokens: impl IntoIterator<Item = (Vec<u8>, Rank)>) -> Option<Ranks> {
         let mut arena = Vec::new();
         let mut spans = Vec::new();
         for (bytes, rank) in tokens {
+            if rank >= MAX_RANK {
+                return None;
+            }
             spans.push((arena.len(), bytes.len(), rank));
             arena.extend_from_slice(&bytes);
         }
         let arena: &'static [u8] = Box::leak(arena.into_boxed_slice());
         let mut map = FxHashMap::with_capacity_and_hasher(spans.len(), rustc_hash::FxBuildHasher);
+        let mut pairs = vec![Rank::MAX; 1 << 16].into_boxed_slice();
         for (start, len, rank) in spans {
-            if let Some(bytes) = arena.get(start..start + len) {
-                map.insert(bytes, rank);
+            let bytes = arena.get(start..start + len)?;
+            if let [a, b] = bytes {
+                pairs[pair_index(*a, *b)] = rank;
             }
+            map.insert(bytes, rank);
         }
-        Ranks { map }
+        Some(Ranks { map, pairs })
     }
 
     #[cfg(test)]
@@ -54,14 +66,24 @@ impl Ranks {
 
     #[inline]
     pub(crate) fn get(&self, bytes: &[u8]) -> Option<Rank> {
+        if let [a, b] = bytes {
+            let rank = self.pair(*a, *b);
+            return (rank != Rank::MAX).then_some(rank);
+        }
         self.map.get(bytes).copied()
+    }
+
+    /// The rank of the two-byte token `[a, b]`, or `Rank::MAX` if there is none.
+    #[inline]
+    fn pair(&self, a: u8, b: u8) -> Rank {
+        self.pairs[pair_index(a, b)]
     }
 
     /// How many tokens `piece` encodes to: tiktoken's `encode_ordinary` looks the whole piece up
     /// first and runs BPE only when that fails; so do we.
     #[inline]
     pub(crate) fn count_piece(&self, piece: &[u8]) -> usize {
-        if piece.len() <= 1 || self.map.contains_key(piece) {
+        if piece.len() <= 1 || self.get(piece).is_some() {
             return usize::from(!piece.is_empty());
         }
         self.merge_count(piece)
@@ -85,7 +107,7 @@ impl Ranks {
         let mut len = n + 1;
         let mut min_rank = (Rank::MAX, usize::MAX);
         for i in 0..n - 1 {
-            let rank = self.get(&piece[i..i + 2]).unwrap_or(Rank::MAX);
+            let rank = self.pair(piece[i], piece[i + 1]);
             if rank < min_rank.0 {
                 min_rank = (rank, i);
             }
@@ -124,10 +146,11 @@ impl Ranks {
         len - 1
     }
 
-    /// `_byte_pair_merge_large(ranks, piece).len()`, for `piece.len() >= 2`: a heap of candidate
-    /// merges and a linked list of parts, O(m log n) for m merges.
+    /// `_byte_pair_merge_large(ranks, piece).len()`, for `2 <= piece.len() < MAX_PIECE_BYTES`:
+    /// a heap of candidate merges and a linked list of parts, O(m log n) for m merges.
     pub(crate) fn merge_count_large(&self, piece: &[u8]) -> usize {
         let n = piece.len();
+        debug_assert!(n < MAX_PIECE_BYTES);
         let mut state = Vec::with_capacity(n);
         state.push(State {
             prev: usize::MAX,
@@ -135,10 +158,11 @@ impl Ranks {
             next_end: 2,
             next_rank: Rank::MAX,
         });
-        let mut heap = BinaryHeap::with_capacity(n);
+        let mut candidates = Vec::with_capacity(n);
         for i in 0..n - 1 {
-            if let Some(rank) = self.get(&piece[i..i + 2]) {
-                heap.push(Merge { start: i, rank });
+            let rank = self.pair(piece[i], piece[i + 1]);
+            if rank != Rank::MAX {
+                candidates.push(Merge::new(rank, i));
                 state[i].next_rank = rank;
             }
             // Note this happens offset by one.
@@ -149,6 +173,9 @@ impl Ranks {
                 next_rank: Rank::MAX,
             });
         }
+        // Heapify at once: no two candidates compare equal (see `Merge`), so the pop order is
+        // the same as after tiktoken's one-by-one pushes.
+        let mut heap = BinaryHeap::from(candidates);
 
         // Records the candidate merge of the part at `start` with the part that ends at
         // `next_end` (invalidating the old candidate at `start` in any case).
@@ -158,20 +185,17 @@ impl Ranks {
                 state[start].next_rank = Rank::MAX;
                 if next_end <= n {
                     if let Some(rank) = self.get(&piece[start..next_end]) {
-                        heap.push(Merge { start, rank });
+                        heap.push(Merge::new(rank, start));
                         state[start].next_rank = rank;
                     }
                 }
             };
 
         while let Some(left) = heap.pop() {
-            if left.rank == Rank::MAX {
-                break;
-            }
-            if left.rank != state[left.start].next_rank {
+            let (rank, left_start) = (left.rank(), left.start());
+            if rank != state[left_start].next_rank {
                 continue; // This merge was invalidated: ignore it.
             }
-            let left_start = left.start;
             let right_start = state[left_start].end;
             let right_end = state[left_start].next_end;
             let right_next_end = state[right_start].next_end;
@@ -201,27 +225,38 @@ impl Ranks {
     }
 }
 
-#[derive(Eq, PartialEq, Clone, Copy)]
-struct Merge {
-    start: usize,
-    rank: Rank,
-}
+/// A candidate merge in one `u64`: `BinaryHeap` pops the greatest, so the key is the complement
+/// of `rank << 40 | start`, and the lowest rank comes first, then the leftmost start (tiktoken's
+/// order). Ranks below 2^24 (`Ranks::new` checks) and pieces below 2^40 bytes keep it exact.
+/// Two candidates are never equal: a part's next candidate always spans more bytes, so a
+/// different token and rank.
+#[derive(Eq, PartialEq, Ord, PartialOrd, Clone, Copy)]
+struct Merge(u64);
 
-impl Ord for Merge {
-    /// The lowest rank first, then the leftmost (`BinaryHeap` pops the greatest).
+impl Merge {
     #[inline]
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .rank
-            .cmp(&self.rank)
-            .then_with(|| other.start.cmp(&self.start))
+    fn new(rank: Rank, start: usize) -> Merge {
+        Merge(!((u64::from(rank) << START_BITS) | start as u64))
+    }
+
+    #[inline]
+    fn rank(self) -> Rank {
+        (!self.0 >> START_BITS) as Rank
+    }
+
+    #[inline]
+    fn start(self) -> usize {
+        (!self.0 & ((1 << START_BITS) - 1)) as usize
     }
 }
 
-impl PartialOrd for Merge {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+const START_BITS: u32 = 40;
+/// Ranks must stay below this to fit `Merge` (the largest vocabulary, o200k, ends at 199,997).
+const MAX_RANK: Rank = 1 << (64 - START_BITS);
+
+#[inline]
+fn pair_index(a: u8, b: u8) -> usize {
+    usize::from(a) << 8 | usize::from(b)
 }
 
 struct State {

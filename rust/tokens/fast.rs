@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use tiktoken_rs::Rank;
 
-use super::bpe::Ranks;
+use super::bpe::{Ranks, MAX_PIECE_BYTES};
 use super::pretokenize::Scheme;
 use super::Encoding;
 
@@ -59,18 +59,22 @@ pub(super) const fn scheme(encoding: Encoding) -> Scheme {
 }
 
 /// The rank table of `encoding`'s vocabulary, built on first use from `encoding.bpe()`.
-/// `None` if building it panicked (then the slow path is used for good).
+/// `None` if it could not be built (then the slow path is used for good).
 pub(super) fn ranks(encoding: Encoding) -> Option<&'static Ranks> {
     static TABLES: [OnceLock<Option<Ranks>>; 4] = [const { OnceLock::new() }; 4];
     let vocabulary = Vocabulary::of(encoding);
     TABLES[vocabulary as usize]
-        .get_or_init(|| catch_unwind(AssertUnwindSafe(|| build_ranks(encoding, vocabulary))).ok())
+        .get_or_init(|| {
+            catch_unwind(AssertUnwindSafe(|| build_ranks(encoding, vocabulary)))
+                .ok()
+                .flatten()
+        })
         .as_ref()
 }
 
 /// Copies the ordinary ranks out of tiktoken-rs (its rank map is private; `decode_bytes` of one
 /// rank is its bytes).
-fn build_ranks(encoding: Encoding, vocabulary: Vocabulary) -> Ranks {
+fn build_ranks(encoding: Encoding, vocabulary: Vocabulary) -> Option<Ranks> {
     let bpe = encoding.bpe();
     let specials = bpe.special_tokens();
     let is_special = |bytes: &[u8]| std::str::from_utf8(bytes).is_ok_and(|s| specials.contains(s));
@@ -91,6 +95,9 @@ pub(super) fn warm(encoding: Encoding) {
 
 /// `len(encode_ordinary(text))`, or `None` when the fast path cannot count `text`.
 pub(super) fn count(encoding: Encoding, text: &str) -> Option<usize> {
+    if text.len() >= MAX_PIECE_BYTES {
+        return None;
+    }
     let pretokenizer = scheme(encoding).pretokenizer()?;
     let ranks = ranks(encoding)?;
     let mut tokens = 0;
