@@ -5,11 +5,12 @@
 //! Copyright (c) 2022 OpenAI, Shantanu Jain, MIT License. The changes, none of which changes a
 //! merge: they return how many tokens the piece becomes instead of the tokens; the short-piece
 //! loop works in a stack array instead of a fresh `Vec`; two-byte lookups read a direct table;
-//! the heap holds one `u64` per candidate and is built with one heapify.
+//! the heap holds one `u64` per candidate and is built with one heapify; the rank map is our own
+//! compact table (`Ranks`).
 
 use std::collections::BinaryHeap;
+use std::hash::Hasher;
 
-use rustc_hash::FxHashMap;
 use tiktoken_rs::Rank;
 
 /// Pieces shorter than this use the O(n·m) scan (cache-friendly for the short pieces that make up
@@ -20,48 +21,98 @@ const LARGE_PIECE: usize = 100;
 /// The longest piece (and so text) the merge loops take: `Merge` packs a start offset in 40 bits.
 pub(crate) const MAX_PIECE_BYTES: usize = 1 << START_BITS;
 
-/// The mergeable ranks of one encoding: token bytes -> rank, every token's bytes stored in one
-/// leaked arena (the table lives as long as the process, like tiktoken-rs's singletons), plus a
-/// direct table of the two-byte tokens, the most frequent lookup (every merge starts with them).
+/// The mergeable ranks of one encoding: token bytes -> rank.
+///
+/// Every token's bytes sit in one arena; an open-addressing table (linear probing, at most half
+/// full) holds one `u64` per token: where its bytes are, its length, 8 bits of its hash and its
+/// rank. A lookup touches one slot (usually) and, when length and hash bits agree, compares the
+/// bytes. Two-byte tokens, the most frequent lookup (every merge starts with them), also have a
+/// direct table. For o200k: 4 MiB of slots, 1.4 MiB of token bytes and 256 KiB of pairs.
 pub(crate) struct Ranks {
-    map: FxHashMap<&'static [u8], Rank>,
+    arena: Box<[u8]>,
+    slots: Box<[u64]>,
     /// `pairs[a << 8 | b]`: the rank of the token `[a, b]`, or `Rank::MAX`.
     pairs: Box<[Rank]>,
 }
 
+/// Slot layout, high to low: arena offset (24 bits), length (8), hash tag (8), rank (24). An
+/// empty slot is 0 (a token is never empty).
+const RANK_BITS: u32 = 24;
+const TAG_SHIFT: u32 = RANK_BITS;
+const LEN_SHIFT: u32 = TAG_SHIFT + 8;
+const OFFSET_SHIFT: u32 = LEN_SHIFT + 8;
+/// Ranks must stay below this (the largest vocabulary, o200k, ends at 199,997).
+const MAX_RANK: Rank = 1 << RANK_BITS;
+const MAX_ARENA: usize = 1 << (64 - OFFSET_SHIFT);
+
+#[inline]
+fn hash(bytes: &[u8]) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(bytes);
+    hasher.finish()
+}
+
+#[inline]
+fn tag(hash: u64) -> u64 {
+    hash >> 56
+}
+
 impl Ranks {
-    /// Builds the table from `(bytes, rank)` pairs; `None` if a rank does not fit `Merge`.
-    pub(crate) fn new(tokens: impl IntoIterator<Item = (Vec<u8>, Rank)>) -> Option<Ranks> {
-        let mut arena = Vec::new();
-        let mut spans = Vec::new();
+    /// Builds the table from at most `max_tokens` `(bytes, rank)` pairs; `None` if there are
+    /// more, if the vocabulary does not fit the slot layout (a rank >= 2^24, a token longer than
+    /// 255 bytes or 16 MiB of token bytes), or if it holds a token twice.
+    pub(crate) fn new(
+        max_tokens: usize,
+        tokens: impl IntoIterator<Item = (Vec<u8>, Rank)>,
+    ) -> Option<Ranks> {
+        let capacity = (max_tokens * 2).next_power_of_two().max(16);
+        let mask = capacity - 1;
+        let mut slots = vec![0u64; capacity].into_boxed_slice();
+        let mut arena = Vec::with_capacity(max_tokens * 8);
+        let mut pairs = vec![Rank::MAX; 1 << 16].into_boxed_slice();
+        let mut count = 0;
         for (bytes, rank) in tokens {
-            if rank >= MAX_RANK {
+            let (offset, len) = (arena.len(), bytes.len());
+            if rank >= MAX_RANK || len == 0 || len > 255 || offset + len > MAX_ARENA {
                 return None;
             }
-            spans.push((arena.len(), bytes.len(), rank));
+            count += 1;
+            if count > capacity / 2 {
+                return None; // more than `max_tokens`
+            }
+            let hash = hash(&bytes);
+            let key = (len as u64) << LEN_SHIFT | tag(hash) << TAG_SHIFT;
+            let mut i = hash as usize & mask;
+            while slots[i] != 0 {
+                if slots[i] & KEY_MASK == key && self_bytes(&arena, slots[i]) == Some(&bytes[..]) {
+                    return None;
+                }
+                i = (i + 1) & mask;
+            }
+            slots[i] = (offset as u64) << OFFSET_SHIFT | key | u64::from(rank);
+            if let [a, b] = bytes[..] {
+                pairs[pair_index(a, b)] = rank;
+            }
             arena.extend_from_slice(&bytes);
         }
-        let arena: &'static [u8] = Box::leak(arena.into_boxed_slice());
-        let mut map = FxHashMap::with_capacity_and_hasher(spans.len(), rustc_hash::FxBuildHasher);
-        let mut pairs = vec![Rank::MAX; 1 << 16].into_boxed_slice();
-        for (start, len, rank) in spans {
-            let bytes = arena.get(start..start + len)?;
-            if let [a, b] = bytes {
-                pairs[pair_index(*a, *b)] = rank;
-            }
-            map.insert(bytes, rank);
-        }
-        Some(Ranks { map, pairs })
+        Some(Ranks {
+            arena: arena.into_boxed_slice(),
+            slots,
+            pairs,
+        })
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.slots.iter().filter(|&&slot| slot != 0).count()
     }
 
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Rank)> + '_ {
-        self.map.iter().map(|(bytes, rank)| (*bytes, *rank))
+        self.slots.iter().filter(|&&slot| slot != 0).map(|&slot| {
+            let bytes = self_bytes(&self.arena, slot).unwrap_or_default();
+            (bytes, (slot & u64::from(MAX_RANK - 1)) as Rank)
+        })
     }
 
     #[inline]
@@ -70,7 +121,20 @@ impl Ranks {
             let rank = self.pair(*a, *b);
             return (rank != Rank::MAX).then_some(rank);
         }
-        self.map.get(bytes).copied()
+        let hash = hash(bytes);
+        let mask = self.slots.len() - 1;
+        let key = (bytes.len() as u64) << LEN_SHIFT | tag(hash) << TAG_SHIFT;
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = *self.slots.get(i)?;
+            if slot == 0 {
+                return None;
+            }
+            if slot & KEY_MASK == key && self_bytes(&self.arena, slot) == Some(bytes) {
+                return Some((slot & u64::from(MAX_RANK - 1)) as Rank);
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// The rank of the two-byte token `[a, b]`, or `Rank::MAX` if there is none.
@@ -251,8 +315,20 @@ impl Merge {
 }
 
 const START_BITS: u32 = 40;
-/// Ranks must stay below this to fit `Merge` (the largest vocabulary, o200k, ends at 199,997).
-const MAX_RANK: Rank = 1 << (64 - START_BITS);
+const _: () = assert!(
+    u64::BITS - START_BITS >= RANK_BITS,
+    "a rank must fit `Merge`"
+);
+/// The length and tag bits of a slot.
+const KEY_MASK: u64 = (1 << OFFSET_SHIFT) - (1 << TAG_SHIFT);
+
+/// The bytes a slot points at.
+#[inline]
+fn self_bytes(arena: &[u8], slot: u64) -> Option<&[u8]> {
+    let offset = (slot >> OFFSET_SHIFT) as usize;
+    let len = (slot >> LEN_SHIFT & 0xFF) as usize;
+    arena.get(offset..offset + len)
+}
 
 #[inline]
 fn pair_index(a: u8, b: u8) -> usize {

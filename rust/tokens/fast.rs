@@ -9,6 +9,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
+use rustc_hash::FxHashSet;
 use tiktoken_rs::Rank;
 
 use super::bpe::{Ranks, MAX_PIECE_BYTES};
@@ -72,16 +73,26 @@ pub(super) fn ranks(encoding: Encoding) -> Option<&'static Ranks> {
         .as_ref()
 }
 
-/// Copies the ordinary ranks out of tiktoken-rs (its rank map is private; `decode_bytes` of one
-/// rank is its bytes).
+/// Copies the ordinary ranks out of tiktoken-rs, whose rank map is private.
+///
+/// `_decode_native_and_split` hands out every rank's bytes with one clone each, about twice as
+/// fast as `decode_bytes` per rank (which allocates twice); o200k takes ~45 ms in all. It
+/// panics on a rank that tiktoken-rs does not know; every rank below `rank_limit` is known
+/// (`tests::rank_tables_equal_tiktoken_rs_ranks`), and a panic would only make `ranks` answer
+/// `None`.
 fn build_ranks(encoding: Encoding, vocabulary: Vocabulary) -> Option<Ranks> {
     let bpe = encoding.bpe();
-    let specials = bpe.special_tokens();
-    let is_special = |bytes: &[u8]| std::str::from_utf8(bytes).is_ok_and(|s| specials.contains(s));
-    Ranks::new((0..vocabulary.rank_limit()).filter_map(|rank| {
-        let bytes = bpe.decode_bytes(&[rank]).ok()?;
-        (!is_special(&bytes)).then_some((bytes, rank))
-    }))
+    let specials: FxHashSet<&[u8]> = bpe
+        .special_tokens()
+        .into_iter()
+        .map(str::as_bytes)
+        .collect();
+    let limit = vocabulary.rank_limit();
+    let tokens = bpe
+        ._decode_native_and_split((0..limit).collect())
+        .zip(0..limit)
+        .filter(|(bytes, _)| !specials.contains(&bytes[..]));
+    Ranks::new(limit as usize, tokens)
 }
 
 /// Builds what `count` needs for `encoding` (the rank table and the DFA) and warms this thread's
