@@ -3,8 +3,8 @@
 //! vector is built. The ranks come from tiktoken-rs's own tables, copied once per vocabulary.
 //!
 //! `count` answers `None` when it cannot count (the DFA could not be built or its search failed,
-//! or the rank table could not be made); the caller then counts with tiktoken-rs's
-//! `encode_ordinary`, so every count is exact either way.
+//! the rank table could not be made, or something panicked); the caller then counts with
+//! tiktoken-rs's `encode_ordinary`, so every count is exact either way.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
@@ -13,7 +13,7 @@ use rustc_hash::FxHashSet;
 use tiktoken_rs::Rank;
 
 use super::bpe::{Ranks, MAX_PIECE_BYTES};
-use super::pretokenize::Scheme;
+use super::pretokenize::{Pretokenizer, Scheme};
 use super::Encoding;
 
 /// The vocabularies behind the encodings (two encodings share one when only their special
@@ -104,8 +104,17 @@ pub(super) fn warm(encoding: Encoding) {
     );
 }
 
-/// `len(encode_ordinary(text))`, or `None` when the fast path cannot count `text`.
+/// `len(encode_ordinary(text))`, or `None` when the fast path cannot count `text`, including when
+/// it panics (a bug; this thread's DFA caches are then dropped, and the caller's tiktoken-rs
+/// count stands in).
 pub(super) fn count(encoding: Encoding, text: &str) -> Option<usize> {
+    catch_unwind(AssertUnwindSafe(|| count_unguarded(encoding, text))).unwrap_or_else(|_| {
+        Pretokenizer::forget_thread_caches();
+        None
+    })
+}
+
+fn count_unguarded(encoding: Encoding, text: &str) -> Option<usize> {
     if text.len() >= MAX_PIECE_BYTES {
         return None;
     }

@@ -153,6 +153,16 @@ impl Pretokenizer {
         Some(Pretokenizer { scheme, dfa })
     }
 
+    /// Drops this thread's caches (after a panic mid-search, which would be a bug, a cache may not
+    /// be worth trusting).
+    pub(crate) fn forget_thread_caches() {
+        let _ = CACHES.try_with(|caches| {
+            if let Ok(mut caches) = caches.try_borrow_mut() {
+                *caches = [None, None, None];
+            }
+        });
+    }
+
     /// Calls `piece` with each piece of `text`, in order, exactly as tiktoken's regex splits it.
     /// Stops at the first `Err` (and then `piece` may have seen a prefix of the pieces).
     pub(crate) fn split(&self, text: &str, mut piece: impl FnMut(&str)) -> Result<(), SplitFailed> {
