@@ -136,16 +136,25 @@ pub(crate) struct Pretokenizer {
 }
 
 thread_local! {
-    /// One lazy-DFA cache per scheme and thread: searches need a mutable cache, and a per-thread
-    /// one is never contended (regex's own pool would serialize threads on a free-threaded
+    /// One lazy-DFA cache per scheme and thread, for the scheme's shared `Pretokenizer`: searches
+    /// need a mutable cache, and a per-thread one is never contended (regex's own pool would serialize threads on a free-threaded
     /// CPython). It grows up to the DFA's cache capacity and lives as long as the thread.
     static CACHES: RefCell<[Option<Cache>; 3]> = const { RefCell::new([None, None, None]) };
 }
 
 impl Pretokenizer {
     fn build(scheme: Scheme) -> Option<Pretokenizer> {
+        Self::build_with(scheme, DFA::config())
+    }
+
+    /// Only `Scheme::pretokenizer` may build the one `Pretokenizer` of each scheme that `split`
+    /// uses: the thread-local caches are per scheme and belong to that DFA.
+    fn build_with(
+        scheme: Scheme,
+        config: regex_automata::hybrid::dfa::Config,
+    ) -> Option<Pretokenizer> {
         let dfa = DFA::builder()
-            .configure(DFA::config().match_kind(MatchKind::LeftmostFirst))
+            .configure(config.match_kind(MatchKind::LeftmostFirst))
             .syntax(syntax::Config::new().unicode(true).utf8(true))
             .thompson(thompson::Config::new().utf8(true))
             .build_many(&[scheme.main_pattern(), WHITESPACE])
@@ -387,6 +396,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A search that fails (here a lazy DFA made to give up at once) makes `split` fail instead
+    /// of inventing pieces, so the caller falls back.
+    #[test]
+    fn a_failing_search_is_an_error() {
+        let config = DFA::config()
+            .cache_capacity(0)
+            .skip_cache_capacity_check(true)
+            .minimum_cache_clear_count(Some(0));
+        let pretokenizer = Pretokenizer::build_with(Scheme::O200k, config).expect("builds");
+        let mut cache = pretokenizer.dfa.create_cache();
+        // Many distinct characters need many DFA states: more than the smallest cache holds.
+        let text: String = (0x100..0x3000).filter_map(char::from_u32).collect();
+        let result = pretokenizer.split_with(&mut cache, &text, &mut |_| {});
+        assert_eq!(result, Err(SplitFailed));
+    }
+
+    /// `split` inside `split` (the thread's cache is then in use) and on many threads at once.
+    #[test]
+    fn split_is_reentrant_and_thread_safe() {
+        let text = "Hello,  world!\n\tnested  splits  \u{3000}x";
+        let expected = our_pieces(Scheme::Cl100k, text);
+        let pretokenizer = Scheme::Cl100k.pretokenizer().expect("builds");
+        let mut inner = Vec::new();
+        pretokenizer
+            .split(text, |_| inner.push(our_pieces(Scheme::Cl100k, text)))
+            .expect("splits");
+        assert!(inner.iter().all(|pieces| *pieces == expected));
+        Pretokenizer::forget_thread_caches();
+        assert_eq!(our_pieces(Scheme::Cl100k, text), expected);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| (0..200).all(|_| our_pieces(Scheme::Cl100k, text) == expected))
+                })
+                .collect();
+            for worker in workers {
+                assert!(worker.join().expect("no panic"));
+            }
+        });
     }
 
     #[test]
