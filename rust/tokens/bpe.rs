@@ -35,8 +35,9 @@ pub(crate) struct Ranks {
     pairs: Box<[Rank]>,
 }
 
-/// Slot layout, high to low: arena offset (24 bits), length (8), hash tag (8), rank (24). An
-/// empty slot is 0 (a token is never empty).
+/// Slot layout, high to low: place (24 bits: the token's bytes if it has at most
+/// `INLINE_BYTES`, else its arena offset), length (8), hash tag (8), rank (24). An empty slot is
+/// 0 (a token is never empty).
 const RANK_BITS: u32 = 24;
 const TAG_SHIFT: u32 = RANK_BITS;
 const LEN_SHIFT: u32 = TAG_SHIFT + 8;
@@ -44,6 +45,8 @@ const OFFSET_SHIFT: u32 = LEN_SHIFT + 8;
 /// Ranks must stay below this (the largest vocabulary, o200k, ends at 199,997).
 const MAX_RANK: Rank = 1 << RANK_BITS;
 const MAX_ARENA: usize = 1 << (64 - OFFSET_SHIFT);
+/// Tokens this short live in their slot (24 bits of place), not in the arena.
+const INLINE_BYTES: usize = 3;
 
 #[inline]
 fn hash(bytes: &[u8]) -> u64 {
@@ -84,16 +87,21 @@ impl Ranks {
             let key = (len as u64) << LEN_SHIFT | tag(hash) << TAG_SHIFT;
             let mut i = hash as usize & mask;
             while slots[i] != 0 {
-                if slots[i] & KEY_MASK == key && self_bytes(&arena, slots[i]) == Some(&bytes[..]) {
+                if slots[i] & KEY_MASK == key && slot_holds(&arena, slots[i], &bytes) {
                     return None;
                 }
                 i = (i + 1) & mask;
             }
-            slots[i] = (offset as u64) << OFFSET_SHIFT | key | u64::from(rank);
+            let place = if len <= INLINE_BYTES {
+                inline(&bytes)
+            } else {
+                arena.extend_from_slice(&bytes);
+                offset as u64
+            };
+            slots[i] = place << OFFSET_SHIFT | key | u64::from(rank);
             if let [a, b] = bytes[..] {
                 pairs[pair_index(a, b)] = rank;
             }
-            arena.extend_from_slice(&bytes);
         }
         Some(Ranks {
             arena: arena.into_boxed_slice(),
@@ -108,9 +116,15 @@ impl Ranks {
     }
 
     #[cfg(test)]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Rank)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Vec<u8>, Rank)> + '_ {
         self.slots.iter().filter(|&&slot| slot != 0).map(|&slot| {
-            let bytes = self_bytes(&self.arena, slot).unwrap_or_default();
+            let len = (slot >> LEN_SHIFT & 0xFF) as usize;
+            let place = (slot >> OFFSET_SHIFT) as usize;
+            let bytes = if len <= INLINE_BYTES {
+                place.to_le_bytes()[..len].to_vec()
+            } else {
+                self.arena[place..place + len].to_vec()
+            };
             (bytes, (slot & u64::from(MAX_RANK - 1)) as Rank)
         })
     }
@@ -130,7 +144,7 @@ impl Ranks {
             if slot == 0 {
                 return None;
             }
-            if slot & KEY_MASK == key && self_bytes(&self.arena, slot) == Some(bytes) {
+            if slot & KEY_MASK == key && slot_holds(&self.arena, slot, bytes) {
                 return Some((slot & u64::from(MAX_RANK - 1)) as Rank);
             }
             i = (i + 1) & mask;
@@ -322,12 +336,54 @@ const _: () = assert!(
 /// The length and tag bits of a slot.
 const KEY_MASK: u64 = (1 << OFFSET_SHIFT) - (1 << TAG_SHIFT);
 
-/// The bytes a slot points at.
+/// Whether `slot` (whose length and tag match) holds `bytes`: tokens of up to `INLINE_BYTES`
+/// bytes sit in the slot itself, longer ones in the arena.
 #[inline]
-fn self_bytes(arena: &[u8], slot: u64) -> Option<&[u8]> {
-    let offset = (slot >> OFFSET_SHIFT) as usize;
-    let len = (slot >> LEN_SHIFT & 0xFF) as usize;
-    arena.get(offset..offset + len)
+fn slot_holds(arena: &[u8], slot: u64, bytes: &[u8]) -> bool {
+    let place = slot >> OFFSET_SHIFT;
+    if bytes.len() <= INLINE_BYTES {
+        return place == inline(bytes);
+    }
+    let start = place as usize;
+    arena
+        .get(start..start + bytes.len())
+        .is_some_and(|token| same_bytes(token, bytes))
+}
+
+/// A token of up to `INLINE_BYTES` bytes as the slot's place field (little-endian).
+#[inline]
+fn inline(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0, |packed, &byte| packed << 8 | u64::from(byte))
+}
+
+/// `a == b` for slices of equal length, without a `memcmp` call for the short ones: two
+/// overlapping words cover 4 to 16 bytes.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn word4(s: &[u8], last: bool) -> Option<u32> {
+        let chunk = if last {
+            s.last_chunk::<4>()
+        } else {
+            s.first_chunk::<4>()
+        };
+        chunk.map(|c| u32::from_le_bytes(*c))
+    }
+    fn word8(s: &[u8], last: bool) -> Option<u64> {
+        let chunk = if last {
+            s.last_chunk::<8>()
+        } else {
+            s.first_chunk::<8>()
+        };
+        chunk.map(|c| u64::from_le_bytes(*c))
+    }
+    match a.len() {
+        4..=8 => word4(a, false) == word4(b, false) && word4(a, true) == word4(b, true),
+        9..=16 => word8(a, false) == word8(b, false) && word8(a, true) == word8(b, true),
+        _ => a == b,
+    }
 }
 
 #[inline]

@@ -232,10 +232,7 @@ mod tests {
             Encoding::R50kBase,
         ] {
             let table = ranks(encoding).expect("the rank table builds");
-            let map: rustc_hash::FxHashMap<Vec<u8>, Rank> = table
-                .iter()
-                .map(|(bytes, rank)| (bytes.to_vec(), rank))
-                .collect();
+            let map: rustc_hash::FxHashMap<Vec<u8>, Rank> = table.iter().collect();
             for round in 0..400 {
                 let alphabet: &[&str] = match round % 4 {
                     0 => &["a", "b"],
