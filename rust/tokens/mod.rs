@@ -1,8 +1,13 @@
 //! Exact BPE token counting: the encodings we ship, the model table, and counting with the
 //! count cache in front of the BPE pass.
 
+mod bpe;
 mod chat;
+mod fast;
 mod models;
+mod pretokenize;
+#[cfg(test)]
+mod testing;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,6 +100,7 @@ impl Encoding {
             return Duration::ZERO;
         }
         let started = Instant::now();
+        fast::warm(self);
         let _ = self.bpe();
         started.elapsed()
     }
@@ -146,7 +152,10 @@ pub fn count_exact_uncached(encoding: Encoding, text: &str) -> Result<usize> {
     let bpe = encoding.bpe();
     // The vendored tokenizer unwraps regex results; a panic must never cross into Python
     // (PyO3 would raise PanicException, which `except Exception` does not catch).
-    catch_unwind(AssertUnwindSafe(|| bpe.encode_ordinary(text).len())).map_err(|panic| {
+    catch_unwind(AssertUnwindSafe(|| {
+        fast::count(encoding, text).unwrap_or_else(|| bpe.encode_ordinary(text).len())
+    }))
+    .map_err(|panic| {
         let why = panic
             .downcast_ref::<&str>()
             .map(ToString::to_string)
