@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 
 from . import __version__
+from .cli_serve import SERVE_COMMANDS, add_serve_command, run_serve_command
 from .cli_store import STORE_COMMANDS, add_store_commands, run_store_command
 from .tokens import DEFAULT_MODEL, Prompt, TokenCount, count_tokens
 
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     count.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_store_commands(commands)
+    add_serve_command(commands)
     return parser
 
 
@@ -135,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in STORE_COMMANDS:
         return run_store_command(args)
+    if args.command in SERVE_COMMANDS:
+        return run_serve_command(args)
     try:
         if args.command == "count":
             return _count(args)

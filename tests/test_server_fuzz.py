@@ -1,0 +1,69 @@
+"""Fuzz the running service from its own OpenAPI document with schemathesis.
+
+schemathesis reads ``/openapi.json`` from a real ``serve`` process and, for every operation,
+sends Hypothesis-generated requests, valid and invalid ones, checking each answer: no 5xx, a
+status and content type the document declares, a body that matches the declared schema, invalid
+input refused with 4xx, valid input accepted, and 405 for the methods a path does not have.
+Bounded: ``MAX_EXAMPLES`` per operation, derandomized (the same few hundred requests every
+run). For a wider, random run against a server you started::
+
+    schemathesis run http://127.0.0.1:8002/openapi.json --checks all --max-examples 500
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from instrumentation_sdk import __version__
+from instrumentation_sdk.server import DEFAULT_MAX_BODY_BYTES
+from instrumentation_sdk.server.openapi import build_openapi
+from test_server import Server
+
+MAX_EXAMPLES = 60
+
+# The document the default server serves (checked below), built here so that pytest can make one
+# test per operation at collection time, before any server runs.
+DOCUMENT = build_openapi(__version__, secured=False, max_body_bytes=DEFAULT_MAX_BODY_BYTES)
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+
+
+@pytest.fixture(scope="module")
+def fuzzed_server() -> Iterator[Server]:
+    srv = Server()
+    assert httpx.get(srv.url + "/openapi.json").json() == DOCUMENT
+    yield srv
+    # The fuzzer really ran: hundreds of requests, valid ones counted, invalid ones refused.
+    metrics = httpx.get(srv.url + "/metrics").text
+    answered = {
+        (route, int(status)): int(n)
+        for route, status, n in re.findall(
+            r'^instrumentation_sdk_http_requests_total\{route="([^"]*)",status="(\d+)"\} (\d+)$',
+            metrics,
+            re.MULTILINE,
+        )
+    }
+    assert sum(answered.values()) >= 250, answered
+    for route in ("/v1/token-counting/count", "/v1/token-counting/count/batch"):
+        assert answered.get((route, 200), 0) >= 20, answered
+        assert answered.get((route, 422), 0) >= 20, answered
+    assert not any(status >= 500 for _, status in answered), answered
+    assert srv.terminate() == 0
+    assert "Traceback" not in srv.output()  # nothing the fuzzer sent made the app raise
+    srv.close()
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+def test_openapi_fuzz(case: Any, fuzzed_server: Server) -> None:
+    case.call_and_validate(base_url=fuzzed_server.url)
