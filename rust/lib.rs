@@ -6,6 +6,7 @@ pub mod error;
 pub mod fork;
 pub mod heuristic;
 pub mod jsonl;
+pub mod otlp;
 pub mod span;
 pub mod tokens;
 
