@@ -25,6 +25,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::jsonl::JsonlFile;
     #[pymodule_export]
+    use crate::py::otlp::{encode_otlp, install_otel_parent_hook, otlp_partial_success};
+    #[pymodule_export]
     use crate::py::span::{
         install_span_hooks, llm_span, llm_span_with_tokens, orphaned_spans, Batch, Ready, SpanCore,
         SpanSink,

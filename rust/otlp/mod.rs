@@ -60,23 +60,7 @@ pub fn to_span<'s>(
     report: &mut EncodeReport,
 ) -> (&'s str, proto::Span) {
     let limit = options.max_value_bytes;
-    let operation = match span.get("gen_ai.operation.name") {
-        Some(Value::Str(op)) => op.as_str(),
-        _ => OPERATIONS
-            .iter()
-            .copied()
-            .find(|op| *op == span.name)
-            .unwrap_or(DEFAULT_OPERATION),
-    };
-    let name = if span.name == DEFAULT_NAME || OPERATIONS.contains(&span.name.as_ref()) {
-        if span.model.is_empty() {
-            operation.to_owned()
-        } else {
-            format!("{operation} {}", span.model)
-        }
-    } else {
-        span.name.to_string()
-    };
+    let (operation, name) = operation_and_name(span);
     let mut attributes = Vec::with_capacity(span.metadata.len() + 8);
     attributes.push(KeyValue::string("gen_ai.operation.name", operation));
     attributes.push(KeyValue::string("gen_ai.request.model", &span.model));
@@ -165,6 +149,29 @@ pub fn to_span<'s>(
         status: Some(status),
     };
     (service, otlp)
+}
+
+/// `gen_ai.operation.name` and the span's name: `"{operation} {model}"`, unless the span was
+/// given a name of its own (neither the default nor an operation).
+fn operation_and_name(span: &SpanData) -> (&str, String) {
+    let operation = match span.get("gen_ai.operation.name") {
+        Some(Value::Str(op)) => op.as_str(),
+        _ => OPERATIONS
+            .iter()
+            .copied()
+            .find(|op| *op == span.name)
+            .unwrap_or(DEFAULT_OPERATION),
+    };
+    let name = if span.name == DEFAULT_NAME || OPERATIONS.contains(&span.name.as_ref()) {
+        if span.model.is_empty() {
+            operation.to_owned()
+        } else {
+            format!("{operation} {}", span.model)
+        }
+    } else {
+        span.name.to_string()
+    };
+    (operation, name)
 }
 
 /// The OpenInference names (Arize Phoenix's), added next to the GenAI ones.
@@ -304,7 +311,7 @@ pub fn encode<'s>(
             chunks(sized, options.max_request_bytes)
                 .into_iter()
                 .map(|chunk| {
-                    let groups = group(chunk, |service| service.to_owned());
+                    let groups = group(chunk, ToOwned::to_owned);
                     json::write_request(&groups, options).into_bytes()
                 })
                 .collect()
@@ -337,10 +344,7 @@ fn chunks<'s, T>(
 }
 
 /// Spans grouped by service (in order of first appearance), one `ResourceSpans` each.
-fn group<'s, T, R>(
-    chunk: Vec<(&'s str, T)>,
-    make_resource: impl Fn(&str) -> R,
-) -> Vec<Group<R, T>> {
+fn group<T, R>(chunk: Vec<(&str, T)>, make_resource: impl Fn(&str) -> R) -> Vec<Group<R, T>> {
     let mut groups: Vec<(&str, Group<R, T>)> = Vec::new();
     for (service, item) in chunk {
         match groups.iter_mut().find(|(s, _)| *s == service) {
