@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from instrumentation_sdk import (
     __version__,
     configure,
@@ -39,7 +38,7 @@ ExportTraceServiceRequest = trace_service.ExportTraceServiceRequest
 ExportTraceServiceResponse = trace_service.ExportTraceServiceResponse
 
 
-# -- a real OTLP/HTTP receiver ----------------------------------------------------------------------
+# -- a real OTLP/HTTP receiver
 
 
 class Answer:
@@ -209,24 +208,26 @@ def attributes(span: Any) -> dict[str, Any]:
 
 
 def a_few_spans() -> tuple[Any, Any, Any]:
-    with llm_span(
-        "gpt-4o-mini", "internal", name="router", user_id="u-1", session_id="conv-9"
-    ) as parent:
-        with llm_span_with_tokens("gpt-4o", "openai", prompt="Hello world!") as child:
-            child.set_metadata("completion_tokens", 7)
-            child.set_metadata("actual_model", "gpt-4o-2024-08-06")
-            child.set_metadata("finish_reason", "stop")
-            child.set_metadata("retry_count", 1)
-            child.set_metadata("temperature", 0.2)
-            child.set_metadata("cached", True)
-            child.set_metadata("tags", ["a", "b"])
+    with (
+        llm_span(
+            "gpt-4o-mini", "internal", name="router", user_id="u-1", session_id="conv-9"
+        ) as parent,
+        llm_span_with_tokens("gpt-4o", "openai", prompt="Hello world!") as child,
+    ):
+        child.set_metadata("completion_tokens", 7)
+        child.set_metadata("actual_model", "gpt-4o-2024-08-06")
+        child.set_metadata("finish_reason", "stop")
+        child.set_metadata("retry_count", 1)
+        child.set_metadata("temperature", 0.2)
+        child.set_metadata("cached", True)
+        child.set_metadata("tags", ["a", "b"])
     failed = llm_span("claude-3-opus", "anthropic")
     with pytest.raises(TimeoutError), failed:
         raise TimeoutError("upstream took too long")
     return parent, child, failed
 
 
-# -- mapping ----------------------------------------------------------------------------------------
+# -- mapping
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "http/json"])
@@ -241,7 +242,9 @@ def test_spans_arrive_with_ids_times_status_and_genai_attributes(
     assert request.path == "/v1/traces"
     assert request.headers["content-encoding" if compression == "gzip" else "content-type"]
     decoded = request.request()
-    resource = {kv.key: kv.value.string_value for kv in decoded.resource_spans[0].resource.attributes}
+    resource = {
+        kv.key: kv.value.string_value for kv in decoded.resource_spans[0].resource.attributes
+    }
     assert resource["service.name"] == get_settings().service_name
     assert resource["telemetry.sdk.name"] == "instrumentation-sdk"
     assert resource["telemetry.sdk.version"] == __version__
@@ -315,7 +318,7 @@ def test_openinference_names_for_phoenix(receiver: Receiver) -> None:
     assert found["gen_ai.usage.input_tokens"] == 10
 
 
-# -- configuration ----------------------------------------------------------------------------------
+# -- configuration
 
 
 def test_two_environment_variables_select_and_aim_it(
@@ -372,7 +375,7 @@ def test_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     configure(exporter="otlp")
 
 
-# -- delivery rules ---------------------------------------------------------------------------------
+# -- delivery rules
 
 
 def one_span() -> None:
@@ -388,7 +391,12 @@ def test_retryable_statuses_are_retried(receiver: Receiver, status: int) -> None
     one_span()
     assert flush(5.0)
     assert len(receiver.received) == 2
-    assert delta(before) == {**dict.fromkeys(FIGURES, 0), "exported": 1, "export_errors": 1, "retries": 1}
+    assert delta(before) == {
+        **dict.fromkeys(FIGURES, 0),
+        "exported": 1,
+        "export_errors": 1,
+        "retries": 1,
+    }
 
 
 def test_retry_after_is_honoured(receiver: Receiver) -> None:
@@ -472,7 +480,11 @@ def test_connection_failures_are_retried_then_dropped() -> None:
     one_span()
     assert flush(5.0)
     change = delta(before)
-    assert (change["export_errors"], change["retries"], change["dropped_export_failed"]) == (3, 2, 1)
+    assert (change["export_errors"], change["retries"], change["dropped_export_failed"]) == (
+        3,
+        2,
+        1,
+    )
 
 
 def test_batches_split_under_the_size_cap_and_a_retry_resends_only_the_rest(
@@ -503,7 +515,7 @@ def test_keeps_the_connection_alive(receiver: Receiver) -> None:
     assert len({r.headers.get("host") for r in receiver.received}) == 1
 
 
-# -- the pipeline's side of ExportError -------------------------------------------------------------
+# -- the pipeline's side of ExportError
 
 
 class Scripted:
@@ -535,16 +547,19 @@ def test_export_error_decides_retrying() -> None:
     assert later.calls[1] - later.calls[0] >= 0.45
 
 
-# -- joining an active OpenTelemetry trace ----------------------------------------------------------
+# -- joining an active OpenTelemetry trace
 
 
 def test_a_root_llm_span_joins_the_active_opentelemetry_span(receiver: Receiver) -> None:
     sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
     tracer = sdk_trace.TracerProvider().get_tracer("app")
     use(OtlpExporter(receiver.url))
-    with tracer.start_as_current_span("POST /chat") as otel_span:
-        with llm_span("gpt-4o") as joined, llm_span("gpt-4o") as nested:
-            pass
+    with (
+        tracer.start_as_current_span("POST /chat") as otel_span,
+        llm_span("gpt-4o") as joined,
+        llm_span("gpt-4o") as nested,
+    ):
+        pass
     context = otel_span.get_span_context()
     assert joined.trace_id == f"{context.trace_id:032x}"
     assert joined.parent_span_id == f"{context.span_id:016x}"

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from . import _core
-from .config import ExportError, Exporter, Settings, settings_from_env
+from .config import Exporter, ExportError, Settings, settings_from_env
 from .tokens import token_cache_stats
 
 __all__ = ["configure", "flush", "get_settings", "shutdown", "stats"]
@@ -394,8 +394,9 @@ def configure(
 
     Unset arguments take their ``INSTRUMENTATION_SDK_*`` environment value or the default.
     ``exporter`` is an object with ``export(batch)`` or one of ``"sqlite"`` (default: the local
-    store), ``"jsonl"``, ``"console"``, ``"memory"``, ``"otlp"``, ``"none"``. Raises ``ValueError`` for a bad
-    value, leaving the running pipeline untouched.
+    store), ``"jsonl"``, ``"console"``, ``"memory"``, ``"otlp"`` (``OtlpExporter()`` from the
+    ``OTEL_*`` variables), ``"none"``. Raises ``ValueError`` for a bad value, leaving the running
+    pipeline untouched.
 
     >>> from instrumentation_sdk.exporters import InMemoryExporter
     >>> configure(exporter=InMemoryExporter(), batch_size=64, flush_interval=0.5)

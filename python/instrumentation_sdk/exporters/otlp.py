@@ -134,7 +134,9 @@ class OtlpExporter:
             logger.warning("instrumentation-sdk: OTLP over gRPC is not supported; using HTTP")
             protocol = "http/protobuf"
         if protocol not in PROTOCOLS:
-            raise ValueError(f"OTLP protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+            raise ValueError(
+                f"OTLP protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+            )
         self.protocol = protocol
 
         compression = (compression or _env(env, "COMPRESSION") or "none").lower()
