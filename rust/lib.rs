@@ -6,6 +6,7 @@ pub mod error;
 pub mod fork;
 pub mod heuristic;
 pub mod jsonl;
+pub mod otlp;
 pub mod span;
 pub mod tokens;
 
@@ -23,6 +24,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod _core {
     #[pymodule_export]
     use crate::py::jsonl::JsonlFile;
+    #[pymodule_export]
+    use crate::py::otlp::{encode_otlp, install_otel_parent_hook, otlp_partial_success};
     #[pymodule_export]
     use crate::py::span::{
         install_span_hooks, llm_span, llm_span_with_tokens, orphaned_spans, Batch, Ready, SpanCore,

@@ -19,13 +19,16 @@ __all__ = [
     "configure_token_cache",
     "count_tokens",
     "count_tokens_batch",
+    "encode_otlp",
     "encoding_for_model",
     "encoding_names",
+    "install_otel_parent_hook",
     "install_span_hooks",
     "llm_span",
     "llm_span_with_tokens",
     "model_table",
     "orphaned_spans",
+    "otlp_partial_success",
     "token_cache_stats",
     "warmup_encodings",
 ]
@@ -200,3 +203,15 @@ class JsonlFile:
     def path(self) -> Path: ...
     def append(self, data: bytes) -> None: ...
     def close(self) -> None: ...
+
+def encode_otlp(
+    batch: Batch,
+    protocol: str,
+    default_service: str,
+    max_value_bytes: int,
+    max_request_bytes: int,
+    resource_attributes: list[tuple[str, str]] = ...,
+    openinference: bool = False,
+) -> tuple[list[bytes], int]: ...
+def otlp_partial_success(body: bytes) -> tuple[int, str]: ...
+def install_otel_parent_hook(hook: Callable[[], tuple[int, int] | None]) -> None: ...

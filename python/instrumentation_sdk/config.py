@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ENV_PREFIX", "Exporter", "Settings", "settings_from_env"]
+__all__ = ["ENV_PREFIX", "ExportError", "Exporter", "Settings", "settings_from_env"]
 
 ENV_PREFIX = "INSTRUMENTATION_SDK_"
-EXPORTER_NAMES = ("sqlite", "jsonl", "console", "memory", "none")
+EXPORTER_NAMES = ("sqlite", "jsonl", "console", "memory", "otlp", "none")
 #: The span buffer is allocated up front; the Rust core refuses more slots than this.
 MAX_BUFFER_CAPACITY = 1 << 22
 #: Longer waits than this cannot be expressed to the platform's lock primitives.
@@ -32,6 +32,22 @@ class Exporter(Protocol):
     """
 
     def export(self, batch: list[dict[str, Any]]) -> None: ...
+
+
+class ExportError(Exception):
+    """Raised by an exporter to say how its failure should be retried.
+
+    ``retryable=False`` drops the batch at once (counted in ``stats()["export_rejected"]``);
+    ``retry_after`` (seconds, e.g. from an HTTP ``Retry-After``) is the least wait before the
+    next attempt. Any other exception is retried with the usual backoff.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

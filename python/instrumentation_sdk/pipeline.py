@@ -27,12 +27,16 @@ from typing import Any
 import msgspec
 
 from . import _core
-from .config import Exporter, Settings, settings_from_env
+from .config import Exporter, ExportError, Settings, settings_from_env
 from .tokens import token_cache_stats
 
 __all__ = ["configure", "flush", "get_settings", "shutdown", "stats"]
 
 logger = logging.getLogger("instrumentation_sdk")
+
+#: A ``Retry-After`` longer than this is not waited for: the batch is dropped (and counted)
+#: rather than held up, or sent early against the backend's wish.
+MAX_RETRY_AFTER = 30.0
 
 
 class _NullExporter:
@@ -56,6 +60,8 @@ def _build_exporter(settings: Settings) -> Exporter:
         return exporters.ConsoleExporter()
     if exporter == "memory":
         return exporters.InMemoryExporter()
+    if exporter == "otlp":
+        return exporters.OtlpExporter()
     return _NullExporter()
 
 
@@ -94,6 +100,9 @@ class Pipeline:
         # Fast path: the core drains, encodes and appends in one call, without the interpreter.
         self._jsonl_file = getattr(self.exporter, "jsonl_file", None)
         self._export_jsonl = getattr(self.exporter, "export_jsonl", None)
+        # Exporters that take the core's batch (OTLP): encode once, then send what is left.
+        self._encode_batch = getattr(self.exporter, "encode_batch", None)
+        self._export_encoded = getattr(self.exporter, "export_encoded", None)
         self._abort = threading.Event()
         self._progress = threading.Condition()
         self._resolved = 0  # spans drained and then exported or dropped
@@ -209,23 +218,37 @@ class Pipeline:
 
     def _retry(self, send: Callable[[], object], first_error: str | None = None) -> bool:
         """Send, retrying failures with exponential backoff and jitter, within
-        ``export_retries``. The first attempt already failed when ``first_error`` is given."""
+        ``export_retries``. The first attempt already failed when ``first_error`` is given.
+        An ``ExportError`` may forbid retrying or ask for a least wait (``retry_after``)."""
         settings = self.settings
         attempts = settings.export_retries + 1
         for attempt in range(attempts):
+            retry_after = None
             if attempt or first_error is None:
                 try:
                     send()
                     return True
+                except ExportError as error:
+                    if not error.retryable:
+                        self.counts["export_errors"] += 1
+                        self.counts["export_rejected"] += 1
+                        note_fault("export_rejected", f"the exporter rejected a batch: {error}")
+                        return False
+                    retry_after = error.retry_after
                 except BaseException:
                     pass
             self.counts["export_errors"] += 1
             note_fault("export", f"{type(self.exporter).__name__} failed to export a batch")
             if attempt == attempts - 1:
                 break
-            self.counts["retries"] += 1
             delay = min(settings.retry_backoff_max, settings.retry_backoff * 2**attempt)
-            if self._abort.wait(delay * random.uniform(0.5, 1.0)):
+            delay *= random.uniform(0.5, 1.0)
+            if retry_after is not None:
+                if retry_after > MAX_RETRY_AFTER:
+                    break
+                delay = max(delay, retry_after)
+            self.counts["retries"] += 1
+            if self._abort.wait(delay):
                 break
         note_fault("export_dropped", "a batch was dropped after its export retries failed")
         return False
@@ -237,6 +260,17 @@ class Pipeline:
         if self._export_jsonl is not None:
             payload, truncated = batch.to_jsonl(settings.service_name, settings.max_value_bytes)
             send = self._export_jsonl
+        elif self._encode_batch is not None and self._export_encoded is not None:
+            payload, truncated = self._encode_batch(
+                batch, settings.service_name, settings.max_value_bytes
+            )
+            export_encoded = self._export_encoded
+
+            def send(payload: Any) -> None:
+                rejected = export_encoded(payload)  # spans the backend refused (partial success)
+                if isinstance(rejected, int) and rejected > 0:
+                    self.counts["rejected_spans"] += rejected
+
         else:
             payload, truncated = batch.to_records(settings.service_name, settings.max_value_bytes)
             send = self.exporter.export
@@ -360,8 +394,9 @@ def configure(
 
     Unset arguments take their ``INSTRUMENTATION_SDK_*`` environment value or the default.
     ``exporter`` is an object with ``export(batch)`` or one of ``"sqlite"`` (default: the local
-    store), ``"jsonl"``, ``"console"``, ``"memory"``, ``"none"``. Raises ``ValueError`` for a bad
-    value, leaving the running pipeline untouched.
+    store), ``"jsonl"``, ``"console"``, ``"memory"``, ``"otlp"`` (``OtlpExporter()`` from the
+    ``OTEL_*`` variables), ``"none"``. Raises ``ValueError`` for a bad value, leaving the running
+    pipeline untouched.
 
     >>> from instrumentation_sdk.exporters import InMemoryExporter
     >>> configure(exporter=InMemoryExporter(), batch_size=64, flush_interval=0.5)
@@ -426,7 +461,9 @@ def stats() -> dict[str, Any]:
     ``dropped_buffer_full``, ``dropped_export_failed``, ``dropped_at_shutdown`` (held when a
     shutdown timed out), ``dropped_after_shutdown`` and ``dropped_no_pipeline``.
     ``truncated``/``unencodable`` count metadata values that were cut or replaced by their
-    ``repr``; ``export_errors`` failed export calls, ``retries`` the retries among them;
+    ``repr``; ``export_errors`` failed export calls, ``retries`` the retries among them,
+    ``export_rejected`` batches refused for good (e.g. an HTTP 400: not retried);
+    ``rejected_spans`` spans a backend delivered to refused (OTLP partial success);
     ``span_faults`` the SDK's own swallowed faults (by kind in ``faults``).
     """
     with _lock:
@@ -458,6 +495,8 @@ def stats() -> dict[str, Any]:
             "unencodable",
             "export_errors",
             "retries",
+            "export_rejected",
+            "rejected_spans",
         )
     }
     result["dropped"] = sum(figures[kind] for kind in dropped_kinds)

@@ -78,6 +78,23 @@ def with_current_context(fn: Callable[P, R]) -> Callable[P, R]:
     return run_in_context
 
 
+def _install_otel_parent_hook() -> None:
+    """With ``opentelemetry-api`` installed, a span that starts with no parent of ours joins
+    the active OpenTelemetry span's trace as its child. Called only for such root spans."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return
+    get_current_span = trace.get_current_span
+
+    def otel_parent() -> tuple[int, int] | None:
+        context = get_current_span().get_span_context()
+        return (context.trace_id, context.span_id) if context.is_valid else None
+
+    _core.install_otel_parent_hook(otel_parent)
+
+
+_install_otel_parent_hook()
 _core.install_span_hooks(
     _current, pipeline.start_default_pipeline, pipeline.after_fork_in_child, pipeline.note_fault
 )

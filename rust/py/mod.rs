@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod jsonl;
+pub mod otlp;
 pub mod prompt;
 pub mod span;
 pub mod tokens;

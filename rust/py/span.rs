@@ -813,6 +813,11 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         },
     };
     let parent = parent.as_ref().and_then(parent_info);
+    let otel_parent = if parent.is_none() {
+        super::otlp::otel_parent(py)
+    } else {
+        None
+    };
     let count = match (prompt, model) {
         (Some(prompt), Some(model)) => count_prompt(py, prompt.bind(py), &model),
         _ => None,
@@ -829,6 +834,9 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         data.service_name = data.service_name.take().or(parent.service_name);
         data.user_id = data.user_id.take().or(parent.user_id);
         data.session_id = data.session_id.take().or(parent.session_id);
+    } else if let Some((trace_id, span_id)) = otel_parent {
+        data.trace_id = trace_id;
+        data.parent_span_id = Some(span_id);
     } else {
         data.trace_id = new_trace_id();
     }
@@ -1379,5 +1387,15 @@ impl Batch {
     fn clear(&mut self) {
         self.spans.clear();
         self.encoded.clear();
+    }
+}
+
+impl Batch {
+    /// Each span's data with what its deferred values encoded to.
+    pub(crate) fn spans_with_values(&self) -> impl Iterator<Item = (&SpanData, &[Encoded])> {
+        self.spans.iter().enumerate().map(|(index, span)| {
+            let encoded = self.encoded.get(index).map_or(&[][..], Vec::as_slice);
+            (&*span.data, encoded)
+        })
     }
 }

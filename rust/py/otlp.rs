@@ -1,0 +1,79 @@
+//! OTLP from Python: `encode_otlp` turns a drained batch into request bodies with the interpreter
+//! detached; `otlp_partial_success` reads a protobuf response; `install_otel_parent_hook` lets
+//! root spans join an active OpenTelemetry trace.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyBytes;
+
+use super::span::Batch;
+use crate::otlp::{self, proto, Options, Protocol};
+
+/// The batch as OTLP request bodies (`protocol` is `"http/protobuf"` or `"http/json"`), each at
+/// most `max_request_bytes` long (uncompressed). Returns the bodies and how many values were
+/// truncated. Call `Batch.encode_deferred` first so containers export as their JSON.
+#[pyfunction]
+#[pyo3(signature = (
+    batch, protocol, default_service, max_value_bytes, max_request_bytes,
+    resource_attributes = Vec::new(), openinference = false,
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn encode_otlp<'py>(
+    py: Python<'py>,
+    batch: PyRef<'py, Batch>,
+    protocol: &str,
+    default_service: &str,
+    max_value_bytes: usize,
+    max_request_bytes: usize,
+    resource_attributes: Vec<(String, String)>,
+    openinference: bool,
+) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64)> {
+    let protocol = match protocol {
+        "http/protobuf" => Protocol::Protobuf,
+        "http/json" => Protocol::Json,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "protocol must be 'http/protobuf' or 'http/json', got {other:?}"
+            )))
+        }
+    };
+    let batch: &Batch = &batch;
+    let options = Options {
+        default_service,
+        resource_attributes: &resource_attributes,
+        max_value_bytes,
+        max_request_bytes,
+        openinference,
+    };
+    let (bodies, report) =
+        py.detach(|| otlp::encode(batch.spans_with_values(), protocol, &options));
+    let bodies = bodies.iter().map(|body| PyBytes::new(py, body)).collect();
+    Ok((bodies, report.truncated))
+}
+
+/// `(rejected_spans, error_message)` of a protobuf `ExportTraceServiceResponse` body.
+#[pyfunction]
+pub fn otlp_partial_success(body: &[u8]) -> PyResult<(i64, String)> {
+    proto::decode_partial_success(body).map_err(|error| {
+        PyValueError::new_err(format!("not an ExportTraceServiceResponse: {error}"))
+    })
+}
+
+static OTEL_PARENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Install `hook() -> (trace_id: int, span_id: int) | None`, called when a span starts with no
+/// parent of ours: a valid answer (the active OpenTelemetry span) becomes its parent. Installed
+/// once, and only when `opentelemetry` is importable.
+#[pyfunction]
+pub fn install_otel_parent_hook(py: Python<'_>, hook: Py<PyAny>) {
+    let _ = OTEL_PARENT.set(py, hook);
+}
+
+/// The active OpenTelemetry span's ids, if a hook is installed and one is active.
+pub(crate) fn otel_parent(py: Python<'_>) -> Option<(u128, u64)> {
+    let hook = OTEL_PARENT.get(py)?;
+    let answer = hook.call0(py).ok()?;
+    let (trace_id, span_id): (u128, u64) = answer.extract(py).ok()?;
+    (trace_id != 0 && span_id != 0).then_some((trace_id, span_id))
+}
