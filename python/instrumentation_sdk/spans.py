@@ -91,7 +91,13 @@ def _install_otel_parent_hook() -> None:
         context = get_current_span().get_span_context()
         return (context.trace_id, context.span_id) if context.is_valid else None
 
-    _core.install_otel_parent_hook(otel_parent)
+    # OpenTelemetry keeps its context in a ContextVar (private, so found defensively): while it
+    # holds an empty context no OTel span is active, and the core skips calling the hook.
+    runtime = getattr(__import__("opentelemetry.context", fromlist=["_"]), "_RUNTIME_CONTEXT", None)
+    context_var = getattr(runtime, "_current_context", None)
+    if type(context_var) is not contextvars.ContextVar:
+        context_var = None
+    _core.install_otel_parent_hook(otel_parent, context_var)
 
 
 _install_otel_parent_hook()

@@ -71,14 +71,14 @@ static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
 /// (a third of the cost of Python method calls on the request thread), else through methods
 /// bound once.
 #[cfg(not(feature = "abi3"))]
-struct CurrentSpanVar {
+pub(crate) struct CurrentSpanVar {
     var: Py<PyAny>,
 }
 
 #[cfg(not(feature = "abi3"))]
 #[allow(unsafe_code)]
 impl CurrentSpanVar {
-    fn new(var: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub(crate) fn new(var: &Bound<'_, PyAny>) -> PyResult<Self> {
         if !var.get_type().name()?.to_string().eq("ContextVar") {
             return Err(PyValueError::new_err("expected a contextvars.ContextVar"));
         }
@@ -87,7 +87,7 @@ impl CurrentSpanVar {
         })
     }
 
-    fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
         // SAFETY: `var` is a ContextVar (checked in `new`), we are attached, and `value` is a
         // valid out-pointer; on success it holds a new reference or NULL (no value, no default).
@@ -125,7 +125,7 @@ impl CurrentSpanVar {
 }
 
 #[cfg(feature = "abi3")]
-struct CurrentSpanVar {
+pub(crate) struct CurrentSpanVar {
     get: Py<PyAny>,
     set: Py<PyAny>,
     reset: Py<PyAny>,
@@ -133,7 +133,7 @@ struct CurrentSpanVar {
 
 #[cfg(feature = "abi3")]
 impl CurrentSpanVar {
-    fn new(var: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub(crate) fn new(var: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(CurrentSpanVar {
             get: var.getattr("get")?.unbind(),
             set: var.getattr("set")?.unbind(),
@@ -141,7 +141,7 @@ impl CurrentSpanVar {
         })
     }
 
-    fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.get.bind(py).call0()
     }
 
