@@ -17,8 +17,8 @@ use crate::fork;
 /// What happened to a pushed item.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Push<T> {
-    /// Queued; the queue now holds this many items.
-    Accepted(usize),
+    /// Queued; this many items have been accepted so far (this one included).
+    Accepted(u64),
     /// The queue was full: the item is handed back, and counted as dropped.
     Full(T),
     /// The process forked since this buffer was made: it belongs to the parent. The item is
@@ -93,15 +93,16 @@ impl<T> SpanBuffer<T> {
         }
         match self.queue.push(item) {
             Ok(()) => {
-                self.accepted.fetch_add(1, Ordering::Relaxed);
-                let len = self.queue.len();
-                // Once per batch: `wake_requested` stays set until the consumer wakes up.
-                if len >= self.wake_at.load(Ordering::Relaxed)
-                    && !self.wake_requested.load(Ordering::Relaxed)
+                let accepted = self.accepted.fetch_add(1, Ordering::Relaxed) + 1;
+                // Wake the consumer once per batch's worth of pushes. Counted with the
+                // producers' own counter: the queue's length would read the consumer's cache
+                // line on every push.
+                let wake_at = self.wake_at.load(Ordering::Relaxed) as u64;
+                if accepted.is_multiple_of(wake_at) && !self.wake_requested.load(Ordering::Relaxed)
                 {
                     self.wake();
                 }
-                Push::Accepted(len)
+                Push::Accepted(accepted)
             }
             Err(item) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);

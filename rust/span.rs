@@ -7,22 +7,35 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::fork;
 
-/// Keys of the spec's metadata table whose values keep a type.
+/// Keys of the spec's metadata table whose values keep a type (see `metadata_key`).
 pub const INT_KEYS: [&str; 3] = ["prompt_tokens", "completion_tokens", "retry_count"];
 pub const STR_KEYS: [&str; 3] = ["actual_model", "session_id", "finish_reason"];
-/// Keys the SDK records itself.
-pub const SDK_KEYS: [&str; 2] = ["token_count_method", "token_encoding"];
 
 pub const DEFAULT_NAME: &str = "llm";
 
-/// `key` as a static string when it is one of the keys above (no allocation), else owned.
-pub fn metadata_key(key: &str) -> Cow<'static, str> {
-    INT_KEYS
-        .iter()
-        .chain(&STR_KEYS)
-        .chain(&SDK_KEYS)
-        .find(|known| **known == key)
-        .map_or_else(|| Cow::Owned(key.to_owned()), |known| Cow::Borrowed(*known))
+/// The type a metadata key's values keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Int,
+    Str,
+    Any,
+}
+
+/// `key` as a static string when it is a known key (no allocation), else owned, and the type
+/// its values keep. One `match`: the compiler turns it into a length switch and a compare.
+pub fn metadata_key(key: &str) -> (Cow<'static, str>, KeyKind) {
+    let known = |name: &'static str, kind| (Cow::Borrowed(name), kind);
+    match key {
+        "prompt_tokens" => known("prompt_tokens", KeyKind::Int),
+        "completion_tokens" => known("completion_tokens", KeyKind::Int),
+        "retry_count" => known("retry_count", KeyKind::Int),
+        "actual_model" => known("actual_model", KeyKind::Str),
+        "session_id" => known("session_id", KeyKind::Str),
+        "finish_reason" => known("finish_reason", KeyKind::Str),
+        "token_count_method" => known("token_count_method", KeyKind::Any),
+        "token_encoding" => known("token_encoding", KeyKind::Any),
+        _ => (Cow::Owned(key.to_owned()), KeyKind::Any),
+    }
 }
 
 pub const TRUNCATION_MARKER: &str = "...[truncated {} bytes]";
@@ -422,6 +435,19 @@ mod tests {
             out.ends_with(r#""metadata":{"vector":[0.1,0.2],"odd":"<object at 0x1>"}}"#),
             "{out}"
         );
+    }
+
+    #[test]
+    fn known_keys_are_static_and_typed() {
+        for key in INT_KEYS {
+            assert_eq!(metadata_key(key), (Cow::Borrowed(key), KeyKind::Int));
+        }
+        for key in STR_KEYS {
+            assert_eq!(metadata_key(key), (Cow::Borrowed(key), KeyKind::Str));
+        }
+        let (custom, kind) = metadata_key("temperature");
+        assert!(matches!(custom, Cow::Owned(ref k) if k == "temperature"));
+        assert_eq!(kind, KeyKind::Any);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use crate::span::{
     bounded, metadata_key, new_span_id, new_trace_id, write_json, Clock, EncodeReport, Encoded,
-    SpanData, Status, Value, DEFAULT_NAME, INT_KEYS, STR_KEYS,
+    KeyKind, SpanData, Status, Value, DEFAULT_NAME,
 };
 use crate::tokens::{self, count_text, Method};
 
@@ -688,7 +688,7 @@ fn convert(
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
 ) -> Option<(Cow<'static, str>, Converted)> {
-    let key = if let Ok(key) = key.cast::<PyString>() {
+    let (key, kind) = if let Ok(key) = key.cast::<PyString>() {
         metadata_key(&key.to_string_lossy())
     } else {
         fault(
@@ -698,12 +698,10 @@ fn convert(
         );
         metadata_key(&key.str().ok()?.to_string_lossy())
     };
-    let converted = if INT_KEYS.contains(&key.as_ref()) {
-        standard_int(py, &key, value)
-    } else if STR_KEYS.contains(&key.as_ref()) {
-        standard_str(py, &key, value)
-    } else {
-        plain_value(value)
+    let converted = match kind {
+        KeyKind::Int => standard_int(py, &key, value),
+        KeyKind::Str => standard_str(py, &key, value),
+        KeyKind::Any => plain_value(value),
     };
     let converted = match converted {
         Some(value) => Converted::Value(value),
