@@ -418,21 +418,19 @@ pub fn llm_span_with_tokens<'py>(
     parent: Option<Bound<'py, PyAny>>,
     attributes: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, SpanCore>> {
-    let span = SpanCore::build(
+    let span = llm_span(
         py,
-        SpanArgs {
-            model,
-            provider,
-            service_name,
-            user_id,
-            session_id,
-            name,
-            parent,
-            attributes,
-        },
-    );
-    span.lock().prompt = Some(prompt);
-    Bound::new(py, span)
+        model,
+        provider,
+        service_name,
+        user_id,
+        session_id,
+        name,
+        parent,
+        attributes,
+    )?;
+    span.get().lock().prompt = Some(prompt);
+    Ok(span)
 }
 
 /// An awaitable that is already done: what ``async with`` gets from ``__aenter__`` and
