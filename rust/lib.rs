@@ -23,14 +23,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pyo3::pymodule]
 mod _core {
     #[pymodule_export]
+    use crate::py::context::install_span_hooks;
+    #[pymodule_export]
     use crate::py::jsonl::JsonlFile;
     #[pymodule_export]
     use crate::py::otlp::{encode_otlp, install_otel_parent_hook, otlp_partial_success};
     #[pymodule_export]
-    use crate::py::span::{
-        install_span_hooks, llm_span, llm_span_with_tokens, orphaned_spans, Batch, Ready, SpanCore,
-        SpanSink,
-    };
+    use crate::py::sink::{orphaned_spans, Batch, SpanSink};
+    #[pymodule_export]
+    use crate::py::span::{llm_span, llm_span_with_tokens, Ready, SpanCore};
     #[pymodule_export]
     use crate::py::tokens::{
         clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,

@@ -1,9 +1,12 @@
 //! The PyO3 binding layer: takes what it needs out of Python objects, then runs the pure core
 //! (detached from the interpreter when the work is big enough to matter).
 
+pub mod context;
 pub mod error;
 pub mod jsonl;
 pub mod otlp;
 pub mod prompt;
+pub mod record;
+pub mod sink;
 pub mod span;
 pub mod tokens;

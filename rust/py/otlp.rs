@@ -6,11 +6,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::span::CurrentSpanVar;
+use super::context::CurrentSpanVar;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 
-use super::span::Batch;
+use super::sink::Batch;
 use crate::otlp::{self, proto, Options, Protocol};
 
 /// The batch as OTLP request bodies (`protocol` is `"http/protobuf"` or `"http/json"`), each at
