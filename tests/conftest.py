@@ -10,11 +10,14 @@ caller already set (even an empty one, which tiktoken reads as "no cache") is le
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from instrumentation_sdk import configure, shutdown
+from instrumentation_sdk import pipeline as sdk_pipeline
+from instrumentation_sdk.exporters import InMemoryExporter
 
 SHARED_TIKTOKEN_CACHE = Path(__file__).resolve().parent.parent.parent / "shared" / "tiktoken-cache"
 
@@ -46,3 +49,29 @@ def oracle() -> Callable[[str], Any]:
         pytest.skip(f"official tiktoken cannot load {name}: {failed[name]}")
 
     return get
+
+
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("INSTRUMENTATION_SDK_") or name == "OTEL_SERVICE_NAME":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("INSTRUMENTATION_SDK_DB", str(tmp_path / "default.db"))
+    monkeypatch.setenv("INSTRUMENTATION_SDK_JSONL_PATH", str(tmp_path / "default.jsonl"))
+    # Not a configure() argument: keeps retries fast in every test unless one sets its own.
+    monkeypatch.setenv("INSTRUMENTATION_SDK_RETRY_BACKOFF", "0.01")
+
+
+@pytest.fixture
+def exporter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[InMemoryExporter]:
+    """A fresh span pipeline exporting to memory, in a clean environment; shut down afterwards."""
+    _clean_environment(monkeypatch, tmp_path)
+    memory = InMemoryExporter()
+    configure(exporter=memory, flush_interval=0.05, exit_timeout=2.0)
+    yield memory
+    shutdown(timeout=5.0)
+
+
+@pytest.fixture
+def fresh_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each kind of fault is logged once per process: start this test with none logged yet."""
+    monkeypatch.setattr(sdk_pipeline, "_faults", sdk_pipeline._Faults())

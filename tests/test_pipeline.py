@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import math
-import os
 import sqlite3
 import threading
 import time
@@ -31,8 +30,10 @@ from instrumentation_sdk import (
     shutdown,
     stats,
 )
-from instrumentation_sdk import pipeline as sdk_pipeline
 from instrumentation_sdk.exporters import ConsoleExporter, InMemoryExporter, JsonlExporter
+
+# A fresh in-memory pipeline per test (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("exporter")
 
 RECORD_KEYS = {
     "trace_id",
@@ -65,32 +66,6 @@ FIGURES = (
     "retries",
     "span_faults",
 )
-
-
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("INSTRUMENTATION_SDK_") or name == "OTEL_SERVICE_NAME":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("INSTRUMENTATION_SDK_DB", str(tmp_path / "default.db"))
-    monkeypatch.setenv("INSTRUMENTATION_SDK_JSONL_PATH", str(tmp_path / "default.jsonl"))
-    # Not a configure() argument: keeps retries fast in every test unless one sets its own.
-    monkeypatch.setenv("INSTRUMENTATION_SDK_RETRY_BACKOFF", "0.01")
-
-
-@pytest.fixture(autouse=True)
-def exporter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[InMemoryExporter]:
-    """A fresh pipeline per test, exporting to memory; shut down afterwards."""
-    _clean_environment(monkeypatch, tmp_path)
-    memory = InMemoryExporter()
-    configure(exporter=memory, flush_interval=0.05, exit_timeout=2.0)
-    yield memory
-    shutdown(timeout=5.0)
-
-
-@pytest.fixture
-def fresh_faults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each kind of fault is logged once per process: start this test with none logged yet."""
-    monkeypatch.setattr(sdk_pipeline, "_faults", sdk_pipeline._Faults())
 
 
 class Gate:

@@ -13,12 +13,10 @@ import contextvars
 import json
 import logging
 import math
-import os
 import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -34,12 +32,13 @@ from instrumentation_sdk import (
     flush,
     llm_span,
     llm_span_with_tokens,
-    shutdown,
     stats,
     with_current_context,
 )
-from instrumentation_sdk import pipeline as sdk_pipeline
 from instrumentation_sdk.exporters import InMemoryExporter, JsonlExporter
+
+# A fresh in-memory pipeline per test (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("exporter")
 
 RECORD_KEYS = {
     "trace_id",
@@ -59,31 +58,6 @@ RECORD_KEYS = {
     "metadata",
 }
 HEX = set("0123456789abcdef")
-
-
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("INSTRUMENTATION_SDK_") or name == "OTEL_SERVICE_NAME":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("INSTRUMENTATION_SDK_DB", str(tmp_path / "default.db"))
-    monkeypatch.setenv("INSTRUMENTATION_SDK_JSONL_PATH", str(tmp_path / "default.jsonl"))
-    monkeypatch.setenv("INSTRUMENTATION_SDK_RETRY_BACKOFF", "0.01")
-
-
-@pytest.fixture(autouse=True)
-def exporter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[InMemoryExporter]:
-    """A fresh pipeline per test, exporting to memory; shut down afterwards."""
-    _clean_environment(monkeypatch, tmp_path)
-    memory = InMemoryExporter()
-    configure(exporter=memory, flush_interval=0.05, exit_timeout=2.0)
-    yield memory
-    shutdown(timeout=5.0)
-
-
-@pytest.fixture
-def fresh_faults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each kind of fault is logged once per process: start this test with none logged yet."""
-    monkeypatch.setattr(sdk_pipeline, "_faults", sdk_pipeline._Faults())
 
 
 def exported(memory: InMemoryExporter) -> list[dict[str, Any]]:
