@@ -44,11 +44,13 @@ fn text_arg(py: Python<'_>, value: Option<&Bound<'_, PyAny>>, what: &str) -> Opt
 /// Python, which could re-enter the span or wait for another thread), so concurrent use of one
 /// span from several threads blocks for nanoseconds instead of failing.
 struct SpanState {
-    /// The span's data while it is open; empty once it has ended (see `done`).
-    data: SpanData,
+    /// The span's data. Allocated once, when the span is made: while it is open only this state
+    /// holds it (changed in place, see `data_mut`); ending it hands the exporter a second
+    /// reference, so nothing is copied or allocated on the way out.
+    data: Arc<SpanData>,
     objects: Vec<Py<PyAny>>,
-    /// The ended span's data, shared with the exporter's copy.
-    done: Option<Arc<SpanData>>,
+    /// Set when the span ends; its data is read-only from then on.
+    ended: bool,
     parent: Option<Py<PyAny>>,
     prompt: Option<Py<PyAny>>,
     clock: Option<Clock>,
@@ -59,7 +61,12 @@ struct SpanState {
 
 impl SpanState {
     fn view(&self) -> &SpanData {
-        self.done.as_deref().unwrap_or(&self.data)
+        &self.data
+    }
+
+    /// The open span's data, to change. Copies it only if a reader still holds a snapshot.
+    fn data_mut(&mut self) -> &mut SpanData {
+        Arc::make_mut(&mut self.data)
     }
 
     fn started(&self) -> bool {
@@ -74,12 +81,13 @@ impl SpanState {
                 Value::Deferred(self.objects.len() - 1)
             }
         };
+        let data = self.data_mut();
         if key == "session_id" {
             if let Value::Str(session) = &value {
-                self.data.session_id = Some(session.clone());
+                data.session_id = Some(session.clone());
             }
         }
-        self.data.set(key, value);
+        data.set(key, value);
     }
 }
 
@@ -114,10 +122,7 @@ impl SpanCore {
     /// A copy of what Python-facing readers need, taken under the lock and used outside it.
     fn snapshot(&self, py: Python<'_>) -> (Arc<SpanData>, Vec<Py<PyAny>>) {
         let state = self.lock();
-        let data = match &state.done {
-            Some(done) => Arc::clone(done),
-            None => Arc::new(state.data.clone()),
-        };
+        let data = Arc::clone(&state.data);
         let objects = state.objects.iter().map(|o| o.clone_ref(py)).collect();
         (data, objects)
     }
@@ -149,7 +154,7 @@ impl SpanCore {
             attributes,
         } = args;
         let mut state = SpanState {
-            data: SpanData {
+            data: Arc::new(SpanData {
                 model: text_arg(py, Some(model), "model").unwrap_or_default(),
                 provider: text_arg(py, provider, "provider"),
                 service_name: text_arg(py, service_name, "service_name"),
@@ -157,9 +162,9 @@ impl SpanCore {
                 session_id: text_arg(py, session_id, "session_id"),
                 name: text_arg(py, name, "name").map_or(Cow::Borrowed(DEFAULT_NAME), Cow::Owned),
                 ..SpanData::default()
-            },
+            }),
             objects: Vec::new(),
-            done: None,
+            ended: false,
             parent: None,
             prompt: None,
             clock: None,
@@ -414,7 +419,7 @@ impl SpanCore {
     /// True once the span has ended (its metadata is then read-only).
     #[getter]
     fn ended(&self) -> bool {
-        self.lock().done.is_some()
+        self.lock().ended
     }
 
     /// Records `value` under `key`. Never raises.
@@ -424,7 +429,7 @@ impl SpanCore {
             return;
         };
         let mut state = self.lock();
-        if state.done.is_some() {
+        if state.ended {
             drop(state);
             drop(value); // may hold a Python object: released outside the lock
             fault(
@@ -633,7 +638,7 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
     let hooks = HOOKS.get(py);
     let (explicit_parent, prompt, model) = {
         let mut state = span.lock();
-        if state.started() || state.done.is_some() {
+        if state.started() || state.ended {
             return Ok(()); // entered twice: the first entry counts
         }
         state.entered = true;
@@ -663,7 +668,7 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         None => py.None(),
     };
     let mut state = span.lock();
-    let data = &mut state.data;
+    let data = state.data_mut();
     if let Some(parent) = parent {
         data.trace_id = parent.trace_id;
         data.parent_span_id = Some(parent.span_id);
@@ -739,19 +744,17 @@ fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
     let error = exc.map(error_of);
     let (finished, token) = {
         let mut state = slf.get().lock();
-        if state.done.is_some() {
+        if state.ended {
             return;
         }
-        let clock = match state.clock {
-            Some(clock) => clock,
-            None => {
-                // Ended without a successful start: still report it, with fresh ids.
-                state.data.trace_id = new_trace_id();
-                state.data.span_id = new_span_id();
-                Clock::start()
-            }
-        };
-        let mut data = std::mem::take(&mut state.data);
+        let started = state.clock;
+        let data = state.data_mut();
+        let clock = started.unwrap_or_else(|| {
+            // Ended without a successful start: still report it, with fresh ids.
+            data.trace_id = new_trace_id();
+            data.span_id = new_span_id();
+            Clock::start()
+        });
         data.start_time_unix_nano = clock.start_unix_nano();
         data.end_time_unix_nano = clock.end_unix_nano();
         match error {
@@ -762,9 +765,9 @@ fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
                 data.error_message = Some(message);
             }
         }
-        let data = Arc::new(data);
-        state.done = Some(Arc::clone(&data));
+        state.ended = true;
         state.clock.get_or_insert(clock);
+        let data = Arc::clone(&state.data);
         let objects = state.objects.iter().map(|o| o.clone_ref(py)).collect();
         (Finished { data, objects }, state.token.take())
     };
