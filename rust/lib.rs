@@ -31,7 +31,7 @@ mod _core {
     #[pymodule_export]
     use crate::py::sink::{orphaned_spans, Batch, SpanSink};
     #[pymodule_export]
-    use crate::py::span::{llm_span, llm_span_with_tokens, Ready, SpanCore};
+    use crate::py::span::{Ready, SpanCore};
     #[pymodule_export]
     use crate::py::tokens::{
         clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,
@@ -42,6 +42,7 @@ mod _core {
     #[pymodule_init]
     fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
+        crate::py::fastcall::add_span_factories(module)?;
         module.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

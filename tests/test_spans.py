@@ -175,6 +175,78 @@ def test_keyword_attributes_become_metadata(exporter: InMemoryExporter) -> None:
     }
 
 
+def test_arguments_bind_like_a_python_signature(exporter: InMemoryExporter) -> None:
+    """llm_span and llm_span_with_tokens match their keywords by hand (fastcall): every way of
+    passing the documented parameters binds as Python would bind the signature."""
+    with llm_span(model="m", provider="p", name="n", user_id="u", session_id="s") as span:
+        pass
+    assert (span.model, span.provider, span.name, span.user_id, span.session_id) == (
+        "m",
+        "p",
+        "n",
+        "u",
+        "s",
+    )
+    with llm_span("m", service_name="svc", parent=None, **{"odd key": 1, "prompt": "x"}) as span:
+        pass
+    assert span.service_name == "svc"
+    assert span.parent_span_id is None
+    assert dict(span.metadata) == {"odd key": 1, "prompt": "x"}
+    with llm_span_with_tokens("gpt-4o", prompt="Hello world!", provider="openai") as counted:
+        pass
+    assert counted.provider == "openai"
+    assert counted.metadata["prompt_tokens"] == 3
+    assert len(exported(exporter)) == 3
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: llm_span(), "llm_span() missing 1 required positional argument: 'model'"),
+        (
+            lambda: llm_span("m", "p", "x"),
+            "llm_span() takes from 1 to 2 positional arguments but 3 were given",
+        ),
+        (
+            lambda: llm_span("m", model="n"),
+            "llm_span() got multiple values for argument 'model'",
+        ),
+        (
+            lambda: llm_span("m", "p", provider="q"),
+            "llm_span() got multiple values for argument 'provider'",
+        ),
+        (
+            lambda: llm_span_with_tokens("m"),
+            "llm_span_with_tokens() missing 1 required keyword argument: 'prompt'",
+        ),
+        (
+            lambda: llm_span_with_tokens(prompt="x"),
+            "llm_span_with_tokens() missing 1 required positional argument: 'model'",
+        ),
+    ],
+)
+def test_a_wrong_call_is_a_type_error(call: Any, message: str) -> None:
+    with pytest.raises(TypeError) as raised:
+        call()
+    assert str(raised.value) == message
+
+
+def test_signatures_are_introspectable() -> None:
+    import inspect
+
+    assert str(inspect.signature(llm_span)) == (
+        "(model, provider=None, *, service_name=None, user_id=None, session_id=None, "
+        "name=None, parent=None, **attributes)"
+    )
+    assert str(inspect.signature(llm_span_with_tokens)) == (
+        "(model, provider=None, *, prompt, service_name=None, user_id=None, session_id=None, "
+        "name=None, parent=None, **attributes)"
+    )
+    assert llm_span.__name__ == "llm_span"
+    assert llm_span.__doc__ is not None
+    assert llm_span.__doc__.startswith("A span around one LLM call")
+
+
 def test_async_with(exporter: InMemoryExporter) -> None:
     async def handle() -> Span:
         async with llm_span("gpt-4o", "openai", user_id="u") as span:

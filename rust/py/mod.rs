@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod error;
+pub mod fastcall;
 pub mod jsonl;
 pub mod otlp;
 pub mod prompt;

@@ -130,19 +130,20 @@ impl SpanCore {
 
 /// The constructor's arguments (shared by ``Span(...)``, ``llm_span`` and
 /// ``llm_span_with_tokens``).
-struct SpanArgs<'a, 'py> {
-    model: &'a Bound<'py, PyAny>,
-    provider: Option<&'a Bound<'py, PyAny>>,
-    service_name: Option<&'a Bound<'py, PyAny>>,
-    user_id: Option<&'a Bound<'py, PyAny>>,
-    session_id: Option<&'a Bound<'py, PyAny>>,
-    name: Option<&'a Bound<'py, PyAny>>,
-    parent: Option<Bound<'py, PyAny>>,
-    attributes: Option<&'a Bound<'py, PyDict>>,
+pub(crate) struct SpanArgs<'py> {
+    pub(crate) model: Bound<'py, PyAny>,
+    pub(crate) provider: Option<Bound<'py, PyAny>>,
+    pub(crate) service_name: Option<Bound<'py, PyAny>>,
+    pub(crate) user_id: Option<Bound<'py, PyAny>>,
+    pub(crate) session_id: Option<Bound<'py, PyAny>>,
+    pub(crate) name: Option<Bound<'py, PyAny>>,
+    pub(crate) parent: Option<Bound<'py, PyAny>>,
+    /// Extra keyword arguments: (key, value) pairs that become metadata.
+    pub(crate) attributes: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 }
 
 impl SpanCore {
-    fn build(py: Python<'_>, args: SpanArgs<'_, '_>) -> Self {
+    fn build(py: Python<'_>, args: SpanArgs<'_>, prompt: Option<Py<PyAny>>) -> Self {
         let SpanArgs {
             model,
             provider,
@@ -155,18 +156,19 @@ impl SpanCore {
         } = args;
         let mut state = SpanState {
             data: Arc::new(SpanData {
-                model: text_arg(py, Some(model), "model").unwrap_or_default(),
-                provider: text_arg(py, provider, "provider"),
-                service_name: text_arg(py, service_name, "service_name"),
-                user_id: text_arg(py, user_id, "user_id"),
-                session_id: text_arg(py, session_id, "session_id"),
-                name: text_arg(py, name, "name").map_or(Cow::Borrowed(DEFAULT_NAME), Cow::Owned),
+                model: text_arg(py, Some(&model), "model").unwrap_or_default(),
+                provider: text_arg(py, provider.as_ref(), "provider"),
+                service_name: text_arg(py, service_name.as_ref(), "service_name"),
+                user_id: text_arg(py, user_id.as_ref(), "user_id"),
+                session_id: text_arg(py, session_id.as_ref(), "session_id"),
+                name: text_arg(py, name.as_ref(), "name")
+                    .map_or(Cow::Borrowed(DEFAULT_NAME), Cow::Owned),
                 ..SpanData::default()
             }),
             objects: Vec::new(),
             ended: false,
             parent: None,
-            prompt: None,
+            prompt,
             clock: None,
             entered: false,
             token: None,
@@ -178,11 +180,9 @@ impl SpanCore {
                 fault(py, "parent_type", "parent= is not a span; ignored");
             }
         }
-        if let Some(attributes) = attributes {
-            for (key, value) in attributes.iter() {
-                if let Some((key, value)) = convert(py, &key, &value) {
-                    state.insert(key, value);
-                }
+        for (key, value) in &attributes {
+            if let Some((key, value)) = convert(py, key, value) {
+                state.insert(key, value);
             }
         }
         SpanCore {
@@ -191,91 +191,14 @@ impl SpanCore {
     }
 }
 
-/// A span around one LLM call, for ``with`` or ``async with``.
-///
-/// Extra keyword arguments become metadata. ``service_name``, ``user_id`` and ``session_id``
-/// default to the parent span's; a span without a service name gets the configured one. An
-/// exception in the block ends the span with ``status="error"``, ``error_type`` (the class name)
-/// and ``error_message``, then propagates unchanged.
-///
-/// >>> with llm_span("gpt-4o", "openai", user_id="u1") as span:
-/// ...     span.set_metadata("completion_tokens", 42)
-/// >>> span.status, span.metadata["completion_tokens"]
-/// ('ok', 42)
-#[pyfunction]
-#[pyo3(signature = (
-    model, provider = None, *, service_name = None, user_id = None, session_id = None,
-    name = None, parent = None, **attributes
-))]
-#[allow(clippy::too_many_arguments)]
-pub fn llm_span<'py>(
+/// A new span (not started): `llm_span(...)`, or `llm_span_with_tokens(...)` with a `prompt` to
+/// count when the span starts. The Python-facing signatures are in `fastcall.rs`.
+pub(crate) fn new_span<'py>(
     py: Python<'py>,
-    model: &Bound<'py, PyAny>,
-    provider: Option<&Bound<'py, PyAny>>,
-    service_name: Option<&Bound<'py, PyAny>>,
-    user_id: Option<&Bound<'py, PyAny>>,
-    session_id: Option<&Bound<'py, PyAny>>,
-    name: Option<&Bound<'py, PyAny>>,
-    parent: Option<Bound<'py, PyAny>>,
-    attributes: Option<&Bound<'py, PyDict>>,
+    args: SpanArgs<'py>,
+    prompt: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, SpanCore>> {
-    let span = SpanCore::build(
-        py,
-        SpanArgs {
-            model,
-            provider,
-            service_name,
-            user_id,
-            session_id,
-            name,
-            parent,
-            attributes,
-        },
-    );
-    Bound::new(py, span)
-}
-
-/// Like ``llm_span``, and counts ``prompt`` in the Rust core before the block runs.
-///
-/// Records ``prompt_tokens``, ``token_count_method`` (``"tiktoken"`` for models in tiktoken's
-/// table, else ``"heuristic"``) and, for exact counts, ``token_encoding``. Never raises: a
-/// prompt that is neither a ``str`` nor a message list is estimated from its ``str()``.
-///
-/// >>> with llm_span_with_tokens("gpt-4o", "openai", prompt="Hello world!") as span:
-/// ...     pass
-/// >>> span.metadata["prompt_tokens"], span.metadata["token_count_method"]
-/// (3, 'tiktoken')
-#[pyfunction]
-#[pyo3(signature = (
-    model, provider = None, *, prompt, service_name = None, user_id = None, session_id = None,
-    name = None, parent = None, **attributes
-))]
-#[allow(clippy::too_many_arguments)]
-pub fn llm_span_with_tokens<'py>(
-    py: Python<'py>,
-    model: &Bound<'py, PyAny>,
-    provider: Option<&Bound<'py, PyAny>>,
-    prompt: Py<PyAny>,
-    service_name: Option<&Bound<'py, PyAny>>,
-    user_id: Option<&Bound<'py, PyAny>>,
-    session_id: Option<&Bound<'py, PyAny>>,
-    name: Option<&Bound<'py, PyAny>>,
-    parent: Option<Bound<'py, PyAny>>,
-    attributes: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, SpanCore>> {
-    let span = llm_span(
-        py,
-        model,
-        provider,
-        service_name,
-        user_id,
-        session_id,
-        name,
-        parent,
-        attributes,
-    )?;
-    span.get().lock().prompt = Some(prompt);
-    Ok(span)
+    Bound::new(py, SpanCore::build(py, args, prompt))
 }
 
 /// An awaitable that is already done: what ``async with`` gets from ``__aenter__`` and
@@ -325,15 +248,16 @@ impl SpanCore {
         SpanCore::build(
             py,
             SpanArgs {
-                model,
-                provider,
-                service_name,
-                user_id,
-                session_id,
-                name,
+                model: model.clone(),
+                provider: provider.cloned(),
+                service_name: service_name.cloned(),
+                user_id: user_id.cloned(),
+                session_id: session_id.cloned(),
+                name: name.cloned(),
                 parent,
-                attributes,
+                attributes: attributes.map(|a| a.iter().collect()).unwrap_or_default(),
             },
+            None,
         )
     }
 
