@@ -7,6 +7,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::fork;
 
+/// The span's strings: up to 24 bytes (model names, providers, ids) live inline, so a span
+/// costs the request thread no allocation for them and the flusher no cross-thread free.
+pub type Text = compact_str::CompactString;
+
 /// Keys of the spec's metadata table whose values keep a type (see `metadata_key`).
 pub const INT_KEYS: [&str; 3] = ["prompt_tokens", "completion_tokens", "retry_count"];
 pub const STR_KEYS: [&str; 3] = ["actual_model", "session_id", "finish_reason"];
@@ -46,7 +50,7 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
+    Str(Text),
     /// A value already encoded as JSON (containers and objects, encoded by the Python layer).
     Json(String),
     /// A value kept as the caller's object until the flusher encodes it: an index into the
@@ -87,14 +91,14 @@ pub struct SpanData {
     pub parent_span_id: Option<u64>,
     /// `Cow` so the default name and the standard metadata keys cost no allocation per span.
     pub name: Cow<'static, str>,
-    pub model: String,
-    pub provider: Option<String>,
-    pub service_name: Option<String>,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
+    pub model: Text,
+    pub provider: Option<Text>,
+    pub service_name: Option<Text>,
+    pub user_id: Option<Text>,
+    pub session_id: Option<Text>,
     pub status: Status,
-    pub error_type: Option<String>,
-    pub error_message: Option<String>,
+    pub error_type: Option<Text>,
+    pub error_message: Option<Text>,
     pub start_time_unix_nano: u64,
     pub end_time_unix_nano: u64,
     pub metadata: Vec<(Cow<'static, str>, Value)>,

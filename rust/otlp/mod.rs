@@ -63,9 +63,12 @@ pub fn to_span<'s>(
     let (operation, name) = operation_and_name(span);
     let mut attributes = Vec::with_capacity(span.metadata.len() + 8);
     attributes.push(KeyValue::string("gen_ai.operation.name", operation));
-    attributes.push(KeyValue::string("gen_ai.request.model", &span.model));
+    attributes.push(KeyValue::string(
+        "gen_ai.request.model",
+        span.model.as_str(),
+    ));
     if let Some(provider) = &span.provider {
-        attributes.push(KeyValue::string("gen_ai.provider.name", provider));
+        attributes.push(KeyValue::string("gen_ai.provider.name", provider.as_str()));
     }
     let session = span.session_id.as_deref().or(match span.get("session_id") {
         Some(Value::Str(s)) => Some(s.as_str()),
@@ -75,7 +78,7 @@ pub fn to_span<'s>(
         attributes.push(KeyValue::string("gen_ai.conversation.id", session));
     }
     if let Some(user) = &span.user_id {
-        attributes.push(KeyValue::string("user.id", user));
+        attributes.push(KeyValue::string("user.id", user.as_str()));
     }
     let error = span.status == Status::Error;
     if error {
@@ -183,9 +186,9 @@ fn openinference(
     attributes: &mut Vec<KeyValue>,
 ) {
     attributes.push(KeyValue::string("openinference.span.kind", "LLM"));
-    attributes.push(KeyValue::string("llm.model_name", &span.model));
+    attributes.push(KeyValue::string("llm.model_name", span.model.as_str()));
     if let Some(provider) = &span.provider {
-        attributes.push(KeyValue::string("llm.provider", provider));
+        attributes.push(KeyValue::string("llm.provider", provider.as_str()));
     }
     if let Some(session) = session {
         attributes.push(KeyValue::string("session.id", session));
@@ -234,7 +237,8 @@ fn any_value(
         Value::Bool(b) => Some(Any::BoolValue(*b)),
         Value::Int(i) => Some(Any::IntValue(*i)),
         Value::Float(f) => Some(Any::DoubleValue(*f)),
-        Value::Str(s) | Value::Json(s) => text(s),
+        Value::Str(s) => text(s),
+        Value::Json(s) => text(s),
         Value::Deferred(index) => match deferred.get(*index)? {
             Encoded::Json(s) | Encoded::Text(s) => text(s),
         },

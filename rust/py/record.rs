@@ -78,16 +78,16 @@ pub(crate) fn record_dict<'py>(
     record.set_item(intern!(py, "span_id"), format!("{:016x}", data.span_id))?;
     record.set_item(intern!(py, "parent_span_id"), hex_opt(data.parent_span_id))?;
     record.set_item(intern!(py, "name"), &data.name)?;
-    record.set_item(intern!(py, "model"), &data.model)?;
-    record.set_item(intern!(py, "provider"), &data.provider)?;
+    record.set_item(intern!(py, "model"), data.model.as_str())?;
+    record.set_item(intern!(py, "provider"), data.provider.as_deref())?;
     record.set_item(
         intern!(py, "service_name"),
         data.service_name.as_deref().unwrap_or(default_service),
     )?;
-    record.set_item(intern!(py, "user_id"), &data.user_id)?;
-    record.set_item(intern!(py, "session_id"), &data.session_id)?;
+    record.set_item(intern!(py, "user_id"), data.user_id.as_deref())?;
+    record.set_item(intern!(py, "session_id"), data.session_id.as_deref())?;
     record.set_item(intern!(py, "status"), data.status.name())?;
-    record.set_item(intern!(py, "error_type"), &data.error_type)?;
+    record.set_item(intern!(py, "error_type"), data.error_type.as_deref())?;
     let message = data.error_message.as_deref().map(|m| {
         let (text, cut) = bounded(m, max_value_bytes);
         report.truncated += u64::from(cut);

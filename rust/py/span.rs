@@ -16,7 +16,8 @@ use super::prompt::Prompt;
 use super::record::{metadata_dict, record_dict};
 use super::sink::{submit, Finished};
 use crate::span::{
-    metadata_key, new_span_id, new_trace_id, Clock, KeyKind, SpanData, Status, Value, DEFAULT_NAME,
+    metadata_key, new_span_id, new_trace_id, Clock, KeyKind, SpanData, Status, Text, Value,
+    DEFAULT_NAME,
 };
 use crate::tokens::{self, count_text, Method};
 
@@ -24,20 +25,20 @@ use crate::tokens::{self, count_text, Method};
 const DETACH_MIN_BYTES: usize = 1024;
 
 /// Text arguments: a `str` as is; anything else through `str()` (counted as a fault).
-fn text_arg(py: Python<'_>, value: Option<&Bound<'_, PyAny>>, what: &str) -> Option<String> {
+fn text_arg(py: Python<'_>, value: Option<&Bound<'_, PyAny>>, what: &str) -> Option<Text> {
     let value = value?;
     if value.is_none() {
         return None;
     }
     if let Ok(text) = value.cast::<PyString>() {
-        return Some(text.to_string_lossy().into_owned());
+        return Some(Text::from(text.to_string_lossy()));
     }
     fault(
         py,
         "argument_type",
         &format!("{what} is not a str; recorded its str()"),
     );
-    value.str().ok().map(|s| s.to_string_lossy().into_owned())
+    value.str().ok().map(|s| Text::from(s.to_string_lossy()))
 }
 
 /// A span's mutable state. The lock is only ever held in pure Rust (never across a call into
@@ -162,7 +163,9 @@ impl SpanCore {
                 user_id: text_arg(py, user_id.as_ref(), "user_id"),
                 session_id: text_arg(py, session_id.as_ref(), "session_id"),
                 name: text_arg(py, name.as_ref(), "name")
-                    .map_or(Cow::Borrowed(DEFAULT_NAME), Cow::Owned),
+                    .map_or(Cow::Borrowed(DEFAULT_NAME), |name| {
+                        Cow::Owned(name.into_string())
+                    }),
                 ..SpanData::default()
             }),
             objects: Vec::new(),
@@ -292,27 +295,31 @@ impl SpanCore {
 
     #[getter]
     fn model(&self) -> String {
-        self.lock().view().model.clone()
+        self.lock().view().model.to_string()
     }
 
     #[getter]
     fn provider(&self) -> Option<String> {
-        self.lock().view().provider.clone()
+        self.lock().view().provider.as_deref().map(str::to_owned)
     }
 
     #[getter]
     fn service_name(&self) -> Option<String> {
-        self.lock().view().service_name.clone()
+        self.lock()
+            .view()
+            .service_name
+            .as_deref()
+            .map(str::to_owned)
     }
 
     #[getter]
     fn user_id(&self) -> Option<String> {
-        self.lock().view().user_id.clone()
+        self.lock().view().user_id.as_deref().map(str::to_owned)
     }
 
     #[getter]
     fn session_id(&self) -> Option<String> {
-        self.lock().view().session_id.clone()
+        self.lock().view().session_id.as_deref().map(str::to_owned)
     }
 
     #[getter]
@@ -322,12 +329,16 @@ impl SpanCore {
 
     #[getter]
     fn error_type(&self) -> Option<String> {
-        self.lock().view().error_type.clone()
+        self.lock().view().error_type.as_deref().map(str::to_owned)
     }
 
     #[getter]
     fn error_message(&self) -> Option<String> {
-        self.lock().view().error_message.clone()
+        self.lock()
+            .view()
+            .error_message
+            .as_deref()
+            .map(str::to_owned)
     }
 
     #[getter]
@@ -489,7 +500,7 @@ fn plain_value(value: &Bound<'_, PyAny>) -> Option<Value> {
         Some(Value::Float(f.value()))
     } else if let Ok(s) = value.cast_exact::<PyString>() {
         // to_string_lossy: a lone surrogate becomes U+FFFD instead of failing the export.
-        Some(Value::Str(s.to_string_lossy().into_owned()))
+        Some(Value::Str(Text::from(s.to_string_lossy())))
     } else {
         None
     }
@@ -524,7 +535,7 @@ fn standard_int(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<V
 /// `actual_model`, `session_id`, `finish_reason`: strs.
 fn standard_str(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<Value> {
     if let Ok(text) = value.cast::<PyString>() {
-        return Some(Value::Str(text.to_string_lossy().into_owned()));
+        return Some(Value::Str(Text::from(text.to_string_lossy())));
     }
     fault(
         py,
@@ -537,9 +548,9 @@ fn standard_str(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<V
 struct ParentInfo {
     trace_id: u128,
     span_id: u64,
-    service_name: Option<String>,
-    user_id: Option<String>,
-    session_id: Option<String>,
+    service_name: Option<Text>,
+    user_id: Option<Text>,
+    session_id: Option<Text>,
 }
 
 fn parent_info(parent: &Bound<'_, PyAny>) -> Option<ParentInfo> {
@@ -611,12 +622,12 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         data.set(Cow::Borrowed("prompt_tokens"), Value::Int(tokens));
         data.set(
             Cow::Borrowed("token_count_method"),
-            Value::Str(count.method.name().to_owned()),
+            Value::Str(Text::const_new(count.method.name())),
         );
         if let Some(encoding) = count.encoding {
             data.set(
                 Cow::Borrowed("token_encoding"),
-                Value::Str(encoding.name().to_owned()),
+                Value::Str(Text::const_new(encoding.name())),
             );
         }
     }
@@ -654,11 +665,15 @@ fn count_prompt(py: Python<'_>, prompt: &Bound<'_, PyAny>, model: &str) -> Optio
 }
 
 /// The exception's class name and message, taken before any lock (str() runs Python code).
-fn error_of(exc: &Bound<'_, PyAny>) -> (Option<String>, String) {
-    let kind = exc.get_type().name().ok().map(|n| n.to_string());
+fn error_of(exc: &Bound<'_, PyAny>) -> (Option<Text>, Text) {
+    let kind = exc
+        .get_type()
+        .name()
+        .ok()
+        .map(|n| Text::from(n.to_string_lossy()));
     let message = match exc.str() {
-        Ok(text) => text.to_string_lossy().into_owned(),
-        Err(_) => "<str() of the exception failed>".to_owned(),
+        Ok(text) => Text::from(text.to_string_lossy()),
+        Err(_) => Text::const_new("<str() of the exception failed>"),
     };
     (kind, message)
 }
