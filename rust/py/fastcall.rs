@@ -6,11 +6,9 @@
 //! argument array and keyword names as they are, and the keywords are matched by hand.
 
 use std::ffi::CStr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyString, PyTuple};
 
@@ -65,12 +63,12 @@ prompt that is neither a ``str`` nor a message list is estimated from its ``str(
 
 /// Adds `llm_span` and `llm_span_with_tokens` to the module.
 pub(crate) fn add_span_factories(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    add(module, c"llm_span", LLM_SPAN_DOC, llm_span_entry)?;
+    add(module, c"llm_span", LLM_SPAN_DOC, LLM_SPAN)?;
     add(
         module,
         c"llm_span_with_tokens",
         WITH_TOKENS_DOC,
-        with_tokens_entry,
+        WITH_TOKENS,
     )
 }
 
@@ -112,61 +110,60 @@ fn add(
     module.add(name.to_string_lossy(), function)
 }
 
+// PyO3's own trampoline for METH_FASTCALL | METH_KEYWORDS (what `#[pyfunction]` expands to):
+// it keeps PyO3's attach count and deferred reference counts right and turns a panic into a
+// `PanicException`. It is doc-hidden, so a PyO3 upgrade may need this line changed.
+const LLM_SPAN: FastcallWithKeywords = pyo3::impl_::trampoline::get_trampoline_function!(
+    fastcall_cfunction_with_keywords,
+    llm_span_body
+);
+const WITH_TOKENS: FastcallWithKeywords = pyo3::impl_::trampoline::get_trampoline_function!(
+    fastcall_cfunction_with_keywords,
+    with_tokens_body
+);
+
+/// # Safety
+/// As `bind`.
 #[allow(unsafe_code)]
-unsafe extern "C" fn llm_span_entry(
+unsafe fn llm_span_body(
+    py: Python<'_>,
     _module: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls a METH_FASTCALL | METH_KEYWORDS builtin with these arguments.
-    unsafe { entry(Factory::LlmSpan, args, nargs, kwnames) }
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: as this function requires.
+    unsafe { bind(py, Factory::LlmSpan, args, nargs, kwnames) }
 }
 
+/// # Safety
+/// As `bind`.
 #[allow(unsafe_code)]
-unsafe extern "C" fn with_tokens_entry(
+unsafe fn with_tokens_body(
+    py: Python<'_>,
     _module: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as above.
-    unsafe { entry(Factory::WithTokens, args, nargs, kwnames) }
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: as this function requires.
+    unsafe { bind(py, Factory::WithTokens, args, nargs, kwnames) }
 }
 
 /// # Safety
 /// Called by CPython with the interpreter attached, `nargs` positional arguments in `args`
 /// followed by one value per name in `kwnames` (a tuple of str, or NULL for none).
 #[allow(unsafe_code)]
-unsafe fn entry(
+unsafe fn bind(
+    py: Python<'_>,
     factory: Factory,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: builtins are called attached.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: as this function requires.
-        let arguments = unsafe { Arguments::new(py, args, nargs, kwnames) }?;
-        call(factory, &arguments).map(Bound::into_ptr)
-    }));
-    match outcome {
-        Ok(Ok(span)) => span,
-        Ok(Err(error)) => {
-            error.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic in instrumentation_sdk's core".to_owned());
-            PanicException::new_err(message).restore(py);
-            std::ptr::null_mut()
-        }
-    }
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: as this function requires.
+    let arguments = unsafe { Arguments::new(py, args, nargs, kwnames) }?;
+    call(factory, &arguments).map(Bound::into_ptr)
 }
 
 /// A vectorcall's arguments as CPython passed them, read without copying them out.
