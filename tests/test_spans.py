@@ -192,11 +192,14 @@ def test_arguments_bind_like_a_python_signature(exporter: InMemoryExporter) -> N
     assert span.service_name == "svc"
     assert span.parent_span_id is None
     assert dict(span.metadata) == {"odd key": 1, "prompt": "x"}
+    with llm_span("m", **{"\ud800": 2}) as span:  # a keyword no codec can encode
+        pass
+    assert list(span.metadata.values()) == [2]
     with llm_span_with_tokens("gpt-4o", prompt="Hello world!", provider="openai") as counted:
         pass
     assert counted.provider == "openai"
     assert counted.metadata["prompt_tokens"] == 3
-    assert len(exported(exporter)) == 3
+    assert len(exported(exporter)) == 4
 
 
 @pytest.mark.parametrize(

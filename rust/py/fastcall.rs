@@ -177,7 +177,7 @@ struct Arguments<'a, 'py> {
 
 impl<'py> Arguments<'_, 'py> {
     /// # Safety
-    /// As `entry`: `args` holds `nargs` live references then one per name in `kwnames`, and all
+    /// As `bind`: `args` holds `nargs` live references then one per name in `kwnames`, and all
     /// of them outlive the returned value.
     #[allow(unsafe_code)]
     unsafe fn new(
@@ -231,7 +231,8 @@ fn call<'py>(factory: Factory, arguments: &Arguments<'_, 'py>) -> PyResult<Bound
         for (index, key) in names.iter().enumerate() {
             let key = key.cast_into::<PyString>()?;
             let value = arguments.value(given + index);
-            let slot = match key.to_str()? {
+            // A name that is not UTF-8 (a lone surrogate) matches no parameter: metadata.
+            let slot = match key.to_str().unwrap_or_default() {
                 "model" => &mut model,
                 "provider" => &mut provider,
                 "service_name" => &mut service_name,
