@@ -24,6 +24,8 @@ from typing import Any
 
 import instrumentation_sdk
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from instrumentation_sdk import (
     Span,
     configure,
@@ -220,7 +222,7 @@ def test_arguments_bind_like_a_python_signature(exporter: InMemoryExporter) -> N
         ),
         (
             lambda: llm_span_with_tokens("m"),
-            "llm_span_with_tokens() missing 1 required keyword argument: 'prompt'",
+            "llm_span_with_tokens() missing 1 required keyword-only argument: 'prompt'",
         ),
         (
             lambda: llm_span_with_tokens(prompt="x"),
@@ -232,6 +234,93 @@ def test_a_wrong_call_is_a_type_error(call: Any, message: str) -> None:
     with pytest.raises(TypeError) as raised:
         call()
     assert str(raised.value) == message
+
+
+def _reference_llm_span(
+    model: Any,
+    provider: Any = None,
+    *,
+    service_name: Any = None,
+    user_id: Any = None,
+    session_id: Any = None,
+    name: Any = None,
+    parent: Any = None,
+    **attributes: Any,
+) -> dict[str, Any]:
+    return {k: v for k, v in locals().items() if k != "attributes"} | {"attributes": attributes}
+
+
+def _reference_with_tokens(
+    model: Any,
+    provider: Any = None,
+    *,
+    prompt: Any,
+    service_name: Any = None,
+    user_id: Any = None,
+    session_id: Any = None,
+    name: Any = None,
+    parent: Any = None,
+    **attributes: Any,
+) -> dict[str, Any]:
+    bound = _reference_llm_span(
+        model,
+        provider,
+        service_name=service_name,
+        user_id=user_id,
+        session_id=session_id,
+        name=name,
+        parent=parent,
+        **attributes,
+    )
+    return bound | {"prompt": prompt}
+
+
+_KEYWORDS = [
+    "model",
+    "provider",
+    "service_name",
+    "user_id",
+    "session_id",
+    "name",
+    "parent",
+    "prompt",
+    "temperature",
+    "route",
+    "model_",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    with_tokens=st.booleans(),
+    positional=st.lists(st.sampled_from(["m0", "p0", "x0"]), max_size=3),
+    keywords=st.dictionaries(
+        st.sampled_from(_KEYWORDS), st.integers(0, 9).map(lambda i: f"v{i}"), max_size=6
+    ),
+)
+def test_arguments_bind_exactly_as_python_binds_the_signature(
+    with_tokens: bool, positional: list[str], keywords: dict[str, str]
+) -> None:
+    """The hand-written keyword matching (fastcall) against Python's own binding of the
+    documented signature: the same calls fail, and the others bind the same values."""
+    if "parent" in keywords:
+        keywords["parent"] = None  # a span or None; anything else is ignored with a fault
+    ours = llm_span_with_tokens if with_tokens else llm_span
+    reference = _reference_with_tokens if with_tokens else _reference_llm_span
+    try:
+        expected = reference(*positional, **keywords)
+    except TypeError:
+        with pytest.raises(TypeError):
+            ours(*positional, **keywords)
+        return
+    span = ours(*positional, **keywords)
+    assert span.model == expected["model"]
+    assert span.provider == expected["provider"]
+    assert span.service_name == expected["service_name"]
+    assert span.user_id == expected["user_id"]
+    assert span.session_id == expected["session_id"]
+    assert span.name == (expected["name"] or "llm")
+    assert dict(span.metadata) == expected["attributes"]
 
 
 def test_signatures_are_introspectable() -> None:

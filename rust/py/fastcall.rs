@@ -260,7 +260,7 @@ fn call<'py>(factory: Factory, arguments: &Arguments<'_, 'py>) -> PyResult<Bound
     };
     if factory == Factory::WithTokens && prompt.is_none() {
         return Err(PyTypeError::new_err(format!(
-            "{function}() missing 1 required keyword argument: 'prompt'"
+            "{function}() missing 1 required keyword-only argument: 'prompt'"
         )));
     }
     let args = SpanArgs {

@@ -1,4 +1,5 @@
-//! Spans as seen from Python: `Span` (`SpanCore` here), `llm_span`, `llm_span_with_tokens`.
+//! Spans as seen from Python: `Span` (`SpanCore` here), made by `llm_span` and
+//! `llm_span_with_tokens` (their argument binding is in `fastcall.rs`).
 //!
 //! The request thread's whole cost lives here: ids, clocks, metadata and the push are Rust; the
 //! only Python-level work is the `ContextVar` (through the C API). Nothing here raises into the
@@ -262,12 +263,6 @@ impl SpanCore {
             },
             None,
         )
-    }
-
-    /// Counts `prompt` when the span starts (`llm_span_with_tokens`).
-    fn _set_prompt(&self, prompt: Py<PyAny>) {
-        let previous = self.lock().prompt.replace(prompt);
-        drop(previous); // outside the lock: dropping may run Python code
     }
 
     #[getter]
