@@ -27,7 +27,9 @@ mod _core {
     #[pymodule_export]
     use crate::py::jsonl::JsonlFile;
     #[pymodule_export]
-    use crate::py::otlp::{encode_otlp, install_otel_parent_hook, otlp_partial_success};
+    use crate::py::otlp::{
+        encode_otlp, encode_otlp_records, install_otel_parent_hook, otlp_partial_success,
+    };
     #[pymodule_export]
     use crate::py::sink::{orphaned_spans, Batch, SpanSink};
     #[pymodule_export]

@@ -29,7 +29,7 @@ from instrumentation_sdk import (
     shutdown,
     stats,
 )
-from instrumentation_sdk.exporters import ExportError, OtlpExporter
+from instrumentation_sdk.exporters import ExportError, InMemoryExporter, OtlpExporter
 
 trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 json_format = pytest.importorskip("google.protobuf.json_format")
@@ -299,6 +299,109 @@ def test_spans_arrive_with_ids_times_status_and_genai_attributes(
     assert error.status.code == 2  # STATUS_CODE_ERROR
     assert error.status.message == "upstream took too long"
     assert attributes(error)["error.type"] == "TimeoutError"
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "http/json"])
+def test_records_export_like_the_pipeline_does(receiver: Receiver, protocol: str) -> None:
+    """export(records) (outside the pipeline, or fanned out from another exporter) sends what
+    the pipeline's own path sends for the same spans."""
+    memory = InMemoryExporter()
+    configure(exporter=memory)
+    parent, child, failed = a_few_spans()
+    assert flush(5.0)
+    records = list(memory.spans)
+    assert len(records) == 3
+
+    OtlpExporter(receiver.url, protocol=protocol).export(records)
+    by_id = {span.span_id.hex(): span for span in receiver.spans()}
+    assert set(by_id) == {parent.span_id, child.span_id, failed.span_id}
+    for ours in (parent, child, failed):
+        theirs = by_id[ours.span_id]
+        assert theirs.trace_id.hex() == ours.trace_id
+        assert (theirs.parent_span_id.hex() or None) == ours.parent_span_id
+        assert theirs.start_time_unix_nano == ours.start_time_unix_nano
+        assert theirs.end_time_unix_nano == ours.end_time_unix_nano
+    nested = attributes(by_id[child.span_id])
+    assert nested["gen_ai.usage.input_tokens"] == 3
+    assert nested["gen_ai.response.finish_reasons"] == ["stop"]
+    assert nested["gen_ai.conversation.id"] == "conv-9"
+    assert nested["tags"] == '["a","b"]'  # a container travels as its JSON
+    assert nested["cached"] is True
+    error = by_id[failed.span_id]
+    assert (error.status.code, error.status.message) == (2, "upstream took too long")
+    assert attributes(error)["error.type"] == "TimeoutError"
+
+
+def test_records_a_receiver_refuses_raise_export_error(receiver: Receiver) -> None:
+    record = {
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "span_id": "b7ad6b7169203331",
+        "start_time_unix_nano": 1,
+        "end_time_unix_nano": 2,
+        "metadata": {"odd": object(), "big": 2**80},
+    }
+    receiver.answer(Answer(503))
+    with pytest.raises(ExportError):
+        OtlpExporter(receiver.url).export([record])
+    OtlpExporter(receiver.url).export([record])  # the next try goes through
+    (span,) = receiver.spans()
+    assert span.name == "chat"  # no name of its own: the GenAI convention's
+    values = attributes(span)
+    assert values["big"] == str(2**80)
+    assert values["odd"].startswith("<object object at")
+
+
+@pytest.mark.parametrize(
+    ("record", "error", "words"),
+    [
+        ("not a dict", TypeError, "record 0: a record must be a dict"),
+        ({"span_id": "b7ad6b7169203331"}, ValueError, 'record 0: record "trace_id" is missing'),
+        (
+            {"trace_id": "xyz", "span_id": "b7ad6b7169203331"},
+            ValueError,
+            'record 0: record "trace_id" must be 32 hex digits',
+        ),
+        (
+            {
+                "trace_id": "0af7651916cd43dd8448eb211c80319c",
+                "span_id": "b7ad6b7169203331",
+                "start_time_unix_nano": 1,
+                "end_time_unix_nano": 2,
+                "status": "fine",
+            },
+            ValueError,
+            "record 0: record \"status\" must be 'ok', 'error' or 'unset'",
+        ),
+        (
+            {
+                "trace_id": "0af7651916cd43dd8448eb211c80319c",
+                "span_id": "b7ad6b7169203331",
+                "start_time_unix_nano": -1,
+                "end_time_unix_nano": 2,
+            },
+            ValueError,
+            'record 0: record "start_time_unix_nano" must be an int >= 0',
+        ),
+        (
+            {
+                "trace_id": "0af7651916cd43dd8448eb211c80319c",
+                "span_id": "b7ad6b7169203331",
+                "model": 4,
+                "start_time_unix_nano": 1,
+                "end_time_unix_nano": 2,
+            },
+            TypeError,
+            'record 0: record "model" must be a str',
+        ),
+    ],
+)
+def test_a_record_that_is_not_one_is_a_clear_error(
+    receiver: Receiver, record: Any, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error) as raised:
+        OtlpExporter(receiver.url).export([record])
+    assert str(raised.value).startswith(words), str(raised.value)
+    assert receiver.received == []
 
 
 def test_openinference_names_for_phoenix(receiver: Receiver) -> None:

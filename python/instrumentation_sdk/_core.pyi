@@ -20,6 +20,7 @@ __all__ = [
     "count_tokens",
     "count_tokens_batch",
     "encode_otlp",
+    "encode_otlp_records",
     "encoding_for_model",
     "encoding_names",
     "install_otel_parent_hook",
@@ -213,6 +214,16 @@ def encode_otlp(
     resource_attributes: list[tuple[str, str]] = ...,
     openinference: bool = False,
 ) -> tuple[list[bytes], int]: ...
+def encode_otlp_records(
+    records: list[dict[str, Any]],
+    encode: Callable[[object], bytes],
+    protocol: str,
+    default_service: str,
+    max_value_bytes: int,
+    max_request_bytes: int,
+    resource_attributes: list[tuple[str, str]] = ...,
+    openinference: bool = False,
+) -> tuple[list[bytes], int, int]: ...
 def otlp_partial_success(body: bytes) -> tuple[int, str]: ...
 def install_otel_parent_hook(
     hook: Callable[[], tuple[int, int] | None], context_var: object | None = None

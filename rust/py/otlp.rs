@@ -2,7 +2,7 @@
 //! detached; `otlp_partial_success` reads a protobuf response; `install_otel_parent_hook` lets
 //! root spans join an active OpenTelemetry trace.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -10,6 +10,7 @@ use super::context::CurrentSpanVar;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 
+use super::record::span_from_record;
 use super::sink::Batch;
 use crate::otlp::{self, proto, Options, Protocol};
 
@@ -32,15 +33,7 @@ pub fn encode_otlp<'py>(
     resource_attributes: Vec<(String, String)>,
     openinference: bool,
 ) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64)> {
-    let protocol = match protocol {
-        "http/protobuf" => Protocol::Protobuf,
-        "http/json" => Protocol::Json,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "protocol must be 'http/protobuf' or 'http/json', got {other:?}"
-            )))
-        }
-    };
+    let protocol = parse_protocol(protocol)?;
     let batch: &Batch = &batch;
     let options = Options {
         default_service,
@@ -53,6 +46,70 @@ pub fn encode_otlp<'py>(
         py.detach(|| otlp::encode(batch.spans_with_values(), protocol, &options));
     let bodies = bodies.iter().map(|body| PyBytes::new(py, body)).collect();
     Ok((bodies, report.truncated))
+}
+
+/// Like `encode_otlp`, from records (the dicts any exporter receives) instead of the core's
+/// batch. `encode` (msgspec's JSON encoder) encodes metadata values that are not primitives.
+/// Returns the bodies, how many values were truncated and how many fell back to `repr()`.
+/// A record that is not one (a missing id or time, a wrong type) raises `ValueError` or
+/// `TypeError` naming its position and field.
+#[pyfunction]
+#[pyo3(signature = (
+    records, encode, protocol, default_service, max_value_bytes, max_request_bytes,
+    resource_attributes = Vec::new(), openinference = false,
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn encode_otlp_records<'py>(
+    py: Python<'py>,
+    records: Vec<Bound<'py, PyAny>>,
+    encode: &Bound<'py, PyAny>,
+    protocol: &str,
+    default_service: &str,
+    max_value_bytes: usize,
+    max_request_bytes: usize,
+    resource_attributes: Vec<(String, String)>,
+    openinference: bool,
+) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64, u64)> {
+    let protocol = parse_protocol(protocol)?;
+    let mut spans = Vec::with_capacity(records.len());
+    let mut unencodable = 0;
+    for (index, record) in records.iter().enumerate() {
+        let (data, encoded, fallbacks) = span_from_record(record, encode).map_err(|error| {
+            let message = format!("record {index}: {}", error.value(py));
+            if error.is_instance_of::<PyTypeError>(py) {
+                PyTypeError::new_err(message)
+            } else {
+                PyValueError::new_err(message)
+            }
+        })?;
+        unencodable += fallbacks;
+        spans.push((data, encoded));
+    }
+    let options = Options {
+        default_service,
+        resource_attributes: &resource_attributes,
+        max_value_bytes,
+        max_request_bytes,
+        openinference,
+    };
+    let (bodies, report) = py.detach(|| {
+        let spans = spans
+            .iter()
+            .map(|(data, encoded)| (data, encoded.as_slice()));
+        otlp::encode(spans, protocol, &options)
+    });
+    let bodies = bodies.iter().map(|body| PyBytes::new(py, body)).collect();
+    Ok((bodies, report.truncated, unencodable))
+}
+
+fn parse_protocol(protocol: &str) -> PyResult<Protocol> {
+    match protocol {
+        "http/protobuf" => Ok(Protocol::Protobuf),
+        "http/json" => Ok(Protocol::Json),
+        other => Err(PyValueError::new_err(format!(
+            "protocol must be 'http/protobuf' or 'http/json', got {other:?}"
+        ))),
+    }
 }
 
 /// `(rejected_spans, error_message)` of a protobuf `ExportTraceServiceResponse` body.

@@ -1,10 +1,14 @@
-//! Exported records (the dicts exporters receive) built from span data, bounding each value.
+//! Exported records (the dicts exporters receive) built from span data, bounding each value,
+//! and read back into span data (`span_from_record`).
 
+use std::borrow::Cow;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
 
-use crate::span::{bounded, EncodeReport, Encoded, SpanData, Value};
+use crate::span::{bounded, EncodeReport, Encoded, SpanData, Status, Text, Value, DEFAULT_NAME};
 
 pub(crate) fn value_to_py<'py>(
     py: Python<'py>,
@@ -106,4 +110,131 @@ pub(crate) fn record_dict<'py>(
     }
     record.set_item(intern!(py, "metadata"), metadata)?;
     Ok((record, report))
+}
+
+/// A record (as exporters receive it, or built by hand) back into span data, for exporters
+/// that encode in the core (OTLP). Metadata values other than None, bool, int (64-bit), float
+/// and str go through `encode` (msgspec's JSON encoder): its JSON, or the value's `repr()` when
+/// it cannot be encoded. Returns the data, the encoded side table, and how many values fell
+/// back to `repr()`.
+pub(crate) fn span_from_record(
+    record: &Bound<'_, PyAny>,
+    encode: &Bound<'_, PyAny>,
+) -> PyResult<(SpanData, Vec<Encoded>, u64)> {
+    let record = record
+        .cast::<PyDict>()
+        .map_err(|_| PyTypeError::new_err("a record must be a dict"))?;
+    let field = |name: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+        Ok(record.get_item(name)?.filter(|value| !value.is_none()))
+    };
+    let text = |name: &str| -> PyResult<Option<Text>> {
+        field(name)?
+            .map(|value| {
+                value
+                    .cast::<PyString>()
+                    .map(|s| Text::from(s.to_string_lossy()))
+                    .map_err(|_| PyTypeError::new_err(format!("record {name:?} must be a str")))
+            })
+            .transpose()
+    };
+    let hex_id = |name: &str, digits: usize| -> PyResult<Option<u128>> {
+        let Some(id) = text(name)? else {
+            return Ok(None);
+        };
+        let parsed = (id.len() == digits && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u128::from_str_radix(&id, 16).ok())
+            .flatten()
+            .filter(|&id| id != 0);
+        parsed.map(Some).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "record {name:?} must be {digits} hex digits, not all zero; got {id:?}"
+            ))
+        })
+    };
+    let required = |name: &str, value: Option<u128>| {
+        value.ok_or_else(|| PyValueError::new_err(format!("record {name:?} is missing")))
+    };
+    let time = |name: &str| -> PyResult<u64> {
+        field(name)?
+            .ok_or_else(|| PyValueError::new_err(format!("record {name:?} is missing")))?
+            .extract::<u64>()
+            .map_err(|_| PyValueError::new_err(format!("record {name:?} must be an int >= 0")))
+    };
+    let status = match text("status")?.as_deref() {
+        None | Some("unset") => Status::Unset,
+        Some("ok") => Status::Ok,
+        Some("error") => Status::Error,
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "record \"status\" must be 'ok', 'error' or 'unset', got {other:?}"
+            )))
+        }
+    };
+    let mut data = SpanData {
+        trace_id: required("trace_id", hex_id("trace_id", 32)?)?,
+        span_id: u64::try_from(required("span_id", hex_id("span_id", 16)?)?).unwrap_or(0),
+        parent_span_id: hex_id("parent_span_id", 16)?.and_then(|id| u64::try_from(id).ok()),
+        name: text("name")?.map_or(Cow::Borrowed(DEFAULT_NAME), |n| Cow::Owned(n.into_string())),
+        model: text("model")?.unwrap_or_default(),
+        provider: text("provider")?,
+        service_name: text("service_name")?,
+        user_id: text("user_id")?,
+        session_id: text("session_id")?,
+        status,
+        error_type: text("error_type")?,
+        error_message: text("error_message")?,
+        start_time_unix_nano: time("start_time_unix_nano")?,
+        end_time_unix_nano: time("end_time_unix_nano")?,
+        metadata: Vec::new(),
+    };
+    let mut encoded = Vec::new();
+    let mut unencodable = 0;
+    if let Some(metadata) = field("metadata")? {
+        let metadata = metadata
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("record \"metadata\" must be a dict"))?;
+        for (key, value) in metadata.iter() {
+            let key = Cow::Owned(key.str()?.to_string_lossy().into_owned());
+            let value = if let Some(value) = primitive(&value) {
+                value
+            } else {
+                let json = encode
+                    .call1((&value,))
+                    .ok()
+                    .and_then(|b| b.cast_into::<PyBytes>().ok())
+                    .and_then(|b| String::from_utf8(b.as_bytes().to_vec()).ok());
+                encoded.push(json.map_or_else(
+                    || {
+                        unencodable += 1;
+                        Encoded::Text(value.repr().map_or_else(
+                            |_| "<unrepresentable>".to_owned(),
+                            |r| r.to_string_lossy().into_owned(),
+                        ))
+                    },
+                    Encoded::Json,
+                ));
+                Value::Deferred(encoded.len() - 1)
+            };
+            data.set(key, value);
+        }
+    }
+    Ok((data, encoded, unencodable))
+}
+
+/// None, bool, a 64-bit int, float and str as they are.
+fn primitive(value: &Bound<'_, PyAny>) -> Option<Value> {
+    if value.is_none() {
+        Some(Value::Null)
+    } else if let Ok(b) = value.cast::<PyBool>() {
+        Some(Value::Bool(b.is_true()))
+    } else if value.is_instance_of::<PyInt>() {
+        value.extract::<i64>().ok().map(Value::Int)
+    } else if let Ok(f) = value.cast::<PyFloat>() {
+        Some(Value::Float(f.value()))
+    } else {
+        value
+            .cast::<PyString>()
+            .ok()
+            .map(|s| Value::Str(Text::from(s.to_string_lossy())))
+    }
 }

@@ -21,10 +21,13 @@ import http.client
 import json
 import logging
 import os
+import sys
 import time
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 from .. import _core
 from ..config import ExportError
@@ -173,6 +176,7 @@ class OtlpExporter:
         self.max_request_bytes = max_request_bytes
         self._connection: http.client.HTTPConnection | None = None
         self._pid = os.getpid()
+        self._encode_value = msgspec.json.Encoder().encode
 
     # -- the pipeline's side ---------------------------------------------------------------------
 
@@ -207,9 +211,26 @@ class OtlpExporter:
         return rejected
 
     def export(self, batch: list[dict[str, Any]]) -> None:
-        """Records are not this exporter's input: the pipeline hands it the core's batches
-        (``encode_batch``/``export_encoded``)."""
-        raise TypeError("OtlpExporter exports through the pipeline (configure(exporter=...))")
+        """Export records (the dicts every exporter receives), for use outside the pipeline or
+        from an exporter that hands each batch to several others. Raises ``ExportError`` when
+        a request fails, and ``ValueError``/``TypeError`` (naming the record and field) for a
+        record that is not one. Values are sent whole: the pipeline bounds them when it builds
+        the records. (The pipeline itself sends through ``encode_batch``, without records.)"""
+        if not batch:
+            return
+        bodies, _, _ = _core.encode_otlp_records(
+            batch,
+            self._encode_value,
+            self.protocol,
+            self._resource_service or "unknown_service",
+            sys.maxsize,
+            self.max_request_bytes,
+            self.resource_attributes,
+            self.openinference,
+        )
+        if self.compression == "gzip":
+            bodies = [gzip.compress(body, compresslevel=6) for body in bodies]
+        self.export_encoded(_Pending(bodies, len(batch)))
 
     def shutdown(self) -> None:
         """Close the kept-alive connection."""
