@@ -115,39 +115,30 @@ fn add(
 // `PanicException`. It is doc-hidden, so a PyO3 upgrade may need this line changed.
 const LLM_SPAN: FastcallWithKeywords = pyo3::impl_::trampoline::get_trampoline_function!(
     fastcall_cfunction_with_keywords,
-    llm_span_body
+    body::<false>
 );
 const WITH_TOKENS: FastcallWithKeywords = pyo3::impl_::trampoline::get_trampoline_function!(
     fastcall_cfunction_with_keywords,
-    with_tokens_body
+    body::<true>
 );
 
 /// # Safety
 /// As `bind`.
 #[allow(unsafe_code)]
-unsafe fn llm_span_body(
+unsafe fn body<const WITH_TOKENS: bool>(
     py: Python<'_>,
     _module: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
+    let factory = if WITH_TOKENS {
+        Factory::WithTokens
+    } else {
+        Factory::LlmSpan
+    };
     // SAFETY: as this function requires.
-    unsafe { bind(py, Factory::LlmSpan, args, nargs, kwnames) }
-}
-
-/// # Safety
-/// As `bind`.
-#[allow(unsafe_code)]
-unsafe fn with_tokens_body(
-    py: Python<'_>,
-    _module: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: as this function requires.
-    unsafe { bind(py, Factory::WithTokens, args, nargs, kwnames) }
+    unsafe { bind(py, factory, args, nargs, kwnames) }
 }
 
 /// # Safety

@@ -13,6 +13,7 @@ use pyo3::types::PyBytes;
 use super::record::span_from_record;
 use super::sink::Batch;
 use crate::otlp::{self, proto, Options, Protocol};
+use crate::span::{Encoded, SpanData};
 
 /// The batch as OTLP request bodies (`protocol` is `"http/protobuf"` or `"http/json"`), each at
 /// most `max_request_bytes` long (uncompressed). Returns the bodies and how many values were
@@ -33,19 +34,19 @@ pub fn encode_otlp<'py>(
     resource_attributes: Vec<(String, String)>,
     openinference: bool,
 ) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64)> {
-    let protocol = parse_protocol(protocol)?;
     let batch: &Batch = &batch;
-    let options = Options {
-        default_service,
-        resource_attributes: &resource_attributes,
-        max_value_bytes,
-        max_request_bytes,
-        openinference,
-    };
-    let (bodies, report) =
-        py.detach(|| otlp::encode(batch.spans_with_values(), protocol, &options));
-    let bodies = bodies.iter().map(|body| PyBytes::new(py, body)).collect();
-    Ok((bodies, report.truncated))
+    encode_spans(
+        py,
+        batch.spans_with_values(),
+        protocol,
+        &Options {
+            default_service,
+            resource_attributes: &resource_attributes,
+            max_value_bytes,
+            max_request_bytes,
+            openinference,
+        },
+    )
 }
 
 /// Like `encode_otlp`, from records (the dicts any exporter receives) instead of the core's
@@ -70,7 +71,6 @@ pub fn encode_otlp_records<'py>(
     resource_attributes: Vec<(String, String)>,
     openinference: bool,
 ) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64, u64)> {
-    let protocol = parse_protocol(protocol)?;
     let mut spans = Vec::with_capacity(records.len());
     let mut unencodable = 0;
     for (index, record) in records.iter().enumerate() {
@@ -85,21 +85,35 @@ pub fn encode_otlp_records<'py>(
         unencodable += fallbacks;
         spans.push((data, encoded));
     }
-    let options = Options {
-        default_service,
-        resource_attributes: &resource_attributes,
-        max_value_bytes,
-        max_request_bytes,
-        openinference,
-    };
-    let (bodies, report) = py.detach(|| {
-        let spans = spans
+    let (bodies, truncated) = encode_spans(
+        py,
+        spans
             .iter()
-            .map(|(data, encoded)| (data, encoded.as_slice()));
-        otlp::encode(spans, protocol, &options)
-    });
+            .map(|(data, encoded)| (data, encoded.as_slice())),
+        protocol,
+        &Options {
+            default_service,
+            resource_attributes: &resource_attributes,
+            max_value_bytes,
+            max_request_bytes,
+            openinference,
+        },
+    )?;
+    Ok((bodies, truncated, unencodable))
+}
+
+/// Request bodies for `spans`, encoded with the interpreter detached, and how many values were
+/// truncated.
+fn encode_spans<'py, 's>(
+    py: Python<'py>,
+    spans: impl IntoIterator<Item = (&'s SpanData, &'s [Encoded])> + Send,
+    protocol: &str,
+    options: &Options<'s>,
+) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64)> {
+    let protocol = parse_protocol(protocol)?;
+    let (bodies, report) = py.detach(|| otlp::encode(spans, protocol, options));
     let bodies = bodies.iter().map(|body| PyBytes::new(py, body)).collect();
-    Ok((bodies, report.truncated, unencodable))
+    Ok((bodies, report.truncated))
 }
 
 fn parse_protocol(protocol: &str) -> PyResult<Protocol> {

@@ -6,8 +6,9 @@ use std::borrow::Cow;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyString};
 
+use super::span::plain_value;
 use crate::span::{bounded, EncodeReport, Encoded, SpanData, Status, Text, Value, DEFAULT_NAME};
 
 pub(crate) fn value_to_py<'py>(
@@ -114,7 +115,7 @@ pub(crate) fn record_dict<'py>(
 
 /// A record (as exporters receive it, or built by hand) back into span data, for exporters
 /// that encode in the core (OTLP). Metadata values other than None, bool, int (64-bit), float
-/// and str go through `encode` (msgspec's JSON encoder): its JSON, or the value's `repr()` when
+/// and str (as `set_metadata` keeps them) go through `encode` (msgspec's JSON encoder): its JSON, or the value's `repr()` when
 /// it cannot be encoded. Returns the data, the encoded side table, and how many values fell
 /// back to `repr()`.
 pub(crate) fn span_from_record(
@@ -195,24 +196,12 @@ pub(crate) fn span_from_record(
             .map_err(|_| PyTypeError::new_err("record \"metadata\" must be a dict"))?;
         for (key, value) in metadata.iter() {
             let key = Cow::Owned(key.str()?.to_string_lossy().into_owned());
-            let value = if let Some(value) = primitive(&value) {
+            let value = if let Some(value) = plain_value(&value) {
                 value
             } else {
-                let json = encode
-                    .call1((&value,))
-                    .ok()
-                    .and_then(|b| b.cast_into::<PyBytes>().ok())
-                    .and_then(|b| String::from_utf8(b.as_bytes().to_vec()).ok());
-                encoded.push(json.map_or_else(
-                    || {
-                        unencodable += 1;
-                        Encoded::Text(value.repr().map_or_else(
-                            |_| "<unrepresentable>".to_owned(),
-                            |r| r.to_string_lossy().into_owned(),
-                        ))
-                    },
-                    Encoded::Json,
-                ));
+                let (value, fell_back) = encode_object(&value, encode);
+                unencodable += u64::from(fell_back);
+                encoded.push(value);
                 Value::Deferred(encoded.len() - 1)
             };
             data.set(key, value);
@@ -221,20 +210,25 @@ pub(crate) fn span_from_record(
     Ok((data, encoded, unencodable))
 }
 
-/// None, bool, a 64-bit int, float and str as they are.
-fn primitive(value: &Bound<'_, PyAny>) -> Option<Value> {
-    if value.is_none() {
-        Some(Value::Null)
-    } else if let Ok(b) = value.cast::<PyBool>() {
-        Some(Value::Bool(b.is_true()))
-    } else if value.is_instance_of::<PyInt>() {
-        value.extract::<i64>().ok().map(Value::Int)
-    } else if let Ok(f) = value.cast::<PyFloat>() {
-        Some(Value::Float(f.value()))
-    } else {
-        value
-            .cast::<PyString>()
-            .ok()
-            .map(|s| Value::Str(Text::from(s.to_string_lossy())))
+/// `object` as JSON through `encode(obj) -> bytes` (msgspec), or its `repr()` when it cannot be
+/// encoded (then `true`).
+pub(crate) fn encode_object(
+    object: &Bound<'_, PyAny>,
+    encode: &Bound<'_, PyAny>,
+) -> (Encoded, bool) {
+    let json = encode
+        .call1((object,))
+        .ok()
+        .and_then(|b| b.cast_into::<PyBytes>().ok())
+        .and_then(|b| String::from_utf8(b.as_bytes().to_vec()).ok());
+    match json {
+        Some(json) => (Encoded::Json(json), false),
+        None => {
+            let repr = object.repr().map_or_else(
+                |_| "<unrepresentable>".to_owned(),
+                |r| r.to_string_lossy().into_owned(),
+            );
+            (Encoded::Text(repr), true)
+        }
     }
 }

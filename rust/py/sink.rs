@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use super::context::{fault, HOOKS};
 use super::jsonl::JsonlFile;
-use super::record::record_dict;
+use super::record::{encode_object, record_dict};
 use crate::buffer::{Push, SpanBuffer};
 use crate::span::{write_json, EncodeReport, Encoded, SpanData};
 
@@ -318,22 +318,9 @@ impl Batch {
                 span.objects
                     .iter()
                     .map(|object| {
-                        let object = object.bind(py);
-                        let json = encode
-                            .call1((object,))
-                            .ok()
-                            .and_then(|b| b.cast_into::<PyBytes>().ok())
-                            .and_then(|b| String::from_utf8(b.as_bytes().to_vec()).ok());
-                        json.map_or_else(
-                            || {
-                                replaced += 1;
-                                Encoded::Text(object.repr().map_or_else(
-                                    |_| "<unrepresentable>".to_owned(),
-                                    |r| r.to_string_lossy().into_owned(),
-                                ))
-                            },
-                            Encoded::Json,
-                        )
+                        let (encoded, fell_back) = encode_object(object.bind(py), encode);
+                        replaced += u64::from(fell_back);
+                        encoded
                     })
                     .collect()
             })

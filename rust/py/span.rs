@@ -484,7 +484,7 @@ fn convert(
 }
 
 /// Primitives become `Value`s now; anything else is deferred to the flusher (`None`).
-fn plain_value(value: &Bound<'_, PyAny>) -> Option<Value> {
+pub(crate) fn plain_value(value: &Bound<'_, PyAny>) -> Option<Value> {
     if value.is_none() {
         Some(Value::Null)
     } else if let Ok(b) = value.cast_exact::<PyBool>() {
