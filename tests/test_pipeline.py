@@ -31,27 +31,11 @@ from instrumentation_sdk import (
     stats,
 )
 from instrumentation_sdk.exporters import ConsoleExporter, InMemoryExporter, JsonlExporter
+from record_schema import RECORD_KEYS
 
 # A fresh in-memory pipeline per test (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("exporter")
 
-RECORD_KEYS = {
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "model",
-    "provider",
-    "service_name",
-    "user_id",
-    "session_id",
-    "status",
-    "error_type",
-    "error_message",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "metadata",
-}
 FIGURES = (
     "produced",
     "exported",
@@ -488,7 +472,7 @@ def test_exported_records_are_dicts_with_the_contract_keys(exporter: InMemoryExp
     assert len(records) == 4
     for record in records:
         assert isinstance(record, dict)
-        assert set(record) == RECORD_KEYS
+        assert set(record) == set(RECORD_KEYS)
         assert isinstance(record["metadata"], dict)
     assert records[-1]["error_message"] == "'k'"
 
@@ -950,7 +934,7 @@ def test_the_pipeline_prefers_export_jsonl() -> None:
     assert both.exports == 0
     records = [json.loads(line) for payload in both.payloads for line in payload.splitlines()]
     assert [r["span_id"] for r in records] == ids
-    assert all(set(r) == RECORD_KEYS for r in records)
+    assert all(set(r) == set(RECORD_KEYS) for r in records)
 
 
 SAMPLE_METADATA: dict[str, Any] = {

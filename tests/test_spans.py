@@ -38,27 +38,11 @@ from instrumentation_sdk import (
     with_current_context,
 )
 from instrumentation_sdk.exporters import InMemoryExporter, JsonlExporter
+from record_schema import RECORD_KEYS
 
 # A fresh in-memory pipeline per test (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("exporter")
 
-RECORD_KEYS = {
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "model",
-    "provider",
-    "service_name",
-    "user_id",
-    "session_id",
-    "status",
-    "error_type",
-    "error_message",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "metadata",
-}
 HEX = set("0123456789abcdef")
 
 
@@ -133,7 +117,7 @@ def test_sync_span_attributes(exporter: InMemoryExporter) -> None:
     assert span.error_type is None
     assert span.error_message is None
     record = only_record(exporter)
-    assert set(record) == RECORD_KEYS
+    assert set(record) == set(RECORD_KEYS)
     assert record == {
         "trace_id": span.trace_id,
         "span_id": span.span_id,
@@ -955,7 +939,7 @@ def test_odd_values_become_valid_json_lines(tmp_path: Path, value: Any) -> None:
     lines = path.read_bytes().splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0].decode("utf-8"))  # strict UTF-8: no lone surrogates
-    assert set(record) == RECORD_KEYS
+    assert set(record) == set(RECORD_KEYS)
     assert record["span_id"] == span.span_id
     assert record["metadata"]["after"] == 1
     assert len(lines[0]) < 4096 + 2048

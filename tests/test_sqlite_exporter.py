@@ -22,6 +22,7 @@ from instrumentation_sdk.exporters.sqlite import (
     default_db_path,
     migrate,
 )
+from record_schema import RECORD_KEYS
 
 BASE_NS = 1_750_000_000_000_000_000
 
@@ -168,21 +169,9 @@ def test_batch_insert_stores_every_field(db: Path, exporter: SqliteExporter) -> 
     by_id = {row["span_id"]: row for row in stored}
     for record in batch:
         row = by_id[record["span_id"]]
-        for key in (
-            "trace_id",
-            "parent_span_id",
-            "name",
-            "model",
-            "provider",
-            "service_name",
-            "user_id",
-            "session_id",
-            "status",
-            "error_type",
-            "error_message",
-            "start_time_unix_nano",
-            "end_time_unix_nano",
-        ):
+        for key in RECORD_KEYS:
+            if key in ("span_id", "metadata"):
+                continue  # the row is looked up by span_id; metadata is stored as JSON text
             assert row[key] == record[key], key
         assert row["duration_ns"] == record["end_time_unix_nano"] - record["start_time_unix_nano"]
     assert by_id[batch[7]["span_id"]]["user_id"] == "user-1"

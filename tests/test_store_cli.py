@@ -29,26 +29,10 @@ from instrumentation_sdk.store import (
     percentile,
     span_stats,
 )
+from record_schema import RECORD_KEYS
 
 MS = 1_000_000
 SEC = 1_000_000_000
-RECORD_KEYS = [
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "model",
-    "provider",
-    "service_name",
-    "user_id",
-    "session_id",
-    "status",
-    "error_type",
-    "error_message",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "metadata",
-]
 
 
 def hex_id(label: str, digits: int) -> str:
