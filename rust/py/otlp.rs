@@ -51,7 +51,7 @@ pub fn encode_otlp<'py>(
 
 /// Like `encode_otlp`, from records (the dicts any exporter receives) instead of the core's
 /// batch. `encode` (msgspec's JSON encoder) encodes metadata values that are not primitives.
-/// Returns the bodies, how many values were truncated and how many fell back to `repr()`.
+/// Returns the bodies and how many values were truncated.
 /// A record that is not one (a missing id or time, a wrong type) raises `ValueError` or
 /// `TypeError` naming its position and field.
 #[pyfunction]
@@ -70,11 +70,10 @@ pub fn encode_otlp_records<'py>(
     max_request_bytes: usize,
     resource_attributes: Vec<(String, String)>,
     openinference: bool,
-) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64, u64)> {
+) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64)> {
     let mut spans = Vec::with_capacity(records.len());
-    let mut unencodable = 0;
     for (index, record) in records.iter().enumerate() {
-        let (data, encoded, fallbacks) = span_from_record(record, encode).map_err(|error| {
+        let (data, encoded) = span_from_record(record, encode).map_err(|error| {
             let message = format!("record {index}: {}", error.value(py));
             if error.is_instance_of::<PyTypeError>(py) {
                 PyTypeError::new_err(message)
@@ -82,10 +81,9 @@ pub fn encode_otlp_records<'py>(
                 PyValueError::new_err(message)
             }
         })?;
-        unencodable += fallbacks;
         spans.push((data, encoded));
     }
-    let (bodies, truncated) = encode_spans(
+    encode_spans(
         py,
         spans
             .iter()
@@ -98,8 +96,7 @@ pub fn encode_otlp_records<'py>(
             max_request_bytes,
             openinference,
         },
-    )?;
-    Ok((bodies, truncated, unencodable))
+    )
 }
 
 /// Request bodies for `spans`, encoded with the interpreter detached, and how many values were

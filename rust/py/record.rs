@@ -114,14 +114,14 @@ pub(crate) fn record_dict<'py>(
 }
 
 /// A record (as exporters receive it, or built by hand) back into span data, for exporters
-/// that encode in the core (OTLP). Metadata values other than None, bool, int (64-bit), float
-/// and str (as `set_metadata` keeps them) go through `encode` (msgspec's JSON encoder): its JSON, or the value's `repr()` when
-/// it cannot be encoded. Returns the data, the encoded side table, and how many values fell
-/// back to `repr()`.
+/// that encode in the core (OTLP). Metadata values that `set_metadata` would keep as they are
+/// (None, bool, 64-bit int, float, str) stay so; the others go through `encode` (msgspec's JSON
+/// encoder), or become their `repr()` when it cannot encode them. Returns the data and its
+/// encoded side table.
 pub(crate) fn span_from_record(
     record: &Bound<'_, PyAny>,
     encode: &Bound<'_, PyAny>,
-) -> PyResult<(SpanData, Vec<Encoded>, u64)> {
+) -> PyResult<(SpanData, Vec<Encoded>)> {
     let record = record
         .cast::<PyDict>()
         .map_err(|_| PyTypeError::new_err("a record must be a dict"))?;
@@ -189,7 +189,6 @@ pub(crate) fn span_from_record(
         metadata: Vec::new(),
     };
     let mut encoded = Vec::new();
-    let mut unencodable = 0;
     if let Some(metadata) = field("metadata")? {
         let metadata = metadata
             .cast::<PyDict>()
@@ -199,15 +198,13 @@ pub(crate) fn span_from_record(
             let value = if let Some(value) = plain_value(&value) {
                 value
             } else {
-                let (value, fell_back) = encode_object(&value, encode);
-                unencodable += u64::from(fell_back);
-                encoded.push(value);
+                encoded.push(encode_object(&value, encode).0);
                 Value::Deferred(encoded.len() - 1)
             };
             data.set(key, value);
         }
     }
-    Ok((data, encoded, unencodable))
+    Ok((data, encoded))
 }
 
 /// `object` as JSON through `encode(obj) -> bytes` (msgspec), or its `repr()` when it cannot be

@@ -218,7 +218,7 @@ class OtlpExporter:
         the records. (The pipeline itself sends through ``encode_batch``, without records.)"""
         if not batch:
             return
-        bodies, _, _ = _core.encode_otlp_records(
+        bodies, _ = _core.encode_otlp_records(
             batch,
             self._encode_value,
             self.protocol,
