@@ -3,10 +3,10 @@
 One batch of 512 equivalent spans (same ids, times, name, kind, status, and the same 12 GenAI
 attributes), encoded to an ``ExportTraceServiceRequest``:
 
-* ``protobuf/ours`` -- ``_core.encode_otlp(batch, "http/protobuf", ...)`` (bytes, as sent);
+* ``protobuf/ours`` -- ``_core.encode_otlp(batch, plan, "http/protobuf", ...)`` (bytes, as sent);
 * ``protobuf/otel`` -- ``opentelemetry.exporter.otlp.proto.common.trace_encoder.encode_spans``
   + ``SerializeToString()``, what the SDK's OTLP/HTTP exporter does per batch;
-* ``json/ours``     -- ``_core.encode_otlp(batch, "http/json", ...)`` (OTLP/JSON bytes);
+* ``json/ours``     -- ``_core.encode_otlp(batch, plan, "http/json", ...)`` (OTLP/JSON bytes);
 * ``json/otel``     -- ``encode_spans`` + protobuf's ``json_format.MessageToJson`` (the SDK ships
   no OTLP/JSON encoder; this is the closest equivalent).
 
@@ -99,11 +99,11 @@ def otel_spans() -> list[Any]:
 
 
 def _encoders(batch: _core.Batch, spans: list[Any]) -> dict[str, Callable[[], object]]:
+    plan = _core.ExportPlan("bench", MAX_VALUE_BYTES, MAX_VALUE_BYTES)
+
     def ours(protocol: str) -> Callable[[], object]:
         def run() -> object:
-            bodies, _ = _core.encode_otlp(
-                batch, protocol, "bench", MAX_VALUE_BYTES, MAX_REQUEST_BYTES
-            )
+            bodies, _ = _core.encode_otlp(batch, plan, protocol, MAX_REQUEST_BYTES)
             assert len(bodies) == 1
             return bodies
 

@@ -4,6 +4,9 @@ Run it with two environment variables and its spans go to any OpenTelemetry back
 
     INSTRUMENTATION_SDK_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:6006 \
         python examples/otlp_service.py
+
+Prompts and completions are recorded only when content capture is on, for example with
+OpenTelemetry's own switch ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ async def handle_request(user_id: str, question: str) -> str:
         router.set_metadata("route", "answer")
         messages = [{"role": "user", "content": question}]
         async with llm_span_with_tokens("gpt-4o", "openai", prompt=messages) as span:
+            span.add_event("request_sent", {"attempt": 1})
             answer = await fake_llm(question)
+            span.set_completion(answer)  # recorded only with content capture on
             span.set_metadata("completion_tokens", len(answer.split()))
             span.set_metadata("actual_model", "gpt-4o-2024-08-06")
             span.set_metadata("finish_reason", "stop")

@@ -253,7 +253,17 @@ mod tests {
             consumer.join().unwrap(),
             "woken by the batch, not by the timeout"
         );
-        assert!(!buffer.wait(Duration::from_millis(1)) || buffer.len() >= 3);
+        // The batch is still there: a new wait returns at once; once drained, it times out
+        // (the wake was consumed, not left pending).
+        assert!(
+            buffer.wait(Duration::from_secs(30)),
+            "a ready batch wakes at once"
+        );
+        assert_eq!(buffer.drain(10), vec![0, 1, 2]);
+        assert!(
+            !buffer.wait(Duration::from_millis(20)),
+            "nothing ready: times out"
+        );
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! instrumentation-sdk's Rust core. The pure-Rust modules have no PyO3 in them; `py` binds them.
 
 pub mod buffer;
-pub mod cache;
 pub mod error;
 pub mod fork;
 pub mod heuristic;
 pub mod jsonl;
 pub mod otlp;
+pub mod processor;
+pub mod record;
 pub mod span;
 pub mod tokens;
 
@@ -23,17 +24,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pyo3::pymodule]
 mod _core {
     #[pymodule_export]
-    use crate::py::context::install_span_hooks;
+    use crate::py::context::{install_otel_parent_hook, install_span_hooks};
     #[pymodule_export]
     use crate::py::jsonl::JsonlFile;
     #[pymodule_export]
-    use crate::py::otlp::{
-        encode_otlp, encode_otlp_records, install_otel_parent_hook, otlp_partial_success,
-    };
+    use crate::py::otlp::{encode_otlp, encode_otlp_records, otlp_partial_success};
     #[pymodule_export]
-    use crate::py::sink::{orphaned_spans, Batch, SpanSink};
+    use crate::py::processor::{ExportPlan, RustProcessor};
     #[pymodule_export]
-    use crate::py::span::{Ready, SpanCore};
+    use crate::py::record::{encode_jsonl_records, record_fields, standard_metadata_keys};
+    #[pymodule_export]
+    use crate::py::sink::{orphaned_spans, Batch, JsonlRound, SpanSink};
+    #[pymodule_export]
+    use crate::py::span::{capture_content, events_dropped, set_capture_content, Ready, SpanCore};
     #[pymodule_export]
     use crate::py::tokens::{
         clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,

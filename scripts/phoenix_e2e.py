@@ -75,6 +75,9 @@ def main() -> int:
         }
         service_env["INSTRUMENTATION_SDK_EXPORTER"] = "otlp"
         service_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = base
+        # Content capture on (OpenTelemetry's switch), and OpenInference's names for Phoenix.
+        service_env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
+        service_env["INSTRUMENTATION_SDK_OTLP_OPENINFERENCE"] = "1"
         subprocess.run(
             [sys.executable, str(ROOT / "examples" / "otlp_service.py")],
             env=service_env,
@@ -110,8 +113,18 @@ def main() -> int:
         for key, value in expected.items():
             assert flat.get(key) == value, (key, flat.get(key), flat)
         assert isinstance(flat.get("gen_ai.usage.input_tokens"), int), flat
+        # The captured prompt and completion: Phoenix's input and output of the span.
+        assert json.loads(flat["input.value"]) == [{"role": "user", "content": "What is OTLP?"}]
+        assert flat["output.value"] == "WHAT IS OTLP?", flat
+        output = json.loads(flat["gen_ai.output.messages"])
+        assert output[0]["parts"][0]["content"] == "WHAT IS OTLP?", output
+        events = chat.get("events") or []
+        assert [event["name"] for event in events] == ["request_sent"], chat
         assert failed["status_code"].upper() == "ERROR", failed
-        print(f"phoenix e2e: {len(spans)} spans stored, nested, with GenAI attributes: OK")
+        print(
+            f"phoenix e2e: {len(spans)} spans stored, nested, with GenAI attributes, "
+            "captured input/output and events: OK"
+        )
         return 0
     finally:
         server.terminate()

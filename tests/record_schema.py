@@ -17,4 +17,7 @@ RECORD_KEYS = (
     "start_time_unix_nano",
     "end_time_unix_nano",
     "metadata",
+    "events",
+    "prompt",
+    "completion",
 )

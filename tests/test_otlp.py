@@ -674,3 +674,54 @@ def test_a_root_llm_span_joins_the_active_opentelemetry_span(receiver: Receiver)
     assert flush(5.0)
     exported = {span.span_id.hex(): span for span in receiver.spans()}
     assert exported[joined.span_id].parent_span_id.hex() == f"{context.span_id:016x}"
+
+
+# -- events and captured content
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "http/json"])
+def test_events_and_captured_content_arrive_as_genai_attributes(
+    receiver: Receiver, protocol: str
+) -> None:
+    use(
+        OtlpExporter(receiver.url, protocol=protocol, openinference=True),
+        capture_content=True,
+    )
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+2?"},
+    ]
+    with llm_span_with_tokens("gpt-4o", "openai", prompt=messages) as span:
+        span.add_event("retry", {"attempt": 1, "reason": {"status": 503}})
+        span.set_completion("4")
+        span.set_metadata("finish_reason", "stop")
+    assert flush(timeout=10.0)
+    (exported,) = receiver.spans()
+    assert [event.name for event in exported.events] == ["retry"]
+    event = exported.events[0]
+    assert exported.start_time_unix_nano <= event.time_unix_nano <= exported.end_time_unix_nano
+    assert attributes(event) == {"attempt": 1, "reason": '{"status":503}'}
+    found = attributes(exported)
+    assert json.loads(found["gen_ai.input.messages"]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "What is 2+2?"}]},
+    ]
+    assert json.loads(found["gen_ai.output.messages"]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "4"}], "finish_reason": "stop"}
+    ]
+    assert json.loads(found["input.value"]) == messages
+    assert found["input.mime_type"] == "application/json"
+    assert (found["output.value"], found["output.mime_type"]) == ("4", "text/plain")
+
+
+def test_no_content_attribute_when_capture_is_off(receiver: Receiver) -> None:
+    use(OtlpExporter(receiver.url, openinference=True))
+    with llm_span_with_tokens("gpt-4o", "openai", prompt="secret prompt text") as span:
+        span.set_completion("secret completion text")
+    assert flush(timeout=10.0)
+    (exported,) = receiver.spans()
+    found = attributes(exported)
+    assert found["gen_ai.usage.input_tokens"] == 3
+    for key in ("gen_ai.input.messages", "gen_ai.output.messages", "input.value", "output.value"):
+        assert key not in found
+    assert b"secret" not in exported.SerializeToString()

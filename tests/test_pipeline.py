@@ -915,8 +915,11 @@ def test_jsonl_exporter_appends_one_line_per_record(tmp_path: Path) -> None:
     assert json.loads(lines[0])["metadata"]["x"] == "line\nbreak"
 
 
-def test_the_pipeline_prefers_export_jsonl() -> None:
-    class Both:
+def test_an_exporter_declares_its_format_and_is_never_probed() -> None:
+    class Jsonl:
+        export_format = "jsonl"
+        jsonl_file = None  # no core appender: the pipeline calls export_jsonl
+
         def __init__(self) -> None:
             self.payloads: list[bytes] = []
             self.exports = 0
@@ -927,14 +930,43 @@ def test_the_pipeline_prefers_export_jsonl() -> None:
         def export_jsonl(self, lines: bytes) -> None:
             self.payloads.append(lines)
 
-    both = Both()
-    configure(exporter=both, flush_interval=0.05)
+    class Undeclared(Jsonl):
+        export_format = "records"  # has export_jsonl, but says it takes records
+
+    declared = Jsonl()
+    configure(exporter=declared, flush_interval=0.05)
     ids = make_spans(5)
     assert flush(timeout=5.0)
-    assert both.exports == 0
-    records = [json.loads(line) for payload in both.payloads for line in payload.splitlines()]
+    assert declared.exports == 0
+    records = [json.loads(line) for payload in declared.payloads for line in payload.splitlines()]
     assert [r["span_id"] for r in records] == ids
     assert all(set(r) == set(RECORD_KEYS) for r in records)
+
+    undeclared = Undeclared()
+    configure(exporter=undeclared, flush_interval=0.05)
+    make_spans(3)
+    assert flush(timeout=5.0)
+    assert undeclared.exports >= 1
+    assert undeclared.payloads == []
+
+
+def test_a_wrong_format_declaration_is_refused_at_configure() -> None:
+    class Bad:
+        export_format = "parquet"
+
+        def export(self, batch: list[dict[str, Any]]) -> None:
+            pass
+
+    class Missing:
+        export_format = "otlp"
+
+        def export(self, batch: list[dict[str, Any]]) -> None:
+            pass
+
+    with pytest.raises(ValueError, match="export_format must be one of records, jsonl, otlp"):
+        configure(exporter=Bad())
+    with pytest.raises(ValueError, match="has no export_otlp"):
+        configure(exporter=Missing())
 
 
 SAMPLE_METADATA: dict[str, Any] = {

@@ -133,6 +133,9 @@ def test_sync_span_attributes(exporter: InMemoryExporter) -> None:
         "error_message": None,
         "start_time_unix_nano": span.start_time_unix_nano,
         "end_time_unix_nano": span.end_time_unix_nano,
+        "events": [],
+        "prompt": None,
+        "completion": None,
         "metadata": {},
     }
 

@@ -4,6 +4,7 @@ writing one file, fork safety, and the default path. Real files in ``tmp_path`` 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from instrumentation_sdk import _core
 from instrumentation_sdk.exporters import sqlite as sqlite_exporter
 from instrumentation_sdk.exporters.sqlite import (
     MIGRATIONS,
@@ -45,6 +47,9 @@ EXPECTED_COLUMNS = [
     ("prompt_tokens", "INTEGER"),
     ("completion_tokens", "INTEGER"),
     ("metadata", "TEXT"),
+    ("events", "TEXT"),
+    ("prompt", "TEXT"),
+    ("completion", "TEXT"),
 ]
 
 
@@ -106,7 +111,7 @@ def exporter(db: Path) -> Any:
 def test_first_export_creates_schema_at_current_version(db: Path, exporter: SqliteExporter) -> None:
     assert not db.exists(), "the file is opened lazily, on the first export"
     exporter.export([make_record(1)])
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 1
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 2
     assert user_version(db) == SCHEMA_VERSION
     columns = [(row["name"], row["type"]) for row in rows(db, "PRAGMA table_info(spans)")]
     assert columns == EXPECTED_COLUMNS
@@ -170,8 +175,8 @@ def test_batch_insert_stores_every_field(db: Path, exporter: SqliteExporter) -> 
     for record in batch:
         row = by_id[record["span_id"]]
         for key in RECORD_KEYS:
-            if key in ("span_id", "metadata"):
-                continue  # the row is looked up by span_id; metadata is stored as JSON text
+            if key in ("span_id", "metadata", "events", "prompt", "completion"):
+                continue  # the row is looked up by span_id; these are stored as JSON text
             assert row[key] == record[key], key
         assert row["duration_ns"] == record["end_time_unix_nano"] - record["start_time_unix_nano"]
     assert by_id[batch[7]["span_id"]]["user_id"] == "user-1"
@@ -339,7 +344,7 @@ def test_deleted_database_is_recreated(db: Path, exporter: SqliteExporter) -> No
         Path(f"{db}{suffix}").unlink(missing_ok=True)  # `rm spans.db*` while the service runs
     exporter.export([make_record(2)])
     assert [row["span_id"] for row in rows(db)] == [make_record(2)["span_id"]]
-    assert user_version(db) == 1
+    assert user_version(db) == SCHEMA_VERSION
     assert exporter._conn is not old
     assert old in sqlite_exporter._ABANDONED, "not closed: its WAL name may be another's now"
     exporter.export([make_record(3)])
@@ -360,7 +365,7 @@ def test_existing_v1_database_is_a_no_op(db: Path) -> None:
     holder.execute("BEGIN IMMEDIATE")
     try:
         conn = sqlite3.connect(db, isolation_level=None, timeout=0)
-        assert migrate(conn) == 1
+        assert migrate(conn) == SCHEMA_VERSION
         conn.close()
     finally:
         holder.execute("ROLLBACK")
@@ -372,7 +377,7 @@ def test_existing_v1_database_is_a_no_op(db: Path) -> None:
     assert [
         tuple(r) for r in rows(db, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
     ] == [tuple(r) for r in schema]
-    assert user_version(db) == 1
+    assert user_version(db) == SCHEMA_VERSION
     assert count(db) == 4
 
 
@@ -383,11 +388,11 @@ def test_a_second_migration_is_one_list_entry(db: Path) -> None:
     future = [*MIGRATIONS, ("ALTER TABLE spans ADD COLUMN cost_usd REAL",)]
     conn = sqlite3.connect(db, isolation_level=None)
     try:
-        assert migrate(conn, future) == 2
-        assert migrate(conn, future) == 2  # and again: a no-op
+        assert migrate(conn, future) == SCHEMA_VERSION + 1
+        assert migrate(conn, future) == SCHEMA_VERSION + 1  # and again: a no-op
     finally:
         conn.close()
-    assert user_version(db) == 2
+    assert user_version(db) == SCHEMA_VERSION + 1
     assert "cost_usd" in [row["name"] for row in rows(db, "PRAGMA table_info(spans)")]
     assert count(db) == 1
 
@@ -404,7 +409,7 @@ def test_a_failing_migration_changes_nothing(db: Path) -> None:
         assert not conn.in_transaction
     finally:
         conn.close()
-    assert user_version(db) == 1
+    assert user_version(db) == SCHEMA_VERSION
     assert "cost_usd" not in [row["name"] for row in rows(db, "PRAGMA table_info(spans)")]
 
 
@@ -427,11 +432,11 @@ def test_migration_rechecks_the_version_under_the_write_lock(
     monkeypatch.setattr(sqlite_exporter, "_user_version", stale_first_read)
     conn = sqlite3.connect(db, isolation_level=None)
     try:
-        assert migrate(conn) == 1
+        assert migrate(conn) == SCHEMA_VERSION
         assert not conn.in_transaction
     finally:
         conn.close()
-    assert reads == [0, 1]
+    assert reads == [0, SCHEMA_VERSION]
     assert count(db) == 1
 
 
@@ -469,8 +474,8 @@ def test_two_connections_migrating_a_fresh_file_at_once_both_succeed(
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert results == [1, 1]
-    assert user_version(db) == 1
+    assert results == [SCHEMA_VERSION, SCHEMA_VERSION]
+    assert user_version(db) == SCHEMA_VERSION
 
 
 def test_newer_schema_version_raises_a_clear_error(db: Path) -> None:
@@ -482,7 +487,9 @@ def test_newer_schema_version_raises_a_clear_error(db: Path) -> None:
     conn.close()
 
     exporter = SqliteExporter(db)
-    with pytest.raises(SqliteSchemaError, match=r"schema version 7.*versions up to 1.*newer"):
+    with pytest.raises(
+        SqliteSchemaError, match=rf"schema version 7.*versions up to {SCHEMA_VERSION}.*newer"
+    ):
         exporter.export([make_record(2)])
     with pytest.raises(SqliteSchemaError, match=str(db).replace("\\", "\\\\")):
         exporter.export([make_record(2)])  # raises every time, names the file
@@ -541,7 +548,7 @@ def test_concurrent_writer_processes_lose_nothing(db: Path) -> None:
         for n in range(BATCHES * BATCH_SIZE)
     }
     assert stored == expected
-    assert user_version(db) == 1
+    assert user_version(db) == SCHEMA_VERSION
 
 
 def _export_in_child(exporter: SqliteExporter, parent_conn_id: int, result: Any) -> None:
@@ -692,3 +699,47 @@ def test_exporter_without_path_uses_the_default(
     exporter.export([make_record(1)])
     exporter.shutdown()
     assert count(path) == 1
+
+
+# -- the field table -------------------------------------------------------------------------------
+
+
+def test_every_record_field_has_its_column_after_migrating(db: Path) -> None:
+    """The schema is written as migrations (never edited); the record's fields come from the
+    core's table. A field added to the table without a migration fails here."""
+    exporter = SqliteExporter(db)
+    exporter.export([make_record(1)])
+    exporter.shutdown()
+    columns = {row["name"] for row in rows(db, "PRAGMA table_info(spans)")}
+    fields = {column for _key, _type, _otlp, column in _core.record_fields()}
+    assert fields <= columns, f"fields without a column: {sorted(fields - columns)}"
+    assert columns - fields == set(sqlite_exporter.DERIVED_COLUMNS)
+    assert [key for key, *_ in _core.record_fields()] == list(RECORD_KEYS)
+
+
+def test_a_v1_database_gains_the_new_columns_and_keeps_its_rows(db: Path) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO spans (span_id, trace_id, name, model, status, start_time_unix_nano, "
+        "end_time_unix_nano, duration_ns, metadata) VALUES ('00000000000000aa', "
+        "'000000000000000000000000000000bb', 'llm', 'gpt-4o', 'ok', 1, 2, 1, '{}')"
+    )
+    conn.close()
+    exporter = SqliteExporter(db)
+    record = make_record(
+        2,
+        events=[{"name": "retry", "time_unix_nano": 5, "attributes": {"attempt": 1}}],
+        prompt=[{"role": "user", "content": "hi"}],
+        completion="hello",
+    )
+    exporter.export([record])
+    exporter.shutdown()
+    assert user_version(db) == SCHEMA_VERSION
+    stored = {row["span_id"]: row for row in rows(db)}
+    assert stored["00000000000000aa"]["events"] == "[]"
+    assert stored["00000000000000aa"]["prompt"] is None
+    new = stored[record["span_id"]]
+    assert json.loads(new["events"]) == record["events"]
+    assert json.loads(new["prompt"]) == record["prompt"]
+    assert json.loads(new["completion"]) == "hello"

@@ -162,7 +162,9 @@ def newest_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def with_duration(rec: dict[str, Any]) -> dict[str, Any]:
     duration = (rec["end_time_unix_nano"] - rec["start_time_unix_nano"]) / MS
-    return {**rec, "duration_ms": duration}
+    # Records written without the newer fields read back with their defaults.
+    defaults = {"events": [], "prompt": None, "completion": None}
+    return {**defaults, **rec, "duration_ms": duration}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

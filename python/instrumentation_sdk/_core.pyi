@@ -9,20 +9,26 @@ from typing import Any, Final, Literal, final
 __version__: Final[str]
 __all__ = [
     "Batch",
+    "ExportPlan",
     "JsonlFile",
+    "JsonlRound",
     "Ready",
+    "RustProcessor",
     "Span",
     "SpanSink",
     "TokenCount",
     "__version__",
+    "capture_content",
     "clear_token_cache",
     "configure_token_cache",
     "count_tokens",
     "count_tokens_batch",
+    "encode_jsonl_records",
     "encode_otlp",
     "encode_otlp_records",
     "encoding_for_model",
     "encoding_names",
+    "events_dropped",
     "install_otel_parent_hook",
     "install_span_hooks",
     "llm_span",
@@ -30,6 +36,9 @@ __all__ = [
     "model_table",
     "orphaned_spans",
     "otlp_partial_success",
+    "record_fields",
+    "set_capture_content",
+    "standard_metadata_keys",
     "token_cache_stats",
     "warmup_encodings",
 ]
@@ -108,6 +117,10 @@ class Span:
     @property
     def metadata(self) -> Mapping[str, Any]: ...
     def set_metadata(self, key: str, value: Any) -> None: ...
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None: ...
+    def set_completion(self, completion: object) -> None: ...
+    @property
+    def events(self) -> list[dict[str, Any]]: ...
     def record(self, default_service: str = "unknown_service") -> dict[str, Any]: ...
     def __enter__(self) -> Span: ...
     def __exit__(
@@ -170,10 +183,9 @@ class SpanSink:
         file: JsonlFile,
         timeout: float,
         max_items: int,
-        default_service: str,
-        max_value_bytes: int,
+        plan: ExportPlan,
         encode: Callable[[Any], bytes],
-    ) -> tuple[int, int, int, bytes | None, str | None]: ...
+    ) -> tuple[JsonlRound, tuple[bytes, str] | None]: ...
     @property
     def owned_by_this_process(self) -> bool: ...
     def __len__(self) -> int: ...
@@ -183,12 +195,51 @@ class SpanSink:
 class Batch:
     def __len__(self) -> int: ...
     def encode_deferred(self, encode: Callable[[Any], bytes]) -> int: ...
-    def to_jsonl(self, default_service: str, max_value_bytes: int) -> tuple[bytes, int]: ...
-    def to_records(
-        self, default_service: str, max_value_bytes: int
-    ) -> tuple[list[dict[str, Any]], int]: ...
+    def process(self, plan: ExportPlan) -> tuple[int, int]: ...
+    def to_jsonl(self, plan: ExportPlan) -> tuple[bytes, int]: ...
+    def to_records(self, plan: ExportPlan) -> tuple[list[dict[str, Any]], int]: ...
     def clear(self) -> None: ...
 
+@final
+class JsonlRound:
+    @property
+    def drained(self) -> int: ...
+    @property
+    def filtered(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def truncated(self) -> int: ...
+    @property
+    def unencodable(self) -> int: ...
+
+@final
+class RustProcessor:
+    @staticmethod
+    def sample(ratio: float) -> RustProcessor: ...
+    @staticmethod
+    def drop_keys(keys: list[str]) -> RustProcessor: ...
+
+@final
+class ExportPlan:
+    def __new__(
+        cls,
+        default_service: str,
+        max_value_bytes: int,
+        max_content_bytes: int,
+        processors: list[RustProcessor] = ...,
+    ) -> ExportPlan: ...
+    @property
+    def default_service(self) -> str: ...
+
+def record_fields() -> list[tuple[str, str, str, str]]: ...
+def standard_metadata_keys() -> list[tuple[str, str, str]]: ...
+def set_capture_content(on: bool) -> None: ...
+def capture_content() -> bool: ...
+def events_dropped() -> int: ...
+def encode_jsonl_records(
+    records: list[dict[str, Any]], encode: Callable[[object], bytes], plan: ExportPlan
+) -> tuple[bytes, int]: ...
 def install_span_hooks(
     current: object,
     start_pipeline: Callable[[], None],
@@ -207,9 +258,8 @@ class JsonlFile:
 
 def encode_otlp(
     batch: Batch,
+    plan: ExportPlan,
     protocol: str,
-    default_service: str,
-    max_value_bytes: int,
     max_request_bytes: int,
     resource_attributes: list[tuple[str, str]] = ...,
     openinference: bool = False,
@@ -217,9 +267,8 @@ def encode_otlp(
 def encode_otlp_records(
     records: list[dict[str, Any]],
     encode: Callable[[object], bytes],
+    plan: ExportPlan,
     protocol: str,
-    default_service: str,
-    max_value_bytes: int,
     max_request_bytes: int,
     resource_attributes: list[tuple[str, str]] = ...,
     openinference: bool = False,

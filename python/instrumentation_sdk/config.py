@@ -12,9 +12,21 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, TypeAlias
 
-__all__ = ["ENV_PREFIX", "ExportError", "Exporter", "Settings", "settings_from_env"]
+from . import _core
+from .export import Exporter, ExportError, export_format
+
+__all__ = ["ENV_PREFIX", "ExportError", "Exporter", "Processor", "Settings", "settings_from_env"]
+
+#: A processor: a built-in one (``instrumentation_sdk.processors``), which runs in the core, or a
+#: callable taking a record and returning it (possibly changed) or ``None`` to drop it.
+Processor: TypeAlias = _core.RustProcessor | Callable[[dict[str, Any]], dict[str, Any] | None]
+
+#: OpenTelemetry's switch for recording prompts and completions (GenAI instrumentations).
+OTEL_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 ENV_PREFIX = "INSTRUMENTATION_SDK_"
 EXPORTER_NAMES = ("sqlite", "jsonl", "console", "memory", "otlp", "none")
@@ -22,32 +34,6 @@ EXPORTER_NAMES = ("sqlite", "jsonl", "console", "memory", "otlp", "none")
 MAX_BUFFER_CAPACITY = 1 << 22
 #: Longer waits than this cannot be expressed to the platform's lock primitives.
 MAX_SECONDS = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
-
-
-@runtime_checkable
-class Exporter(Protocol):
-    """Anything with ``export(batch)``; raising means the batch failed (it is retried).
-
-    An optional ``shutdown()`` is called when the pipeline stops.
-    """
-
-    def export(self, batch: list[dict[str, Any]]) -> None: ...
-
-
-class ExportError(Exception):
-    """Raised by an exporter to say how its failure should be retried.
-
-    ``retryable=False`` drops the batch at once (counted in ``stats()["export_rejected"]``);
-    ``retry_after`` (seconds, e.g. from an HTTP ``Retry-After``) is the least wait before the
-    next attempt. Any other exception is retried with the usual backoff.
-    """
-
-    def __init__(
-        self, message: str, *, retryable: bool = True, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +52,29 @@ class Settings:
     exit_timeout: float = 5.0
     jsonl_path: str = "spans.jsonl"
     sqlite_path: str | None = field(default=None)
+    #: Run on the flusher, in order, on each finished span before export (built-in ones first).
+    processors: tuple[Processor, ...] = ()
+    #: Record prompts and completions (off by default: they may hold personal data).
+    capture_content: bool = False
+    #: Bound on a captured prompt or completion (a message list by its JSON size).
+    max_content_bytes: int = 65536
 
     def validated(self) -> Settings:
         """Return self, or raise ``ValueError`` naming the first bad field."""
-        for name in ("batch_size", "buffer_capacity", "max_value_bytes", "export_retries"):
+        for name in (
+            "batch_size",
+            "buffer_capacity",
+            "max_value_bytes",
+            "max_content_bytes",
+            "export_retries",
+        ):
             _check_field(name, getattr(self, name))
         for name in ("flush_interval", "retry_backoff", "retry_backoff_max", "exit_timeout"):
             _check_field(name, getattr(self, name))
         _check_field("service_name", self.service_name)
         _check_field("exporter", self.exporter)
+        _check_field("processors", self.processors)
+        _check_field("capture_content", self.capture_content)
         if self.batch_size > self.buffer_capacity:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must not exceed buffer_capacity "
@@ -93,7 +93,13 @@ class Settings:
 
 def _check_field(name: str, value: object) -> None:
     """Raise ``ValueError`` if one field's value is out of its own range."""
-    if name in ("batch_size", "buffer_capacity", "max_value_bytes", "export_retries"):
+    if name in (
+        "batch_size",
+        "buffer_capacity",
+        "max_value_bytes",
+        "max_content_bytes",
+        "export_retries",
+    ):
         low = 0 if name == "export_retries" else 1
         high = MAX_BUFFER_CAPACITY if name in ("batch_size", "buffer_capacity") else 1 << 40
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -124,10 +130,47 @@ def _check_field(name: str, value: object) -> None:
                 f"exporter must be an instance, got the class {value.__name__} "
                 f"(did you mean {value.__name__}()?)"
             )
+        elif hasattr(value, "export_format"):
+            export_format(value)  # raises ValueError naming what is missing
         elif not callable(getattr(value, "export", None)):
             raise ValueError(
                 f"exporter must have an export(batch) method, got {type(value).__name__}"
             )
+    elif name == "processors":
+        _check_processors(value)
+    elif name == "capture_content" and not isinstance(value, bool):
+        raise ValueError(f"capture_content must be True or False, got {value!r}")
+
+
+def _check_processors(value: object) -> None:
+    if not isinstance(value, tuple | list):
+        raise ValueError(f"processors must be a list, got {type(value).__name__}")
+    seen_python = None
+    for index, processor in enumerate(value):
+        if isinstance(processor, _core.RustProcessor):
+            if seen_python is not None:
+                raise ValueError(
+                    f"processors[{index}] ({processor!r}) comes after the Python processor "
+                    f"processors[{seen_python}]: built-in processors run in the core before any "
+                    "Python one, so list them first"
+                )
+        elif callable(processor):
+            if seen_python is None:
+                seen_python = index
+        else:
+            raise ValueError(
+                f"processors[{index}] must be a built-in processor or a callable taking a "
+                f"record, got {type(processor).__name__}"
+            )
+
+
+def _parse_bool(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected one of {', '.join(_TRUE + _FALSE)}")
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -136,6 +179,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "flush_interval": float,
     "buffer_capacity": int,
     "max_value_bytes": int,
+    "max_content_bytes": int,
+    "capture_content": _parse_bool,
     "service_name": str.strip,
     "export_retries": int,
     "retry_backoff": float,
@@ -162,6 +207,16 @@ def settings_from_env(
         overrides["service_name"] = otel_service
     if env.get(f"{ENV_PREFIX}DB"):
         overrides["sqlite_path"] = env[f"{ENV_PREFIX}DB"]
+    otel_capture = env.get(OTEL_CAPTURE_CONTENT, "").strip()
+    if otel_capture:
+        try:
+            overrides["capture_content"] = _parse_bool(otel_capture)
+        except ValueError as error:
+            if on_error is None:
+                raise ValueError(
+                    f"ignoring {OTEL_CAPTURE_CONTENT}={otel_capture!r}: {error}"
+                ) from None
+            on_error(f"ignoring {OTEL_CAPTURE_CONTENT}={otel_capture!r}: {error}")
 
     def reject(message: str) -> None:
         if on_error is None:
@@ -181,6 +236,9 @@ def settings_from_env(
         except (ValueError, TypeError) as error:
             reject(f"ignoring {variable}={raw!r}: {error}")
             continue
+        if name == "capture_content":
+            # Either variable turns capture on: the SDK's own cannot switch OTel's off.
+            value = value or overrides.get("capture_content", False)
         overrides[name] = value
         raw_values[name] = raw
     # Checks across fields, on the final combination.

@@ -2,9 +2,14 @@
 
 Request threads push finished spans into the Rust core's bounded lock-free buffer and return at
 once. One daemon thread per process (the flusher) drains it in batches (``batch_size`` spans or
-``flush_interval`` seconds, whichever comes first), turns spans into records (bounding metadata
-values), and hands each batch to the exporter, retrying failures with exponential backoff and
-jitter. Every span is accounted for: ``produced = exported + dropped + buffered`` in ``stats()``.
+``flush_interval`` seconds, whichever comes first) and takes each batch down one path:
+
+    drain -> processors (built-in ones in the core, detached; then Python ones, on records)
+          -> one encoding, in the format the exporter declares (records, JSON Lines, OTLP)
+          -> send, retrying failures with exponential backoff and jitter
+
+Every span is accounted for: ``produced = exported + dropped + buffered`` in ``stats()``, where
+``dropped`` includes the spans processors filtered out or failed on.
 
 Fork-safe: a child process never exports its parent's spans. Python's ``os.register_at_fork``
 hook and the core's ``pthread_atfork`` generation check (which also sees forks made from C, as
@@ -27,7 +32,8 @@ from typing import Any
 import msgspec
 
 from . import _core
-from .config import Exporter, ExportError, Settings, settings_from_env
+from .config import Processor, Settings, settings_from_env
+from .export import Exporter, ExportError, OtlpEncoding, export_format
 from .tokens import token_cache_stats
 
 __all__ = ["configure", "flush", "get_settings", "shutdown", "stats"]
@@ -40,7 +46,7 @@ MAX_RETRY_AFTER = 30.0
 
 
 class _NullExporter:
-    """``exporter="none"``: spans are counted as exported and go nowhere."""
+    """``exporter="none"``: spans are counted as exported and go nowhere (records format)."""
 
     def export(self, batch: list[dict[str, Any]]) -> None:
         pass
@@ -94,15 +100,36 @@ class Pipeline:
     def __init__(self, settings: Settings, exporter: Exporter | None = None) -> None:
         self.settings = settings
         self.exporter = exporter if exporter is not None else _build_exporter(settings)
+        self.format = export_format(self.exporter)
         self.sink = _core.SpanSink(settings.buffer_capacity, settings.batch_size)
         self.pid = os.getpid()
         self._encode = msgspec.json.Encoder().encode
-        # Fast path: the core drains, encodes and appends in one call, without the interpreter.
-        self._jsonl_file = getattr(self.exporter, "jsonl_file", None)
-        self._export_jsonl = getattr(self.exporter, "export_jsonl", None)
-        # Exporters that take the core's batch (OTLP): encode once, then send what is left.
-        self._encode_batch = getattr(self.exporter, "encode_batch", None)
-        self._export_encoded = getattr(self.exporter, "export_encoded", None)
+        builtin = [p for p in settings.processors if isinstance(p, _core.RustProcessor)]
+        self._python_processors: list[Callable[[dict[str, Any]], Any]] = [
+            p for p in settings.processors if not isinstance(p, _core.RustProcessor)
+        ]
+        default_service = settings.service_name
+        if self.format == "otlp" and default_service == "unknown_service":
+            default_service = self.exporter.otlp_encoding.service_name or default_service  # type: ignore[union-attr]
+        self.plan = _core.ExportPlan(
+            default_service, settings.max_value_bytes, settings.max_content_bytes, builtin
+        )
+        # The whole JSON Lines round in the core (drain, process, encode, append, detached),
+        # unless a Python processor needs the batch as records.
+        file = getattr(self.exporter, "jsonl_file", None) if self.format == "jsonl" else None
+        self._file = file if isinstance(file, _core.JsonlFile) else None
+        if self._python_processors:
+            self._file = None
+        #: Which path batches take: the core's JSON Lines round, or drain-process-encode-send.
+        self.path: str = "core_jsonl" if self._file is not None else self.format
+        if self._python_processors:
+            self.path = f"records_then_{self.format}"
+            logger.info(
+                "instrumentation-sdk: %d Python processor(s) configured: batches go through "
+                "records before export (slower than the core's own encoding)",
+                len(self._python_processors),
+            )
+        _core.set_capture_content(settings.capture_content)
         self._abort = threading.Event()
         self._progress = threading.Condition()
         self._resolved = 0  # spans drained and then exported or dropped
@@ -123,13 +150,13 @@ class Pipeline:
 
     def _run(self) -> None:
         interval = self.settings.flush_interval
-        file = self._jsonl_file if isinstance(self._jsonl_file, _core.JsonlFile) else None
+        file = self._file
         wait = interval
         while True:
             try:
                 closing = self.sink.closed
                 if file is not None:
-                    # One call per round: wait, drain, encode, append (detached throughout).
+                    # One call per round: wait, drain, process, encode, append (detached).
                     size = self._export_to_file(file, wait)
                     if closing and not size:
                         return
@@ -150,53 +177,188 @@ class Pipeline:
                 self._abort.wait(0.05)
 
     def _drain(self) -> None:
-        file = self._jsonl_file if isinstance(self._jsonl_file, _core.JsonlFile) else None
+        file = self._file
         while not self._abort.is_set():
             size = self._export_to_file(file, 0.0) if file is not None else self._export_batch()
             if not size:
                 return
 
-    def _resolve(self, size: int, exported: bool) -> None:
+    def _resolve(self, drained: int, filtered: int, failed: int, exported: bool) -> None:
+        """Account for a drained batch: what processors dropped, and the rest, exported or
+        dropped after its retries."""
+        sent = drained - filtered - failed
         with self._progress:
             if not self._abandoned:  # else already counted as dropped at shutdown
-                self._resolved += size
-                self.counts["exported" if exported else "dropped_export_failed"] += size
+                self._resolved += drained
+                self.counts["filtered"] += filtered
+                self.counts["processor_errors"] += failed
+                self.counts["exported" if exported else "dropped_export_failed"] += sent
             self._progress.notify_all()
 
     def _export_batch(self) -> int:
+        """One batch down the one path: drain, process, encode once, send."""
         batch = self.sink.drain(self.settings.batch_size)
         size = len(batch)
-        if size:
-            exported = False
+        if not size:
+            return 0
+        filtered = failed = 0
+        exported = False
+        try:
+            self._note_values(0, batch.encode_deferred(self._encode))
+            filtered, failed = batch.process(self.plan)
+            if failed:
+                note_fault(
+                    "processor", "a built-in processor failed on a span; the span was dropped"
+                )
+            records = None
+            if self._python_processors:
+                records, truncated = batch.to_records(self.plan)
+                self._note_values(truncated, 0)
+                records, dropped, errors = self._run_python_processors(records)
+                filtered += dropped
+                failed += errors
             try:
-                exported = self._export(batch)
-            finally:
-                batch.clear()
-                self._resolve(size, exported)
+                send = self._encoded(batch, records)
+            except (ValueError, TypeError) as error:
+                if records is None:
+                    raise
+                # A Python processor returned a dict that is not a record: drop those (fail
+                # closed) and send the rest.
+                records, bad = self._valid_records(records)
+                failed += bad
+                note_fault("processor", f"a processor returned a malformed record: {error}")
+                send = self._encoded(batch, records)
+            exported = send is None or self._retry(send)
+        finally:
+            batch.clear()
+            self._resolve(size, filtered, failed, exported)
         return size
 
+    def _run_python_processors(
+        self, records: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], int, int]:
+        """The Python processors over records, in order. Returns the records kept, how many a
+        processor dropped (``None``) and how many were dropped because one raised or returned
+        something other than a dict: fail closed, a processor may be a redactor."""
+        kept: list[dict[str, Any]] = []
+        dropped = errors = 0
+        for record in records:
+            current: Any = record
+            try:
+                for processor in self._python_processors:
+                    current = processor(current)
+                    if current is None:
+                        break
+                    if not isinstance(current, dict):
+                        raise TypeError(
+                            f"processor {processor!r} returned {type(current).__name__}, "
+                            "not a record (dict) or None"
+                        )
+            except Exception as error:
+                errors += 1
+                note_fault(
+                    "processor",
+                    f"processor failed, span dropped: {type(error).__name__}: {error}",
+                )
+                continue
+            if current is None:
+                dropped += 1
+            else:
+                kept.append(current)
+        return kept, dropped, errors
+
+    def _valid_records(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """The records the core can read back, and how many it cannot."""
+        valid = []
+        for record in records:
+            try:
+                _core.encode_jsonl_records([record], self._encode, self.plan)
+            except (ValueError, TypeError):
+                continue
+            valid.append(record)
+        return valid, len(records) - len(valid)
+
+    def _encoded(
+        self, batch: _core.Batch, records: list[dict[str, Any]] | None
+    ) -> Callable[[], object] | None:
+        """The batch (or the records the Python processors returned) encoded once, in the
+        exporter's format; returns the send to retry, or None when nothing is left to send."""
+        if records is not None and not records:
+            return None
+        if not len(batch):
+            return None
+        exporter: Any = self.exporter
+        plan = self.plan
+        if self.format == "records":
+            if records is None:
+                records, truncated = batch.to_records(plan)
+                self._note_values(truncated, 0)
+            payload = records
+            return lambda: exporter.export(payload)
+        if self.format == "jsonl":
+            if records is None:
+                lines, truncated = batch.to_jsonl(plan)
+            else:
+                lines, truncated = _core.encode_jsonl_records(records, self._encode, plan)
+            self._note_values(truncated, 0)
+            return lambda: exporter.export_jsonl(lines)
+        encoding: OtlpEncoding = exporter.otlp_encoding
+        resource = list(encoding.resource_attributes)
+        if records is None:
+            bodies, truncated = _core.encode_otlp(
+                batch,
+                plan,
+                encoding.protocol,
+                encoding.max_request_bytes,
+                resource,
+                encoding.openinference,
+            )
+        else:
+            bodies, truncated = _core.encode_otlp_records(
+                records,
+                self._encode,
+                plan,
+                encoding.protocol,
+                encoding.max_request_bytes,
+                resource,
+                encoding.openinference,
+            )
+        self._note_values(truncated, 0)
+        pending = list(bodies)
+
+        def send() -> None:
+            rejected = exporter.export_otlp(pending)  # removes what it delivered
+            if isinstance(rejected, int) and rejected > 0:
+                self.counts["rejected_spans"] += rejected
+
+        return send
+
     def _export_to_file(self, file: _core.JsonlFile, wait: float) -> int:
-        """Up to 16 batches drained, encoded and appended by the core with the interpreter
-        released once: fewer GIL hand-offs with busy request threads."""
+        """Up to 16 batches drained, processed, encoded and appended by the core with the
+        interpreter released once: fewer GIL hand-offs with busy request threads."""
         if self._abort.is_set():
             return 0
         settings = self.settings
-        size = 0
+        size = filtered = failed = 0
         exported = False
         try:
-            size, truncated, unencodable, failed, error = self.sink.export_jsonl(
-                file,
-                wait,
-                settings.batch_size * 16,
-                settings.service_name,
-                settings.max_value_bytes,
-                self._encode,
+            round_, failure = self.sink.export_jsonl(
+                file, wait, settings.batch_size * 16, self.plan, self._encode
             )
-            self._note_values(truncated, unencodable)
-            exported = failed is None or self._retry(lambda: file.append(failed), error)
+            size, filtered, failed = round_.drained, round_.filtered, round_.failed
+            if failed:
+                note_fault(
+                    "processor", "a built-in processor failed on a span; the span was dropped"
+                )
+            self._note_values(round_.truncated, round_.unencodable)
+            if failure is None:
+                exported = True
+            else:
+                lines, error = failure
+                exported = self._retry(lambda: file.append(lines), error)
         finally:
             if size:
-                self._resolve(size, exported)
+                self._resolve(size, filtered, failed, exported)
         return size
 
     def _note_values(self, truncated: int, unencodable: int) -> None:
@@ -211,8 +373,9 @@ class Pipeline:
             self.counts["truncated"] += truncated
             _faults.note(
                 "truncated",
-                f"a metadata value was over max_value_bytes ({self.settings.max_value_bytes}); "
-                "exported it truncated with a marker",
+                f"a value was over max_value_bytes ({self.settings.max_value_bytes}) or "
+                f"max_content_bytes ({self.settings.max_content_bytes}); exported it truncated "
+                "with a marker",
                 count=False,
             )
 
@@ -252,30 +415,6 @@ class Pipeline:
                 break
         note_fault("export_dropped", "a batch was dropped after its export retries failed")
         return False
-
-    def _export(self, batch: _core.Batch) -> bool:
-        settings = self.settings
-        unencodable = batch.encode_deferred(self._encode)
-        payload: Any
-        if self._export_jsonl is not None:
-            payload, truncated = batch.to_jsonl(settings.service_name, settings.max_value_bytes)
-            send = self._export_jsonl
-        elif self._encode_batch is not None and self._export_encoded is not None:
-            payload, truncated = self._encode_batch(
-                batch, settings.service_name, settings.max_value_bytes
-            )
-            export_encoded = self._export_encoded
-
-            def send(payload: Any) -> None:
-                rejected = export_encoded(payload)  # spans the backend refused (partial success)
-                if isinstance(rejected, int) and rejected > 0:
-                    self.counts["rejected_spans"] += rejected
-
-        else:
-            payload, truncated = batch.to_records(settings.service_name, settings.max_value_bytes)
-            send = self.exporter.export
-        self._note_values(truncated, unencodable)
-        return self._retry(lambda: send(payload))
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -388,6 +527,9 @@ def configure(
     service_name: str | None = None,
     export_retries: int | None = None,
     exit_timeout: float | None = None,
+    processors: list[Processor] | tuple[Processor, ...] | None = None,
+    capture_content: bool | None = None,
+    max_content_bytes: int | None = None,
 ) -> None:
     """Replace the span pipeline: new spans go to the new one at once, then the old one is
     flushed and shut down (waiting at most its ``exit_timeout``).
@@ -395,8 +537,14 @@ def configure(
     Unset arguments take their ``INSTRUMENTATION_SDK_*`` environment value or the default.
     ``exporter`` is an object with ``export(batch)`` or one of ``"sqlite"`` (default: the local
     store), ``"jsonl"``, ``"console"``, ``"memory"``, ``"otlp"`` (``OtlpExporter()`` from the
-    ``OTEL_*`` variables), ``"none"``. Raises ``ValueError`` for a bad value, leaving the running
-    pipeline untouched.
+    ``OTEL_*`` variables), ``"none"``. ``processors`` run on the flusher on each finished span
+    (built-in ones from ``instrumentation_sdk.processors`` first, then callables taking a record
+    and returning it or ``None`` to drop it). ``capture_content=True`` records prompts and
+    completions (bounded by ``max_content_bytes``); it wins over the variables
+    ``INSTRUMENTATION_SDK_CAPTURE_CONTENT`` and
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    Raises ``ValueError`` for a bad value (``TypeError`` for an unknown keyword), leaving the
+    running pipeline untouched.
 
     >>> from instrumentation_sdk.exporters import InMemoryExporter
     >>> configure(exporter=InMemoryExporter(), batch_size=64, flush_interval=0.5)
@@ -413,6 +561,9 @@ def configure(
             ("service_name", service_name),
             ("export_retries", export_retries),
             ("exit_timeout", exit_timeout),
+            ("processors", None if processors is None else tuple(processors)),
+            ("capture_content", capture_content),
+            ("max_content_bytes", max_content_bytes),
         )
         if value is not None
     }
@@ -459,7 +610,12 @@ def stats() -> dict[str, Any]:
 
     ``produced`` spans = ``exported`` + ``dropped`` + ``buffered``. ``dropped`` adds up
     ``dropped_buffer_full``, ``dropped_export_failed``, ``dropped_at_shutdown`` (held when a
-    shutdown timed out), ``dropped_after_shutdown`` and ``dropped_no_pipeline``.
+    shutdown timed out), ``dropped_after_shutdown``, ``dropped_no_pipeline``, ``filtered``
+    (dropped by a processor) and ``processor_errors`` (dropped because a processor failed on
+    them: fail closed). ``events_dropped`` counts events over a span's limit of 128.
+    ``export_path`` names the running pipeline's path: ``"core_jsonl"`` (the core's own JSON Lines
+    round), ``"records"``, ``"jsonl"``, ``"otlp"``, or ``"records_then_<format>"`` when a Python
+    processor makes batches go through records first.
     ``truncated``/``unencodable`` count metadata values that were cut or replaced by their
     ``repr``; ``export_errors`` failed export calls, ``retries`` the retries among them,
     ``export_rejected`` batches refused for good (e.g. an HTTP 400: not retried);
@@ -483,6 +639,8 @@ def stats() -> dict[str, Any]:
         "dropped_at_shutdown",
         "dropped_after_shutdown",
         "dropped_no_pipeline",
+        "filtered",
+        "processor_errors",
     )
     result: dict[str, Any] = {
         key: figures[key]
@@ -500,13 +658,16 @@ def stats() -> dict[str, Any]:
         )
     }
     result["dropped"] = sum(figures[kind] for kind in dropped_kinds)
+    result["events_dropped"] = _core.events_dropped() - _events_dropped_before
     result["span_faults"] = sum(faults.values())
     result["faults"] = faults
+    result["export_path"] = current.path if current is not None else None
     result["token_cache"] = token_cache_stats()
     return result
 
 
 _orphaned_before = 0  # the core's count at the last fork (the child counts its own)
+_events_dropped_before = 0
 
 
 # -- exit and fork ---------------------------------------------------------------------------------
@@ -543,13 +704,14 @@ def after_fork_in_child() -> None:
     """Give the child a clean slate: no inherited spans, locks, threads or figures; its pipeline
     starts on its first span with the parent's settings and exporter (exporters reopen their
     files and connections per process)."""
-    global _active, _lock, _retired, _faults, _inherited, _orphaned_before
+    global _active, _lock, _retired, _faults, _inherited, _orphaned_before, _events_dropped_before
     parent = _active
     _lock = threading.RLock()
     _retired = []
     _faults = _Faults()
     _active = None
     _orphaned_before = _core.orphaned_spans()
+    _events_dropped_before = _core.events_dropped()
     if parent is not None:
         parent.sink.deactivate()  # the core also refuses it: its buffer is the parent's
         _inherited = (parent.settings, parent.exporter)
@@ -574,3 +736,13 @@ def _install_process_hooks() -> None:
 
 
 _install_process_hooks()
+
+
+def _capture_from_environment() -> None:
+    """Spans that start before any pipeline (it starts on the first span's end) already follow
+    the environment's content-capture switch."""
+    settings = settings_from_env(on_error=lambda message: None)
+    _core.set_capture_content(settings.capture_content)
+
+
+_capture_from_environment()

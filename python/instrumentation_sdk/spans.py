@@ -33,17 +33,13 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_TYPES: Final[Mapping[str, type]] = {"int": int, "str": str}
+
 #: The spec's dashboard keys keep these types: a value that converts losslessly is converted
 #: (``"12"`` -> ``12`` for a token count); anything else is kept as given and counted as a fault.
+#: Read from the core's table of standard keys (its only declaration).
 STANDARD_METADATA_TYPES: Final[Mapping[str, type]] = MappingProxyType(
-    {
-        "prompt_tokens": int,
-        "completion_tokens": int,
-        "actual_model": str,
-        "session_id": str,
-        "finish_reason": str,
-        "retry_count": int,
-    }
+    {key: _TYPES[kind] for key, kind, _otlp in _core.standard_metadata_keys() if kind in _TYPES}
 )
 
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(

@@ -40,7 +40,13 @@ from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
 
-from .exporters.sqlite import BUSY_TIMEOUT_SECONDS, DB_ENV_VAR, SCHEMA_VERSION, default_db_path
+from .exporters.sqlite import (
+    BUSY_TIMEOUT_SECONDS,
+    DB_ENV_VAR,
+    RECORD_FIELDS,
+    SCHEMA_VERSION,
+    default_db_path,
+)
 
 __all__ = [
     "GROUP_COLUMNS",
@@ -67,24 +73,15 @@ GROUP_COLUMNS: Final[dict[str, str]] = {
 #: The latency percentiles ``span_stats`` reports, as ``p<N>_ms`` keys.
 PERCENTILES: Final = (50, 95, 99)
 
-_RECORD_COLUMNS: Final = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "model",
-    "provider",
-    "service_name",
-    "user_id",
-    "session_id",
-    "status",
-    "error_type",
-    "error_message",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "metadata",
-)
-_SELECT_RECORD: Final = f"SELECT {', '.join(_RECORD_COLUMNS)}, duration_ns FROM spans"
+#: The record's keys and their columns, from the core's field table.
+_RECORD_COLUMNS: Final = tuple(key for key, _type, _otlp, _column in RECORD_FIELDS)
+_JSON_TYPES: Final = {
+    key: type_
+    for key, type_, _otlp, _column in RECORD_FIELDS
+    if type_ in ("metadata", "events", "content")
+}
+_SELECT_COLUMNS: Final = tuple(column for _key, _type, _otlp, column in RECORD_FIELDS)
+_SELECT_RECORD: Final = f"SELECT {', '.join(_SELECT_COLUMNS)}, duration_ns FROM spans"
 _HEX: Final = re.compile(r"[0-9a-f]{1,32}")
 _SINCE: Final = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_NS: Final = {
@@ -218,12 +215,19 @@ def _trace_condition(trace_id: str) -> tuple[str, tuple[Any, ...]]:
     return "trace_id >= ? AND trace_id < ?", (prefix, prefix + "~")
 
 
-def _decode_metadata(text: str) -> dict[str, Any]:
+def _decode_json(type_: str, text: str | None) -> Any:
+    """A JSON column back as the record holds it (metadata a dict, events a list)."""
+    if text is None:
+        return None
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError:
-        return {"_undecodable_metadata": text}
-    return value if isinstance(value, dict) else {"_metadata": value}
+        return {"_undecodable_metadata": text} if type_ == "metadata" else text
+    if type_ == "metadata" and not isinstance(value, dict):
+        return {"_metadata": value}
+    if type_ == "events" and not isinstance(value, list):
+        return []
+    return value
 
 
 def list_spans(
@@ -267,7 +271,8 @@ def list_spans(
     records: list[dict[str, Any]] = []
     for row in rows:
         record = dict(zip(_RECORD_COLUMNS, row[:-1], strict=True))
-        record["metadata"] = _decode_metadata(record["metadata"])
+        for key, type_ in _JSON_TYPES.items():
+            record[key] = _decode_json(type_, record[key])
         record["duration_ms"] = row[-1] / 1_000_000
         records.append(record)
     return records

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::proto::{AnyValue, KeyValue, Span, Value};
 use super::{resource, Group, Options, SCOPE_NAME, SDK_VERSION};
-use crate::span::write_str;
+use crate::record::write_str;
 
 fn write_hex(out: &mut String, bytes: &[u8]) {
     out.push('"');
@@ -33,6 +33,24 @@ pub fn write_span(out: &mut String, span: &Span) {
         span.kind, span.start_time_unix_nano, span.end_time_unix_nano
     );
     write_attributes(out, &span.attributes);
+    if !span.events.is_empty() {
+        out.push_str(",\"events\":[");
+        for (index, event) in span.events.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"timeUnixNano\":\"{}\",\"name\":",
+                event.time_unix_nano
+            );
+            write_str(out, &event.name);
+            out.push_str(",\"attributes\":");
+            write_attributes(out, &event.attributes);
+            out.push('}');
+        }
+        out.push(']');
+    }
     out.push_str(",\"status\":{");
     if let Some(status) = &span.status {
         if status.code != 0 {

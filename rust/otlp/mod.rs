@@ -7,11 +7,16 @@
 //! alone goes in a request of its own; its values are already bounded by `max_value_bytes`).
 
 pub mod json;
+pub mod messages;
 pub mod proto;
 
 use std::borrow::Cow;
 
-use crate::span::{bounded, EncodeReport, Encoded, SpanData, Status, Value, DEFAULT_NAME};
+use crate::record::{
+    bounded, resolve, standard_key, EncodeReport, Field, FieldSpec, FieldValue, Limits, Resolved,
+    FIELDS,
+};
+use crate::span::{Encoded, Key, SpanData, Status, Value, DEFAULT_NAME};
 use proto::{KeyValue, Value as Any};
 
 /// The instrumentation scope's name and the `telemetry.sdk.*` resource attributes.
@@ -33,6 +38,8 @@ pub const OPERATIONS: [&str; 7] = [
     "invoke_agent",
 ];
 pub const DEFAULT_OPERATION: &str = "chat";
+/// Metadata that names the span's operation explicitly (mapped, not copied as an attribute).
+pub const OPERATION_KEY: &str = "gen_ai.operation.name";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -46,97 +53,148 @@ pub struct Options<'a> {
     pub default_service: &'a str,
     /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`), after `service.name` and the SDK's.
     pub resource_attributes: &'a [(String, String)],
-    pub max_value_bytes: usize,
+    pub limits: Limits,
     pub max_request_bytes: usize,
     /// Add the OpenInference attribute names as well (`llm.model_name`, ...).
     pub openinference: bool,
 }
 
-/// One span's OTLP form, and the `service.name` of the resource it belongs to.
+/// A captured prompt or completion: its text (bounded) and whether it is a whole JSON value.
+struct Captured {
+    text: String,
+    json: bool,
+}
+
+fn captured(
+    value: &Value,
+    deferred: &[Encoded],
+    limit: usize,
+    report: &mut EncodeReport,
+) -> Option<Captured> {
+    let (text, json) = match resolve(value, deferred) {
+        Resolved::Null => return None,
+        Resolved::Text(text) => (text, false),
+        Resolved::Json(json) => (json, json.len() <= limit),
+        Resolved::Bool(b) => {
+            return Some(Captured {
+                text: b.to_string(),
+                json: true,
+            })
+        }
+        Resolved::Int(i) => {
+            return Some(Captured {
+                text: i.to_string(),
+                json: true,
+            })
+        }
+        Resolved::Float(f) => {
+            return Some(Captured {
+                text: f.to_string(),
+                json: true,
+            })
+        }
+    };
+    let (text, cut) = bounded(text, limit);
+    report.truncated += u64::from(cut);
+    Some(Captured {
+        text: text.into_owned(),
+        json,
+    })
+}
+
+/// One span's OTLP form, and the `service.name` of the resource it belongs to. Walks the
+/// record's field table: each field is either the `Span` message's own or an attribute.
 pub fn to_span<'s>(
     span: &'s SpanData,
     deferred: &[Encoded],
     options: &Options<'s>,
     report: &mut EncodeReport,
 ) -> (&'s str, proto::Span) {
-    let limit = options.max_value_bytes;
     let (operation, name) = operation_and_name(span);
     let mut attributes = Vec::with_capacity(span.metadata.len() + 8);
-    attributes.push(KeyValue::string("gen_ai.operation.name", operation));
-    attributes.push(KeyValue::string(
-        "gen_ai.request.model",
-        span.model.as_str(),
-    ));
-    if let Some(provider) = &span.provider {
-        attributes.push(KeyValue::string("gen_ai.provider.name", provider.as_str()));
-    }
-    let session = span.session_id.as_deref().or(match span.get("session_id") {
-        Some(Value::Str(s)) => Some(s.as_str()),
-        _ => None,
-    });
-    if let Some(session) = session {
-        attributes.push(KeyValue::string("gen_ai.conversation.id", session));
-    }
-    if let Some(user) = &span.user_id {
-        attributes.push(KeyValue::string("user.id", user.as_str()));
-    }
+    attributes.push(KeyValue::string(OPERATION_KEY, operation));
     let error = span.status == Status::Error;
-    if error {
-        let kind = span.error_type.as_deref().unwrap_or("_OTHER");
-        attributes.push(KeyValue::string("error.type", kind));
-    }
+    let mut service = options.default_service;
+    let mut session = None;
+    let mut message = "";
     let (mut input, mut output) = (None, None);
-    for (key, value) in &span.metadata {
-        let Some(value) = any_value(value, deferred, limit, report) else {
-            continue; // OTLP attributes have no null
-        };
-        let key: Cow<'static, str> = match key.as_ref() {
-            "prompt_tokens" => {
-                input = int_of(&value);
-                Cow::Borrowed("gen_ai.usage.input_tokens")
+    let (mut prompt, mut completion) = (None, None);
+    let mut events = Vec::new();
+    for spec in &FIELDS {
+        let limit = options.limits.of(spec.bound);
+        let value = span.field(spec.field, options.default_service);
+        match spec.field {
+            // The `Span` message's own fields, set below.
+            Field::TraceId
+            | Field::SpanId
+            | Field::ParentSpanId
+            | Field::Name
+            | Field::Status
+            | Field::StartTime
+            | Field::EndTime => {}
+            Field::ServiceName => {
+                if let FieldValue::Str(name) = value {
+                    service = name;
+                }
             }
-            "completion_tokens" => {
-                output = int_of(&value);
-                Cow::Borrowed("gen_ai.usage.output_tokens")
+            Field::ErrorMessage => {
+                if let FieldValue::Str(text) = value {
+                    message = text;
+                }
             }
-            "actual_model" => Cow::Borrowed("gen_ai.response.model"),
-            "finish_reason" => {
-                let value = Any::ArrayValue(proto::ArrayValue {
-                    values: vec![proto::AnyValue { value: Some(value) }],
-                });
-                attributes.push(KeyValue::new("gen_ai.response.finish_reasons", value));
-                continue;
+            Field::ErrorType if error => {
+                let kind = if let FieldValue::Str(kind) = value {
+                    kind
+                } else {
+                    "_OTHER"
+                };
+                attributes.push(KeyValue::string(spec.otlp, kind));
             }
-            "session_id" | "gen_ai.operation.name" => continue, // mapped above
-            "token_count_method" | "token_encoding" | "retry_count" => {
-                Cow::Owned(format!("{PREFIX}{key}"))
+            Field::ErrorType => {}
+            Field::SessionId => {
+                session = session_of(span, value);
+                if let Some(session) = session {
+                    attributes.push(KeyValue::string(spec.otlp, session));
+                }
             }
-            _ => key.clone(),
-        };
-        attributes.push(KeyValue::new(key, value));
+            Field::Model | Field::Provider | Field::UserId => {
+                if let FieldValue::Str(text) = value {
+                    attributes.push(KeyValue::string(spec.otlp, text));
+                }
+            }
+            Field::Metadata => {
+                (input, output) =
+                    metadata(&span.metadata, deferred, limit, report, &mut attributes);
+            }
+            Field::Events => {
+                if let FieldValue::Events(list) = value {
+                    events = list
+                        .iter()
+                        .map(|event| to_event(event, deferred, limit, report))
+                        .collect();
+                }
+            }
+            Field::Prompt | Field::Completion => {
+                let FieldValue::Content(value) = value else {
+                    continue;
+                };
+                let content = captured(value, deferred, limit, report);
+                if let Some(content) = &content {
+                    attributes.push(messages_attribute(spec, span, content));
+                }
+                if spec.field == Field::Prompt {
+                    prompt = content;
+                } else {
+                    completion = content;
+                }
+            }
+        }
     }
     if options.openinference {
         openinference(span, session, input, output, &mut attributes);
+        openinference_content(prompt, completion, &mut attributes);
     }
-    let status = if error {
-        let message = span.error_message.as_deref().unwrap_or("");
-        let (message, cut) = bounded(message, limit);
-        report.truncated += u64::from(cut);
-        proto::Status {
-            message: message.into_owned(),
-            code: proto::STATUS_CODE_ERROR,
-        }
-    } else {
-        // Instrumentation leaves a success UNSET (OK is for the application to set).
-        proto::Status {
-            message: String::new(),
-            code: proto::STATUS_CODE_UNSET,
-        }
-    };
-    let service = span
-        .service_name
-        .as_deref()
-        .unwrap_or(options.default_service);
+    let status = status(error, message, options.limits.max_value_bytes, report);
     let otlp = proto::Span {
         trace_id: span.trace_id.to_be_bytes().to_vec(),
         span_id: span.span_id.to_be_bytes().to_vec(),
@@ -149,15 +207,147 @@ pub fn to_span<'s>(
         start_time_unix_nano: span.start_time_unix_nano,
         end_time_unix_nano: span.end_time_unix_nano,
         attributes,
+        events,
         status: Some(status),
     };
     (service, otlp)
 }
 
+/// `gen_ai.input.messages` or `gen_ai.output.messages` for a captured prompt or completion.
+fn messages_attribute(spec: &FieldSpec, span: &SpanData, content: &Captured) -> KeyValue {
+    let messages = if spec.field == Field::Prompt {
+        messages::input_messages(&content.text, content.json)
+    } else {
+        messages::output_messages(&content.text, content.json, finish_reason(span))
+    };
+    KeyValue::string(spec.otlp, messages)
+}
+
+/// An error's message as the span's status; a success stays UNSET (OK is for the application).
+fn status(error: bool, message: &str, limit: usize, report: &mut EncodeReport) -> proto::Status {
+    if !error {
+        return proto::Status {
+            message: String::new(),
+            code: proto::STATUS_CODE_UNSET,
+        };
+    }
+    let (message, cut) = bounded(message, limit);
+    report.truncated += u64::from(cut);
+    proto::Status {
+        message: message.into_owned(),
+        code: proto::STATUS_CODE_ERROR,
+    }
+}
+
+/// The span's session: its own field, else a `session_id` set as metadata.
+fn session_of<'s>(span: &'s SpanData, value: FieldValue<'s>) -> Option<&'s str> {
+    match value {
+        FieldValue::Str(id) => Some(id),
+        _ => match span.get("session_id") {
+            Some(Value::Str(s)) => Some(s.as_str()),
+            _ => None,
+        },
+    }
+}
+
+fn finish_reason(span: &SpanData) -> Option<&str> {
+    match span.get("finish_reason") {
+        Some(Value::Str(reason)) => Some(reason.as_str()),
+        _ => None,
+    }
+}
+
+fn to_event(
+    event: &crate::span::Event,
+    deferred: &[Encoded],
+    limit: usize,
+    report: &mut EncodeReport,
+) -> proto::Event {
+    proto::Event {
+        time_unix_nano: event.time_unix_nano,
+        name: bounded(&event.name, limit).0.into_owned(),
+        attributes: plain_attributes(&event.attributes, deferred, limit, report),
+    }
+}
+
+/// OpenInference's `input.value` / `output.value` (Arize Phoenix shows them as the span's
+/// input and output) and their MIME types.
+fn openinference_content(
+    prompt: Option<Captured>,
+    completion: Option<Captured>,
+    attributes: &mut Vec<KeyValue>,
+) {
+    for (content, prefix) in [(prompt, "input"), (completion, "output")] {
+        if let Some(content) = content {
+            let mime = if content.json {
+                "application/json"
+            } else {
+                "text/plain"
+            };
+            attributes.push(KeyValue::string(format!("{prefix}.value"), content.text));
+            attributes.push(KeyValue::string(format!("{prefix}.mime_type"), mime));
+        }
+    }
+}
+
+/// Metadata as attributes: standard keys under their conventions' names (`STANDARD_KEYS`),
+/// the rest as they are. Returns the input and output token counts.
+fn metadata(
+    entries: &[(Key, Value)],
+    deferred: &[Encoded],
+    limit: usize,
+    report: &mut EncodeReport,
+    attributes: &mut Vec<KeyValue>,
+) -> (Option<i64>, Option<i64>) {
+    let (mut input, mut output) = (None, None);
+    for (key, value) in entries {
+        let Some(value) = any_value(value, deferred, limit, report) else {
+            continue; // OTLP attributes have no null
+        };
+        let name: Cow<'static, str> = match key.as_ref() {
+            // Mapped from the session field and the operation above.
+            "session_id" | OPERATION_KEY => continue,
+            "finish_reason" => {
+                let value = Any::ArrayValue(proto::ArrayValue {
+                    values: vec![proto::AnyValue { value: Some(value) }],
+                });
+                attributes.push(KeyValue::new("gen_ai.response.finish_reasons", value));
+                continue;
+            }
+            "prompt_tokens" => {
+                input = int_of(&value);
+                Cow::Borrowed("gen_ai.usage.input_tokens")
+            }
+            "completion_tokens" => {
+                output = int_of(&value);
+                Cow::Borrowed("gen_ai.usage.output_tokens")
+            }
+            other => standard_key(other).map_or_else(|| key.clone(), |s| Cow::Borrowed(s.otlp)),
+        };
+        attributes.push(KeyValue::new(name, value));
+    }
+    (input, output)
+}
+
+fn plain_attributes(
+    entries: &[(Key, Value)],
+    deferred: &[Encoded],
+    limit: usize,
+    report: &mut EncodeReport,
+) -> Vec<KeyValue> {
+    entries
+        .iter()
+        .filter_map(|(key, value)| {
+            any_value(value, deferred, limit, report)
+                .map(|value| KeyValue::new(key.as_ref(), value))
+        })
+        .collect()
+}
+
 /// `gen_ai.operation.name` and the span's name: `"{operation} {model}"`, unless the span was
 /// given a name of its own (neither the default nor an operation).
 fn operation_and_name(span: &SpanData) -> (&str, String) {
-    let operation = match span.get("gen_ai.operation.name") {
+    let operation = match span.get(OPERATION_KEY) {
         Some(Value::Str(op)) => op.as_str(),
         _ => OPERATIONS
             .iter()
@@ -232,16 +422,12 @@ fn any_value(
         report.truncated += u64::from(cut);
         Some(Any::StringValue(s.into_owned()))
     };
-    match value {
-        Value::Null => None,
-        Value::Bool(b) => Some(Any::BoolValue(*b)),
-        Value::Int(i) => Some(Any::IntValue(*i)),
-        Value::Float(f) => Some(Any::DoubleValue(*f)),
-        Value::Str(s) => text(s),
-        Value::Json(s) => text(s),
-        Value::Deferred(index) => match deferred.get(*index)? {
-            Encoded::Json(s) | Encoded::Text(s) => text(s),
-        },
+    match resolve(value, deferred) {
+        Resolved::Null => None,
+        Resolved::Bool(b) => Some(Any::BoolValue(b)),
+        Resolved::Int(i) => Some(Any::IntValue(i)),
+        Resolved::Float(f) => Some(Any::DoubleValue(f)),
+        Resolved::Text(s) | Resolved::Json(s) => text(s),
     }
 }
 

@@ -1,7 +1,7 @@
 use prost::Message;
 
 use super::*;
-use crate::span::{Encoded, SpanData, Status, Value};
+use crate::span::{Encoded, Event, SpanData, Status, Value};
 
 fn sample() -> SpanData {
     SpanData {
@@ -40,7 +40,10 @@ fn options() -> Options<'static> {
     Options {
         default_service: "svc",
         resource_attributes: &[],
-        max_value_bytes: 1024,
+        limits: Limits {
+            max_value_bytes: 1024,
+            max_content_bytes: 1 << 16,
+        },
         max_request_bytes: 4 << 20,
         openinference: false,
     }
@@ -212,4 +215,106 @@ fn reads_partial_success() {
         proto::decode_partial_success(b"").unwrap(),
         (0, String::new())
     );
+}
+
+#[test]
+fn events_and_captured_content_are_exported() {
+    let mut data = sample();
+    data.events.push(Event {
+        name: "retry".into(),
+        time_unix_nano: 1_700_000_000_100_000_000,
+        attributes: vec![
+            ("attempt".into(), Value::Int(2)),
+            ("why".into(), Value::Deferred(0)),
+        ],
+    });
+    data.prompt = Some(Value::Str("What is 2+2?".into()));
+    data.completion = Some(Value::Deferred(1));
+    let deferred = [
+        Encoded::Json("{\"code\":503}".into()),
+        Encoded::Json("[{\"role\":\"assistant\",\"content\":\"4\"}]".into()),
+    ];
+    let mut opts = options();
+    opts.openinference = true;
+    for protocol in [Protocol::Protobuf, Protocol::Json] {
+        let (bodies, _) = encode([(&data, &deferred[..])], protocol, &opts);
+        let span = if protocol == Protocol::Protobuf {
+            let request = proto::ExportTraceServiceRequest::decode(&bodies[0][..]).unwrap();
+            request.resource_spans[0].scope_spans[0].spans[0].clone()
+        } else {
+            let json: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
+            let span = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+            assert_eq!(span["events"][0]["name"], "retry");
+            assert_eq!(span["events"][0]["timeUnixNano"], "1700000000100000000");
+            continue;
+        };
+        assert_eq!(span.events.len(), 1);
+        assert_eq!(span.events[0].name, "retry");
+        assert_eq!(span.events[0].time_unix_nano, 1_700_000_000_100_000_000);
+        assert_eq!(
+            span.events[0].attributes,
+            vec![
+                proto::KeyValue::new("attempt", proto::Value::IntValue(2)),
+                proto::KeyValue::string("why", "{\"code\":503}"),
+            ]
+        );
+        let Some(proto::Value::StringValue(input)) = attr(&span, "gen_ai.input.messages") else {
+            panic!("no input messages");
+        };
+        let input: serde_json::Value = serde_json::from_str(input).unwrap();
+        assert_eq!(input[0]["parts"][0]["content"], "What is 2+2?");
+        let Some(proto::Value::StringValue(output)) = attr(&span, "gen_ai.output.messages") else {
+            panic!("no output messages");
+        };
+        let output: serde_json::Value = serde_json::from_str(output).unwrap();
+        assert_eq!(output[0]["parts"][0]["content"], "4");
+        assert_eq!(output[0]["finish_reason"], "stop");
+        assert_eq!(attr(&span, "input.value"), Some(&s("What is 2+2?")));
+        assert_eq!(attr(&span, "input.mime_type"), Some(&s("text/plain")));
+        assert_eq!(
+            attr(&span, "output.mime_type"),
+            Some(&s("application/json"))
+        );
+    }
+}
+
+#[test]
+fn every_record_field_reaches_otlp() {
+    let mut data = sample();
+    data.service_name = Some("svc-own".into());
+    data.events.push(Event {
+        name: "e".into(),
+        time_unix_nano: 5,
+        attributes: vec![],
+    });
+    data.prompt = Some(Value::Str("p".into()));
+    data.completion = Some(Value::Str("c".into()));
+    let (service, span) = to_span(&data, &[], &options(), &mut EncodeReport::default());
+    for spec in &FIELDS {
+        let present = match spec.field {
+            Field::TraceId => span.trace_id.iter().any(|b| *b != 0),
+            Field::SpanId => span.span_id.iter().any(|b| *b != 0),
+            Field::ParentSpanId => !span.parent_span_id.is_empty(),
+            Field::Name => !span.name.is_empty(),
+            Field::Status => span.status.as_ref().is_some_and(|s| s.code == 2),
+            Field::ErrorMessage => span.status.as_ref().is_some_and(|s| !s.message.is_empty()),
+            Field::StartTime => span.start_time_unix_nano != 0,
+            Field::EndTime => span.end_time_unix_nano != 0,
+            Field::ServiceName => service == "svc-own",
+            Field::Metadata => attr(&span, "temperature").is_some(),
+            Field::Events => span.events.len() == 1,
+            Field::Model
+            | Field::Provider
+            | Field::UserId
+            | Field::SessionId
+            | Field::ErrorType
+            | Field::Prompt
+            | Field::Completion => attr(&span, spec.otlp).is_some(),
+        };
+        assert!(
+            present,
+            "{} ({}) is missing from the OTLP span",
+            spec.key, spec.otlp
+        );
+    }
 }

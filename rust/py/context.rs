@@ -1,10 +1,12 @@
 //! What span code needs from the Python layer: the `ContextVar` holding the active span (read
 //! and set through CPython's C API where the build allows), and the hooks that start the
-//! pipeline, rebuild it after a fork and count the SDK's own faults.
+//! pipeline, rebuild it after a fork and count the SDK's own faults; and the hook through which
+//! root spans join an active OpenTelemetry trace.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 
 /// Python callables the span code needs, installed once by `instrumentation_sdk.spans`.
 pub(crate) struct Hooks {
@@ -134,4 +136,42 @@ pub(crate) fn fault(py: Python<'_>, kind: &str, message: &str) {
         // A failing hook must not turn into an exception in the application either.
         let _ = hooks.note_fault.call1(py, (kind, message));
     }
+}
+
+struct OtelParent {
+    hook: Py<PyAny>,
+    /// OpenTelemetry's own context variable, when we can find it: an empty context means no
+    /// active OTel span, known for the price of one C call instead of a Python call.
+    context: Option<CurrentSpanVar>,
+}
+
+static OTEL_PARENT: PyOnceLock<OtelParent> = PyOnceLock::new();
+
+/// Install `hook() -> (trace_id: int, span_id: int) | None`, called when a span starts with no
+/// parent of ours: a valid answer (the active OpenTelemetry span) becomes its parent. Installed
+/// once, and only when `opentelemetry` is importable. `context_var`, OpenTelemetry's context
+/// `ContextVar`, lets root spans skip the hook while no OTel context is active.
+#[pyfunction]
+#[pyo3(signature = (hook, context_var = None))]
+pub fn install_otel_parent_hook(
+    py: Python<'_>,
+    hook: Py<PyAny>,
+    context_var: Option<&Bound<'_, PyAny>>,
+) {
+    let context = context_var.and_then(|var| CurrentSpanVar::new(var).ok());
+    let _ = OTEL_PARENT.set(py, OtelParent { hook, context });
+}
+
+/// The active OpenTelemetry span's ids, if a hook is installed and one is active.
+pub(crate) fn otel_parent(py: Python<'_>) -> Option<(u128, u64)> {
+    let parent = OTEL_PARENT.get(py)?;
+    if let Some(context) = &parent.context {
+        let current = context.get(py).ok()?;
+        if current.is_none() || current.cast::<PyDict>().is_ok_and(PyDictMethods::is_empty) {
+            return None;
+        }
+    }
+    let answer = parent.hook.call0(py).ok()?;
+    let (trace_id, span_id): (u128, u64) = answer.extract(py).ok()?;
+    (trace_id != 0 && span_id != 0).then_some((trace_id, span_id))
 }

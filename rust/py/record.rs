@@ -1,123 +1,142 @@
-//! Exported records (the dicts exporters receive) built from span data, bounding each value,
-//! and read back into span data (`span_from_record`).
-
-use std::borrow::Cow;
+//! Exported records (the dicts exporters and processors receive) built from span data by
+//! walking the core's field table, bounding what it says to bound, and read back into span data
+//! (`span_from_record`). Also the table itself, for the Python layer (`record_fields`,
+//! `standard_metadata_keys`).
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use super::span::plain_value;
-use crate::span::{bounded, EncodeReport, Encoded, SpanData, Status, Text, Value, DEFAULT_NAME};
+use super::processor::ExportPlan;
+use super::value::{encode_object, plain_value, value_to_py};
+use crate::record::{
+    write_jsonl, EncodeReport, FieldType, FieldValue, Limits, Parsed, EVENT_ATTRIBUTES, EVENT_NAME,
+    EVENT_TIME, FIELDS, STANDARD_KEYS,
+};
+use crate::span::{Encoded, Event, Key, SpanData, Status, Text, Value};
 
-pub(crate) fn value_to_py<'py>(
+/// The record's fields as `(key, type, otlp, sqlite column)`, in record order.
+#[pyfunction]
+pub fn record_fields() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    FIELDS
+        .iter()
+        .map(|spec| (spec.key, spec.ty.name(), spec.otlp, spec.column))
+        .collect()
+}
+
+/// The spec's standard metadata keys as `(key, "int" | "str" | "any", otlp attribute)`.
+#[pyfunction]
+pub fn standard_metadata_keys() -> Vec<(&'static str, &'static str, &'static str)> {
+    STANDARD_KEYS
+        .iter()
+        .map(|standard| (standard.key, standard.kind.name(), standard.otlp))
+        .collect()
+}
+
+/// The field keys as interned Python strings (made once per interpreter).
+fn field_keys(py: Python<'_>) -> &[Py<PyString>] {
+    static KEYS: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+    KEYS.get_or_init(py, || {
+        FIELDS
+            .iter()
+            .map(|spec| PyString::intern(py, spec.key).unbind())
+            .collect()
+    })
+}
+
+fn entries_dict<'py>(
     py: Python<'py>,
-    value: &Value,
+    entries: &[(Key, Value)],
     objects: &[Py<PyAny>],
     encoded: Option<&[Encoded]>,
-    max_value_bytes: usize,
+    limit: usize,
     report: &mut EncodeReport,
-) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match value {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        Value::Int(i) => i.into_pyobject(py)?.into_any(),
-        Value::Float(f) => f.into_pyobject(py)?.into_any(),
-        Value::Str(s) => {
-            let (text, cut) = bounded(s, max_value_bytes);
-            report.truncated += u64::from(cut);
-            PyString::new(py, &text).into_any()
-        }
-        Value::Json(json) => {
-            let (text, cut) = bounded(json, max_value_bytes);
-            report.truncated += u64::from(cut);
-            PyString::new(py, &text).into_any()
-        }
-        Value::Deferred(index) => match encoded.and_then(|e| e.get(*index)) {
-            Some(Encoded::Json(json)) if json.len() > max_value_bytes => {
-                report.truncated += 1;
-                PyString::new(py, &bounded(json, max_value_bytes).0).into_any()
-            }
-            Some(Encoded::Text(text)) => {
-                let (text, cut) = bounded(text, max_value_bytes);
-                report.truncated += u64::from(cut);
-                PyString::new(py, &text).into_any()
-            }
-            _ => objects
-                .get(*index)
-                .map_or_else(|| py.None().into_bound(py), |o| o.bind(py).clone()),
-        },
-    })
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (key, value) in entries {
+        dict.set_item(
+            key,
+            value_to_py(py, value, objects, encoded, limit, report)?,
+        )?;
+    }
+    Ok(dict)
 }
 
 pub(crate) fn metadata_dict<'py>(
     py: Python<'py>,
     data: &SpanData,
     objects: &[Py<PyAny>],
-    encoded: Option<&[Encoded]>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut report = EncodeReport::default();
-    let dict = PyDict::new(py);
-    for (key, value) in &data.metadata {
-        dict.set_item(
-            key,
-            value_to_py(py, value, objects, encoded, usize::MAX, &mut report)?,
-        )?;
-    }
-    Ok(dict)
+    entries_dict(py, &data.metadata, objects, None, usize::MAX, &mut report)
 }
 
+pub(crate) fn events_list<'py>(
+    py: Python<'py>,
+    events: &[Event],
+    objects: &[Py<PyAny>],
+    encoded: Option<&[Encoded]>,
+    limit: usize,
+    report: &mut EncodeReport,
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for event in events {
+        let item = PyDict::new(py);
+        let (name, cut) = crate::record::bounded(&event.name, limit);
+        report.truncated += u64::from(cut);
+        item.set_item(EVENT_NAME, name.as_ref())?;
+        item.set_item(EVENT_TIME, event.time_unix_nano)?;
+        let attributes = entries_dict(py, &event.attributes, objects, encoded, limit, report)?;
+        item.set_item(EVENT_ATTRIBUTES, attributes)?;
+        list.append(item)?;
+    }
+    Ok(list)
+}
+
+/// The record of one span: a dict with every field of `FIELDS`, in order.
 pub(crate) fn record_dict<'py>(
     py: Python<'py>,
     data: &SpanData,
     objects: &[Py<PyAny>],
     encoded: Option<&[Encoded]>,
     default_service: &str,
-    max_value_bytes: usize,
+    limits: Limits,
 ) -> PyResult<(Bound<'py, PyDict>, EncodeReport)> {
     let mut report = EncodeReport::default();
     let record = PyDict::new(py);
-    let hex_opt = |id: Option<u64>| id.map(|id| format!("{id:016x}"));
-    record.set_item(intern!(py, "trace_id"), format!("{:032x}", data.trace_id))?;
-    record.set_item(intern!(py, "span_id"), format!("{:016x}", data.span_id))?;
-    record.set_item(intern!(py, "parent_span_id"), hex_opt(data.parent_span_id))?;
-    record.set_item(intern!(py, "name"), &data.name)?;
-    record.set_item(intern!(py, "model"), data.model.as_str())?;
-    record.set_item(intern!(py, "provider"), data.provider.as_deref())?;
-    record.set_item(
-        intern!(py, "service_name"),
-        data.service_name.as_deref().unwrap_or(default_service),
-    )?;
-    record.set_item(intern!(py, "user_id"), data.user_id.as_deref())?;
-    record.set_item(intern!(py, "session_id"), data.session_id.as_deref())?;
-    record.set_item(intern!(py, "status"), data.status.name())?;
-    record.set_item(intern!(py, "error_type"), data.error_type.as_deref())?;
-    let message = data.error_message.as_deref().map(|m| {
-        let (text, cut) = bounded(m, max_value_bytes);
-        report.truncated += u64::from(cut);
-        text.into_owned()
-    });
-    record.set_item(intern!(py, "error_message"), message)?;
-    record.set_item(
-        intern!(py, "start_time_unix_nano"),
-        data.start_time_unix_nano,
-    )?;
-    record.set_item(intern!(py, "end_time_unix_nano"), data.end_time_unix_nano)?;
-    let metadata = PyDict::new(py);
-    for (key, value) in &data.metadata {
-        let value = value_to_py(py, value, objects, encoded, max_value_bytes, &mut report)?;
-        metadata.set_item(key, value)?;
+    for (spec, key) in FIELDS.iter().zip(field_keys(py)) {
+        let limit = limits.of(spec.bound);
+        let value = match data.field(spec.field, default_service) {
+            FieldValue::Null => py.None().into_bound(py),
+            FieldValue::TraceId(id) => PyString::new(py, &format!("{id:032x}")).into_any(),
+            FieldValue::SpanId(id) => PyString::new(py, &format!("{id:016x}")).into_any(),
+            FieldValue::Str(text) => {
+                let (text, cut) = crate::record::bounded(text, limit);
+                report.truncated += u64::from(cut);
+                PyString::new(py, &text).into_any()
+            }
+            FieldValue::Status(status) => PyString::new(py, status.name()).into_any(),
+            FieldValue::UnixNano(time) => time.into_pyobject(py)?.into_any(),
+            FieldValue::Metadata(entries) => {
+                entries_dict(py, entries, objects, encoded, limit, &mut report)?.into_any()
+            }
+            FieldValue::Events(events) => {
+                events_list(py, events, objects, encoded, limit, &mut report)?.into_any()
+            }
+            FieldValue::Content(value) => {
+                value_to_py(py, value, objects, encoded, limit, &mut report)?
+            }
+        };
+        record.set_item(key.bind(py), value)?;
     }
-    record.set_item(intern!(py, "metadata"), metadata)?;
     Ok((record, report))
 }
 
-/// A record (as exporters receive it, or built by hand) back into span data, for exporters
-/// that encode in the core (OTLP). Metadata values that `set_metadata` would keep as they are
-/// (None, bool, 64-bit int, float, str) stay so; the others go through `encode` (msgspec's JSON
-/// encoder), or become their `repr()` when it cannot encode them. Returns the data and its
-/// encoded side table.
+/// A record (as exporters receive it, or built by hand, or returned by a processor) back into
+/// span data. Values that `set_metadata` would keep as they are (None, bool, 64-bit int, float,
+/// str) stay so; the others go through `encode` (msgspec's JSON encoder), or become their
+/// `repr()` when it cannot encode them. Returns the data and its encoded side table.
 pub(crate) fn span_from_record(
     record: &Bound<'_, PyAny>,
     encode: &Bound<'_, PyAny>,
@@ -125,107 +144,178 @@ pub(crate) fn span_from_record(
     let record = record
         .cast::<PyDict>()
         .map_err(|_| PyTypeError::new_err("a record must be a dict"))?;
-    let field = |name: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
-        Ok(record.get_item(name)?.filter(|value| !value.is_none()))
-    };
-    let text = |name: &str| -> PyResult<Option<Text>> {
-        field(name)?
-            .map(|value| {
-                value
-                    .cast::<PyString>()
-                    .map(|s| Text::from(s.to_string_lossy()))
-                    .map_err(|_| PyTypeError::new_err(format!("record {name:?} must be a str")))
+    let mut data = SpanData::default();
+    let mut encoded = Vec::new();
+    for spec in &FIELDS {
+        let value = record.get_item(spec.key)?.filter(|value| !value.is_none());
+        let parsed = parse(spec.key, spec.ty, value.as_ref(), encode, &mut encoded)?;
+        data.set_field(spec.field, parsed);
+    }
+    Ok((data, encoded))
+}
+
+/// `span_from_record` over a list, naming the failing record's position in errors.
+pub(crate) fn spans_from_records(
+    py: Python<'_>,
+    records: &[Bound<'_, PyAny>],
+    encode: &Bound<'_, PyAny>,
+) -> PyResult<Vec<(SpanData, Vec<Encoded>)>> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| {
+            span_from_record(record, encode).map_err(|error| {
+                let message = format!("record {index}: {}", error.value(py));
+                if error.is_instance_of::<PyTypeError>(py) {
+                    PyTypeError::new_err(message)
+                } else {
+                    PyValueError::new_err(message)
+                }
             })
-            .transpose()
+        })
+        .collect()
+}
+
+/// Records (as a Python processor returned them) as JSON Lines, bounded by the plan. Returns
+/// the bytes and how many values were truncated.
+#[pyfunction]
+pub fn encode_jsonl_records<'py>(
+    py: Python<'py>,
+    records: Vec<Bound<'py, PyAny>>,
+    encode: &Bound<'py, PyAny>,
+    plan: &ExportPlan,
+) -> PyResult<(Bound<'py, PyBytes>, u64)> {
+    let spans = spans_from_records(py, &records, encode)?;
+    let (text, report) = py.detach(|| {
+        let spans = spans
+            .iter()
+            .map(|(data, encoded)| (data, encoded.as_slice()));
+        write_jsonl(spans, &plan.default_service, plan.limits)
+    });
+    Ok((PyBytes::new(py, text.as_bytes()), report.truncated))
+}
+
+fn parse(
+    name: &str,
+    ty: FieldType,
+    value: Option<&Bound<'_, PyAny>>,
+    encode: &Bound<'_, PyAny>,
+    encoded: &mut Vec<Encoded>,
+) -> PyResult<Parsed> {
+    let missing = || PyValueError::new_err(format!("record {name:?} is missing"));
+    let text = |value: &Bound<'_, PyAny>| -> PyResult<Text> {
+        value
+            .cast::<PyString>()
+            .map(|s| Text::from(s.to_string_lossy()))
+            .map_err(|_| PyTypeError::new_err(format!("record {name:?} must be a str")))
     };
-    let hex_id = |name: &str, digits: usize| -> PyResult<Option<u128>> {
-        let Some(id) = text(name)? else {
-            return Ok(None);
-        };
+    let hex_id = |value: &Bound<'_, PyAny>, digits: usize| -> PyResult<Parsed> {
+        let id = text(value)?;
         let parsed = (id.len() == digits && id.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| u128::from_str_radix(&id, 16).ok())
             .flatten()
             .filter(|&id| id != 0);
-        parsed.map(Some).ok_or_else(|| {
+        parsed.map(Parsed::Id).ok_or_else(|| {
             PyValueError::new_err(format!(
                 "record {name:?} must be {digits} hex digits, not all zero; got {id:?}"
             ))
         })
     };
-    let required = |name: &str, value: Option<u128>| {
-        value.ok_or_else(|| PyValueError::new_err(format!("record {name:?} is missing")))
-    };
-    let time = |name: &str| -> PyResult<u64> {
-        field(name)?
-            .ok_or_else(|| PyValueError::new_err(format!("record {name:?} is missing")))?
-            .extract::<u64>()
-            .map_err(|_| PyValueError::new_err(format!("record {name:?} must be an int >= 0")))
-    };
-    let status = match text("status")?.as_deref() {
-        None | Some("unset") => Status::Unset,
-        Some("ok") => Status::Ok,
-        Some("error") => Status::Error,
-        Some(other) => {
-            return Err(PyValueError::new_err(format!(
-                "record \"status\" must be 'ok', 'error' or 'unset', got {other:?}"
-            )))
+    Ok(match (ty, value) {
+        (FieldType::TraceId | FieldType::SpanId | FieldType::UnixNano, None) => {
+            return Err(missing())
         }
-    };
-    let mut data = SpanData {
-        trace_id: required("trace_id", hex_id("trace_id", 32)?)?,
-        span_id: u64::try_from(required("span_id", hex_id("span_id", 16)?)?).unwrap_or(0),
-        parent_span_id: hex_id("parent_span_id", 16)?.and_then(|id| u64::try_from(id).ok()),
-        name: text("name")?.map_or(Cow::Borrowed(DEFAULT_NAME), |n| Cow::Owned(n.into_string())),
-        model: text("model")?.unwrap_or_default(),
-        provider: text("provider")?,
-        service_name: text("service_name")?,
-        user_id: text("user_id")?,
-        session_id: text("session_id")?,
-        status,
-        error_type: text("error_type")?,
-        error_message: text("error_message")?,
-        start_time_unix_nano: time("start_time_unix_nano")?,
-        end_time_unix_nano: time("end_time_unix_nano")?,
-        metadata: Vec::new(),
-    };
-    let mut encoded = Vec::new();
-    if let Some(metadata) = field("metadata")? {
-        let metadata = metadata
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("record \"metadata\" must be a dict"))?;
-        for (key, value) in metadata.iter() {
-            let key = Cow::Owned(key.str()?.to_string_lossy().into_owned());
-            let value = if let Some(value) = plain_value(&value) {
-                value
-            } else {
-                encoded.push(encode_object(&value, encode).0);
-                Value::Deferred(encoded.len() - 1)
-            };
-            data.set(key, value);
+        (_, None) => Parsed::Null,
+        (FieldType::TraceId, Some(value)) => hex_id(value, 32)?,
+        (FieldType::SpanId | FieldType::ParentSpanId, Some(value)) => hex_id(value, 16)?,
+        (FieldType::Str | FieldType::OptStr, Some(value)) => Parsed::Str(text(value)?),
+        (FieldType::Status, Some(value)) => Parsed::Status(match text(value)?.as_str() {
+            "unset" => Status::Unset,
+            "ok" => Status::Ok,
+            "error" => Status::Error,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "record \"status\" must be 'ok', 'error' or 'unset', got {other:?}"
+                )))
+            }
+        }),
+        (FieldType::UnixNano, Some(value)) => {
+            Parsed::UnixNano(value.extract::<u64>().map_err(|_| {
+                PyValueError::new_err(format!("record {name:?} must be an int >= 0"))
+            })?)
         }
-    }
-    Ok((data, encoded))
+        (FieldType::Metadata, Some(value)) => {
+            let dict = value
+                .cast::<PyDict>()
+                .map_err(|_| PyTypeError::new_err(format!("record {name:?} must be a dict")))?;
+            Parsed::Metadata(entries(dict, encode, encoded)?)
+        }
+        (FieldType::Events, Some(value)) => {
+            let list = value
+                .cast::<PyList>()
+                .map_err(|_| PyTypeError::new_err(format!("record {name:?} must be a list")))?;
+            let mut events = Vec::with_capacity(list.len());
+            for item in list.iter() {
+                let event = item.cast::<PyDict>().map_err(|_| {
+                    PyTypeError::new_err(format!("record {name:?} must hold dicts"))
+                })?;
+                let name_of = event
+                    .get_item(EVENT_NAME)?
+                    .map(|n| text(&n))
+                    .transpose()?
+                    .unwrap_or_default();
+                let time = match event.get_item(EVENT_TIME)? {
+                    Some(time) => time.extract::<u64>().map_err(|_| {
+                        PyValueError::new_err(format!(
+                            "record {name:?}: {EVENT_TIME:?} must be an int >= 0"
+                        ))
+                    })?,
+                    None => 0,
+                };
+                let attributes = match event.get_item(EVENT_ATTRIBUTES)? {
+                    Some(attributes) if !attributes.is_none() => {
+                        let dict = attributes.cast::<PyDict>().map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "record {name:?}: {EVENT_ATTRIBUTES:?} must be a dict"
+                            ))
+                        })?;
+                        entries(dict, encode, encoded)?
+                    }
+                    _ => Vec::new(),
+                };
+                events.push(Event {
+                    name: name_of,
+                    time_unix_nano: time,
+                    attributes,
+                });
+            }
+            Parsed::Events(events)
+        }
+        (FieldType::Content, Some(value)) => Parsed::Content(kept(value, encode, encoded)),
+    })
 }
 
-/// `object` as JSON through `encode(obj) -> bytes` (msgspec), or its `repr()` when it cannot be
-/// encoded (then `true`).
-pub(crate) fn encode_object(
-    object: &Bound<'_, PyAny>,
+fn entries(
+    dict: &Bound<'_, PyDict>,
     encode: &Bound<'_, PyAny>,
-) -> (Encoded, bool) {
-    let json = encode
-        .call1((object,))
-        .ok()
-        .and_then(|b| b.cast_into::<PyBytes>().ok())
-        .and_then(|b| String::from_utf8(b.as_bytes().to_vec()).ok());
-    match json {
-        Some(json) => (Encoded::Json(json), false),
-        None => {
-            let repr = object.repr().map_or_else(
-                |_| "<unrepresentable>".to_owned(),
-                |r| r.to_string_lossy().into_owned(),
-            );
-            (Encoded::Text(repr), true)
+    encoded: &mut Vec<Encoded>,
+) -> PyResult<Vec<(Key, Value)>> {
+    let mut entries: Vec<(Key, Value)> = Vec::with_capacity(dict.len());
+    for (key, value) in dict.iter() {
+        let key: Key = key.str()?.to_string_lossy().into_owned().into();
+        let value = kept(&value, encode, encoded);
+        match entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => entries.push((key, value)),
         }
     }
+    Ok(entries)
+}
+
+/// A value as `set_metadata` keeps it: a primitive, else encoded into the side table.
+fn kept(value: &Bound<'_, PyAny>, encode: &Bound<'_, PyAny>, encoded: &mut Vec<Encoded>) -> Value {
+    plain_value(value).unwrap_or_else(|| {
+        encoded.push(encode_object(value, encode).0);
+        Value::Deferred(encoded.len() - 1)
+    })
 }

@@ -1,5 +1,5 @@
 //! Where finished spans go: the active pipeline's sink (the core's bounded buffer), and the
-//! batches the flusher takes out of it, encoded to JSON Lines or records.
+//! batches the flusher takes out of it: processed, then encoded to JSON Lines or records.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,9 +11,13 @@ use pyo3::types::{PyBytes, PyDict};
 
 use super::context::{fault, HOOKS};
 use super::jsonl::JsonlFile;
-use super::record::{encode_object, record_dict};
+use super::processor::ExportPlan;
+use super::record::record_dict;
+use super::value::encode_object;
 use crate::buffer::{Push, SpanBuffer};
-use crate::span::{write_json, EncodeReport, Encoded, SpanData};
+use crate::processor::{self, Outcome, SpanView};
+use crate::record::{write_jsonl, EncodeReport};
+use crate::span::{Encoded, SpanData};
 
 /// A finished span on its way to the exporter.
 pub struct Finished {
@@ -145,18 +149,17 @@ impl SpanSink {
 
     /// The flusher's whole round for a JSON Lines file, in one call and (unless some span holds
     /// Python objects to encode) one stretch without the interpreter: wait up to `timeout`
-    /// seconds for a batch, drain up to `max_items` spans, encode them as JSON Lines, append
-    /// them to `file`, free them. Returns (spans, truncated values, unencodable values, the bytes
-    /// if the write failed, the error); on failure the caller retries with the bytes.
-    #[allow(clippy::too_many_arguments)]
+    /// seconds for a batch, drain up to `max_items` spans, run the plan's processors, encode
+    /// the rest as JSON Lines, append them to `file`, free them. Returns the figures
+    /// (`JsonlRound`) and, if the write failed, the bytes and the error; on failure the caller
+    /// retries with the bytes.
     fn export_jsonl<'py>(
         &self,
         py: Python<'py>,
         file: &JsonlFile,
         timeout: f64,
         max_items: usize,
-        default_service: &str,
-        max_value_bytes: usize,
+        plan: &ExportPlan,
         encode: &Bound<'py, PyAny>,
     ) -> JsonlOutcome<'py> {
         let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
@@ -165,16 +168,13 @@ impl SpanSink {
             if !timeout.is_zero() {
                 buffer.wait(timeout);
             }
-            let batch = Batch {
-                spans: buffer.drain(max_items),
-                encoded: Vec::new(),
-            };
+            let batch = Batch::new(buffer.drain(max_items));
             if batch.spans.iter().any(|span| !span.objects.is_empty()) {
                 return Err(batch); // their objects need the interpreter to encode
             }
-            Ok(batch.write_jsonl(&file.inner, default_service, max_value_bytes))
+            Ok(batch.write_jsonl(&file.inner, plan))
         });
-        let (count, report, failed) = match stage {
+        let (round, failed) = match stage {
             Ok(done) => done,
             Err(mut batch) => {
                 let unencodable = batch.encode_deferred(py, encode);
@@ -184,31 +184,24 @@ impl SpanSink {
                     .iter_mut()
                     .map(|span| std::mem::take(&mut span.objects))
                     .collect();
-                let (count, mut report, failed) =
-                    py.detach(|| batch.write_jsonl(&file.inner, default_service, max_value_bytes));
+                let (mut round, failed) = py.detach(|| batch.write_jsonl(&file.inner, plan));
                 drop(objects);
-                report.unencodable = unencodable;
-                (count, report, failed)
+                round.unencodable = unencodable;
+                (round, failed)
             }
         };
-        match failed {
-            None => (count, report.truncated, report.unencodable, None, None),
-            Some((text, error)) => (
-                count,
-                report.truncated,
-                report.unencodable,
-                Some(PyBytes::new(py, text.as_bytes())),
-                Some(format!("{}: {error}", file.inner.path().display())),
-            ),
-        }
+        let failed = failed.map(|(text, error)| {
+            (
+                PyBytes::new(py, text.as_bytes()),
+                format!("{}: {error}", file.inner.path().display()),
+            )
+        });
+        (round, failed)
     }
 
     /// Take up to `max_items` finished spans, oldest first.
     fn drain(&self, max_items: usize) -> Batch {
-        Batch {
-            spans: self.sink.buffer.drain(max_items),
-            encoded: Vec::new(),
-        }
+        Batch::new(self.sink.buffer.drain(max_items))
     }
 
     #[getter]
@@ -234,62 +227,120 @@ impl SpanSink {
     }
 }
 
-type JsonlOutcome<'py> = (usize, u64, u64, Option<Bound<'py, PyBytes>>, Option<String>);
+/// A JSON Lines round: its figures, and the bytes and error of a failed write.
+type JsonlOutcome<'py> = (JsonlRound, Option<(Bound<'py, PyBytes>, String)>);
 
-/// What writing a batch did: spans written, encoding figures, and the text and error if the
-/// write failed (kept for the caller's retries).
-type Written = (usize, WriteReport, Option<(String, std::io::Error)>);
+/// What one flusher round did with the spans it drained: `drained` = `filtered` (a processor
+/// dropped them) + `failed` (a processor failed on them: dropped, fail closed) + the rest, which
+/// went to the file. `truncated` and `unencodable` count values cut or replaced.
+#[pyclass(frozen, get_all, module = "instrumentation_sdk._core")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonlRound {
+    pub drained: usize,
+    pub filtered: usize,
+    pub failed: usize,
+    pub truncated: u64,
+    pub unencodable: u64,
+}
 
-#[derive(Default)]
-struct WriteReport {
-    truncated: u64,
-    unencodable: u64,
+/// What running the processors did to a batch.
+#[derive(Debug, Default, Clone, Copy)]
+struct Processed {
+    filtered: usize,
+    failed: usize,
 }
 
 impl Batch {
-    /// Encode, append and free the spans (no Python objects left in them: see `export_jsonl`).
-    fn write_jsonl(
-        self,
-        file: &crate::jsonl::JsonlFile,
-        default_service: &str,
-        max_value_bytes: usize,
-    ) -> Written {
-        let count = self.spans.len();
-        if count == 0 {
-            return (0, WriteReport::default(), None);
-        }
-        let (text, report) = self.encode_jsonl(default_service, max_value_bytes);
-        drop(self);
-        let report = WriteReport {
-            truncated: report.truncated,
-            unencodable: 0,
-        };
-        match file.append(text.as_bytes()) {
-            Ok(()) => (count, report, None),
-            Err(error) => (count, report, Some((text, error))),
+    fn new(spans: Vec<Finished>) -> Batch {
+        Batch {
+            spans,
+            encoded: Vec::new(),
         }
     }
 
-    fn encode_jsonl(
-        &self,
-        default_service: &str,
-        max_value_bytes: usize,
-    ) -> (String, EncodeReport) {
-        let mut out = String::with_capacity(self.spans.len() * 512);
-        let mut report = EncodeReport::default();
-        for (index, span) in self.spans.iter().enumerate() {
-            let encoded = self.encoded.get(index).map_or(&[][..], Vec::as_slice);
-            write_json(
-                &span.data,
-                encoded,
-                default_service,
-                max_value_bytes,
-                &mut out,
-                &mut report,
-            );
-            out.push('\n');
+    /// Runs the plan's processors over every span (no interpreter needed: call detached), and
+    /// returns each span's outcome.
+    fn run_processors(&mut self, plan: &ExportPlan) -> Vec<Outcome> {
+        if plan.processors.is_empty() {
+            return Vec::new();
         }
-        (out, report)
+        self.encoded.resize_with(self.spans.len(), Vec::new);
+        self.spans
+            .iter_mut()
+            .zip(self.encoded.iter_mut())
+            .map(|(span, encoded)| {
+                let mut view = SpanView {
+                    data: &mut span.data,
+                    encoded,
+                };
+                processor::run(&plan.processors, &mut view)
+            })
+            .collect()
+    }
+
+    /// Removes the spans the processors did not keep (call attached if they hold objects).
+    fn keep(&mut self, outcomes: &[Outcome]) -> Processed {
+        let mut processed = Processed::default();
+        if outcomes.is_empty() {
+            return processed;
+        }
+        let mut index = 0;
+        self.encoded.resize_with(self.spans.len(), Vec::new);
+        let mut encoded = std::mem::take(&mut self.encoded).into_iter();
+        let mut kept_encoded = Vec::with_capacity(self.spans.len());
+        self.spans.retain(|_| {
+            let outcome = outcomes[index];
+            index += 1;
+            let values = encoded.next().unwrap_or_default();
+            match outcome {
+                Outcome::Kept => {
+                    kept_encoded.push(values);
+                    true
+                }
+                Outcome::Filtered => {
+                    processed.filtered += 1;
+                    false
+                }
+                Outcome::Failed => {
+                    processed.failed += 1;
+                    false
+                }
+            }
+        });
+        self.encoded = kept_encoded;
+        processed
+    }
+
+    /// Process, encode, append and free the spans (no Python objects left in them: see
+    /// `export_jsonl`).
+    fn write_jsonl(
+        mut self,
+        file: &crate::jsonl::JsonlFile,
+        plan: &ExportPlan,
+    ) -> (JsonlRound, Option<(String, std::io::Error)>) {
+        let drained = self.spans.len();
+        let outcomes = self.run_processors(plan);
+        let processed = self.keep(&outcomes);
+        let mut round = JsonlRound {
+            drained,
+            filtered: processed.filtered,
+            failed: processed.failed,
+            ..JsonlRound::default()
+        };
+        if self.spans.is_empty() {
+            return (round, None);
+        }
+        let (text, report) = self.encode_jsonl(plan);
+        drop(self);
+        round.truncated = report.truncated;
+        match file.append(text.as_bytes()) {
+            Ok(()) => (round, None),
+            Err(error) => (round, Some((text, error))),
+        }
+    }
+
+    fn encode_jsonl(&self, plan: &ExportPlan) -> (String, EncodeReport) {
+        write_jsonl(self.spans_with_values(), &plan.default_service, plan.limits)
     }
 }
 
@@ -328,15 +379,18 @@ impl Batch {
         replaced
     }
 
+    /// Run the plan's processors (detached); the spans they drop leave the batch. Returns
+    /// (filtered, failed): dropped by a processor, and dropped because one failed.
+    fn process(&mut self, py: Python<'_>, plan: &ExportPlan) -> (usize, usize) {
+        let outcomes = py.detach(|| self.run_processors(plan));
+        let processed = self.keep(&outcomes);
+        (processed.filtered, processed.failed)
+    }
+
     /// The batch as JSON Lines (one record per line), encoded with the interpreter detached.
     /// Returns the bytes and how many values were truncated.
-    fn to_jsonl<'py>(
-        &self,
-        py: Python<'py>,
-        default_service: &str,
-        max_value_bytes: usize,
-    ) -> (Bound<'py, PyBytes>, u64) {
-        let (text, report) = py.detach(|| self.encode_jsonl(default_service, max_value_bytes));
+    fn to_jsonl<'py>(&self, py: Python<'py>, plan: &ExportPlan) -> (Bound<'py, PyBytes>, u64) {
+        let (text, report) = py.detach(|| self.encode_jsonl(plan));
         (PyBytes::new(py, text.as_bytes()), report.truncated)
     }
 
@@ -345,8 +399,7 @@ impl Batch {
     fn to_records<'py>(
         &self,
         py: Python<'py>,
-        default_service: &str,
-        max_value_bytes: usize,
+        plan: &ExportPlan,
     ) -> PyResult<(Vec<Bound<'py, PyDict>>, u64)> {
         let mut truncated = 0;
         let mut records = Vec::with_capacity(self.spans.len());
@@ -357,8 +410,8 @@ impl Batch {
                 &span.data,
                 &span.objects,
                 encoded,
-                default_service,
-                max_value_bytes,
+                &plan.default_service,
+                plan.limits,
             )?;
             truncated += report.truncated;
             records.push(record);
@@ -375,7 +428,9 @@ impl Batch {
 
 impl Batch {
     /// Each span's data with what its deferred values encoded to.
-    pub(crate) fn spans_with_values(&self) -> impl Iterator<Item = (&SpanData, &[Encoded])> {
+    pub(crate) fn spans_with_values(
+        &self,
+    ) -> impl ExactSizeIterator<Item = (&SpanData, &[Encoded])> {
         self.spans.iter().enumerate().map(|(index, span)| {
             let encoded = self.encoded.get(index).map_or(&[][..], Vec::as_slice);
             (&*span.data, encoded)

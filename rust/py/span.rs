@@ -6,24 +6,68 @@
 //! application: faults are reported to the Python layer's `note_fault` hook and swallowed.
 
 use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyDict, PyList, PyString};
 
-use super::context::{fault, HOOKS};
+use super::context::{fault, otel_parent, HOOKS};
 use super::prompt::Prompt;
-use super::record::{metadata_dict, record_dict};
+use super::record::{events_list, metadata_dict, record_dict};
 use super::sink::{submit, Finished};
+use super::value::{convert, Converted};
+use crate::record::{EncodeReport, Limits};
 use crate::span::{
-    metadata_key, new_span_id, new_trace_id, Clock, KeyKind, SpanData, Status, Text, Value,
-    DEFAULT_NAME,
+    new_span_id, new_trace_id, Clock, Event, Key, SpanData, Status, Text, Value, DEFAULT_NAME,
+    MAX_EVENTS,
 };
 use crate::tokens::{self, count_text, Method};
 
 /// Prompts at least this long are counted with the interpreter detached.
 const DETACH_MIN_BYTES: usize = 1024;
+
+/// Whether spans record their prompt and completion (off by default; set by the pipeline).
+static CAPTURE_CONTENT: AtomicBool = AtomicBool::new(false);
+
+/// Events not recorded because their span already held `MAX_EVENTS`.
+static EVENTS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Turn content capture on or off for spans that start (prompt) or complete from now on.
+#[pyfunction]
+pub fn set_capture_content(on: bool) {
+    CAPTURE_CONTENT.store(on, Ordering::Relaxed);
+}
+
+/// Whether content capture is on.
+#[pyfunction]
+pub fn capture_content() -> bool {
+    CAPTURE_CONTENT.load(Ordering::Relaxed)
+}
+
+/// How many events were dropped because their span held `MAX_EVENTS` already.
+#[pyfunction]
+pub fn events_dropped() -> u64 {
+    EVENTS_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Runs an entry point's body; a panic (a bug of ours) is counted and logged, never raised
+/// into the application as `PanicException`.
+fn guarded<T>(py: Python<'_>, what: &str, fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(_) => {
+            fault(
+                py,
+                "panic",
+                &format!("{what} hit an internal error; ignored"),
+            );
+            fallback
+        }
+    }
+}
 
 /// Text arguments: a `str` as is; anything else through `str()` (counted as a fault).
 fn text_arg(py: Python<'_>, value: Option<&Bound<'_, PyAny>>, what: &str) -> Option<Text> {
@@ -75,14 +119,19 @@ impl SpanState {
         self.entered
     }
 
-    fn insert(&mut self, key: Cow<'static, str>, value: Converted) {
-        let value = match value {
+    /// A converted value as span data: an object goes to the side table, deferred.
+    fn keep(&mut self, value: Converted) -> Value {
+        match value {
             Converted::Value(value) => value,
             Converted::Object(object) => {
                 self.objects.push(object);
                 Value::Deferred(self.objects.len() - 1)
             }
-        };
+        }
+    }
+
+    fn insert(&mut self, key: Key, value: Converted) {
+        let value = self.keep(value);
         let data = self.data_mut();
         if key == "session_id" {
             if let Value::Str(session) = &value {
@@ -91,12 +140,6 @@ impl SpanState {
         }
         data.set(key, value);
     }
-}
-
-/// A metadata value after conversion: a primitive, or the caller's object for the flusher.
-enum Converted {
-    Value(Value),
-    Object(Py<PyAny>),
 }
 
 /// One LLM call, for ``with`` or ``async with``. Make one with ``llm_span(...)`` or
@@ -354,29 +397,121 @@ impl SpanCore {
 
     /// Records `value` under `key`. Never raises.
     fn set_metadata(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
-        // Convert first: it may call into Python (__index__, __str__), never under the lock.
-        let Some((key, value)) = convert(py, key, value) else {
-            return;
-        };
-        let mut state = self.lock();
-        if state.ended {
-            drop(state);
-            drop(value); // may hold a Python object: released outside the lock
-            fault(
-                py,
-                "metadata_after_end",
-                "set_metadata called after the span ended; ignored",
-            );
+        guarded(py, "set_metadata", (), || {
+            // Convert first: it may call into Python (__index__, __str__), never under the lock.
+            let Some((key, value)) = convert(py, key, value) else {
+                return;
+            };
+            let mut state = self.lock();
+            if state.ended {
+                drop(state);
+                drop(value); // may hold a Python object: released outside the lock
+                fault(
+                    py,
+                    "metadata_after_end",
+                    "set_metadata called after the span ended; ignored",
+                );
+                return;
+            }
+            state.insert(key, value);
+        });
+    }
+
+    /// Records a timestamped event (a retry, a first token, a tool call) with optional
+    /// attributes (a dict; values as ``set_metadata`` takes them). At most 128 per span: later
+    /// ones are dropped and counted in ``stats()["events_dropped"]``. Never raises.
+    #[pyo3(signature = (name, attributes = None))]
+    fn add_event(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        attributes: Option<&Bound<'_, PyAny>>,
+    ) {
+        guarded(py, "add_event", (), || {
+            let name = text_arg(py, Some(name), "event name").unwrap_or_default();
+            let mut converted = Vec::new();
+            if let Some(attributes) = attributes.filter(|a| !a.is_none()) {
+                match attributes.cast::<PyDict>() {
+                    Ok(dict) => {
+                        for (key, value) in dict.iter() {
+                            converted.extend(convert(py, &key, &value));
+                        }
+                    }
+                    Err(_) => fault(
+                        py,
+                        "argument_type",
+                        "add_event attributes are not a dict; ignored",
+                    ),
+                }
+            }
+            let mut state = self.lock();
+            if state.ended {
+                drop(state);
+                drop(converted);
+                fault(
+                    py,
+                    "event_after_end",
+                    "add_event called after the span ended; ignored",
+                );
+                return;
+            }
+            if state.data.events.len() >= MAX_EVENTS {
+                drop(state);
+                drop(converted);
+                EVENTS_DROPPED.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let time_unix_nano = state
+                .clock
+                .map_or_else(|| Clock::start().start_unix_nano(), |c| c.end_unix_nano());
+            let attributes = converted
+                .into_iter()
+                .map(|(key, value)| (key, state.keep(value)))
+                .collect();
+            state.data_mut().events.push(Event {
+                name,
+                time_unix_nano,
+                attributes,
+            });
+        });
+    }
+
+    /// Records the completion (a str, or the response's messages as a list) when content
+    /// capture is on (``configure(capture_content=True)``); otherwise does nothing. Bounded by
+    /// ``max_content_bytes`` at export. Never raises.
+    fn set_completion(&self, py: Python<'_>, completion: &Bound<'_, PyAny>) {
+        if !CAPTURE_CONTENT.load(Ordering::Relaxed) || completion.is_none() {
             return;
         }
-        state.insert(key, value);
+        guarded(py, "set_completion", (), || {
+            let mut state = self.lock();
+            if state.ended {
+                drop(state);
+                fault(
+                    py,
+                    "completion_after_end",
+                    "set_completion called after the span ended; ignored",
+                );
+                return;
+            }
+            let value = state.keep(Converted::Object(completion.clone().unbind()));
+            state.data_mut().completion = Some(value);
+        });
+    }
+
+    /// The events recorded so far, as records carry them.
+    #[getter]
+    fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let (data, objects) = self.snapshot(py);
+        let mut report = EncodeReport::default();
+        events_list(py, &data.events, &objects, None, usize::MAX, &mut report)
     }
 
     /// A read-only snapshot of the metadata recorded so far.
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (data, objects) = self.snapshot(py);
-        let dict = metadata_dict(py, &data, &objects, None)?;
+        let dict = metadata_dict(py, &data, &objects)?;
         let proxy = MAPPING_PROXY.get_or_try_init(py, || {
             py.import("types")?
                 .getattr("MappingProxyType")
@@ -427,18 +562,28 @@ impl SpanCore {
     #[pyo3(signature = (default_service = "unknown_service"))]
     fn record<'py>(&self, py: Python<'py>, default_service: &str) -> PyResult<Bound<'py, PyDict>> {
         let (data, objects) = self.snapshot(py);
-        record_dict(py, &data, &objects, None, default_service, usize::MAX).map(|(d, _)| d)
+        record_dict(
+            py,
+            &data,
+            &objects,
+            None,
+            default_service,
+            Limits::UNBOUNDED,
+        )
+        .map(|(d, _)| d)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         let py = slf.py();
-        if let Err(error) = start(&slf) {
-            fault(
-                py,
-                "span_start",
-                &format!("starting a span failed: {error}"),
-            );
-        }
+        guarded(py, "entering a span", (), || {
+            if let Err(error) = start(&slf) {
+                fault(
+                    py,
+                    "span_start",
+                    &format!("starting a span failed: {error}"),
+                );
+            }
+        });
         slf
     }
 
@@ -450,94 +595,11 @@ impl SpanCore {
         traceback: Option<&Bound<'_, PyAny>>,
     ) -> bool {
         let _ = (exc_type, traceback);
-        end(slf, exc.filter(|e| !e.is_none()));
+        guarded(slf.py(), "ending a span", (), || {
+            end(slf, exc.filter(|e| !e.is_none()));
+        });
         false
     }
-}
-
-/// A metadata key and value, converted without holding any lock. `None`: nothing to record.
-fn convert(
-    py: Python<'_>,
-    key: &Bound<'_, PyAny>,
-    value: &Bound<'_, PyAny>,
-) -> Option<(Cow<'static, str>, Converted)> {
-    let (key, kind) = if let Ok(key) = key.cast::<PyString>() {
-        metadata_key(&key.to_string_lossy())
-    } else {
-        fault(
-            py,
-            "metadata_key_not_str",
-            "a metadata key is not a str; used its str()",
-        );
-        metadata_key(&key.str().ok()?.to_string_lossy())
-    };
-    let converted = match kind {
-        KeyKind::Int => standard_int(py, &key, value),
-        KeyKind::Str => standard_str(py, &key, value),
-        KeyKind::Any => plain_value(value),
-    };
-    let converted = match converted {
-        Some(value) => Converted::Value(value),
-        None => Converted::Object(value.clone().unbind()),
-    };
-    Some((key, converted))
-}
-
-/// Primitives become `Value`s now; anything else is deferred to the flusher (`None`).
-pub(crate) fn plain_value(value: &Bound<'_, PyAny>) -> Option<Value> {
-    if value.is_none() {
-        Some(Value::Null)
-    } else if let Ok(b) = value.cast_exact::<PyBool>() {
-        Some(Value::Bool(b.is_true()))
-    } else if value.is_exact_instance_of::<PyInt>() {
-        value.extract::<i64>().ok().map(Value::Int) // big ints are deferred to msgspec
-    } else if let Ok(f) = value.cast_exact::<PyFloat>() {
-        Some(Value::Float(f.value()))
-    } else if let Ok(s) = value.cast_exact::<PyString>() {
-        // to_string_lossy: a lone surrogate becomes U+FFFD instead of failing the export.
-        Some(Value::Str(Text::from(s.to_string_lossy())))
-    } else {
-        None
-    }
-}
-
-/// `prompt_tokens`, `completion_tokens`, `retry_count`: ints, converted when lossless.
-fn standard_int(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<Value> {
-    if !value.is_instance_of::<PyBool>() {
-        if let Ok(int) = value.extract::<i64>() {
-            return Some(Value::Int(int)); // int, int subclasses, anything with __index__
-        }
-        if let Ok(float) = value.cast::<PyFloat>() {
-            let float = float.value();
-            if float.fract() == 0.0 && float.abs() < 9.0e15 {
-                return Some(Value::Int(float as i64));
-            }
-        }
-        if let Ok(text) = value.cast::<PyString>() {
-            if let Ok(int) = text.to_string_lossy().trim().parse::<i64>() {
-                return Some(Value::Int(int));
-            }
-        }
-    }
-    fault(
-        py,
-        "metadata_type",
-        &format!("metadata {key:?} expects an int; kept the value as given"),
-    );
-    plain_value(value)
-}
-
-/// `actual_model`, `session_id`, `finish_reason`: strs.
-fn standard_str(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<Value> {
-    if let Ok(text) = value.cast::<PyString>() {
-        return Some(Value::Str(Text::from(text.to_string_lossy())));
-    }
-    fault(
-        py,
-        "metadata_type",
-        &format!("metadata {key:?} expects a str; kept the value as given"),
-    );
-    plain_value(value)
 }
 
 struct ParentInfo {
@@ -585,14 +647,17 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
     };
     let parent = parent.as_ref().and_then(parent_info);
     let otel_parent = if parent.is_none() {
-        super::otlp::otel_parent(py)
+        otel_parent(py)
     } else {
         None
     };
-    let count = match (prompt, model) {
+    let count = match (&prompt, model) {
         (Some(prompt), Some(model)) => count_prompt(py, prompt.bind(py), &model),
         _ => None,
     };
+    // The prompt object is kept as given (no copy on the request thread); the flusher encodes
+    // and bounds it. Counted whole either way.
+    let captured = prompt.filter(|_| CAPTURE_CONTENT.load(Ordering::Relaxed));
     let token = match hooks {
         Some(hooks) => hooks.current.set(slf.as_any())?.unbind(),
         None => py.None(),
@@ -612,6 +677,11 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         data.trace_id = new_trace_id();
     }
     data.span_id = new_span_id();
+    if let Some(prompt) = captured {
+        let prompt = state.keep(Converted::Object(prompt));
+        state.data_mut().prompt = Some(prompt);
+    }
+    let data = state.data_mut();
     if let Some(count) = count {
         let tokens = i64::try_from(count.tokens).unwrap_or(i64::MAX);
         data.set(Cow::Borrowed("prompt_tokens"), Value::Int(tokens));

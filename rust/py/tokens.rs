@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use super::prompt::{borrow_text, Prompt};
-use crate::cache;
 use crate::error::Error;
+use crate::tokens::cache;
 use crate::tokens::{self, count_text, Count, Encoding, Method};
 
 /// Below this many bytes counting takes a few microseconds: cheaper than detaching from and

@@ -2,6 +2,7 @@
 //! count cache in front of the BPE pass.
 
 mod bpe;
+pub mod cache;
 mod chat;
 mod fast;
 mod models;
@@ -18,7 +19,6 @@ use tiktoken_rs::CoreBPE;
 pub use chat::{count_messages, Message};
 pub use models::{encoding_for_model, MODEL_PREFIX_TO_ENCODING, MODEL_TO_ENCODING};
 
-use crate::cache;
 use crate::error::{Error, Result};
 use crate::heuristic;
 

@@ -3,15 +3,16 @@
 Safe for several processes appending to one file: the Rust core writes each batch with one
 ``write`` on a file opened for appending, under an exclusive advisory lock (``flock`` on POSIX,
 ``LockFileEx`` on Windows), so lines from different processes never interleave; a forked child
-reopens the file. The pipeline hands this exporter whole batches the core encoded as JSON Lines,
-so exporting runs without holding the interpreter.
+reopens the file. It declares the ``"jsonl"`` export format and hands the pipeline its
+``jsonl_file``, so the core drains, processes, encodes and appends whole batches without the
+interpreter.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -27,14 +28,16 @@ class JsonlExporter:
     >>> configure(exporter=exporter)  # doctest: +SKIP
     """
 
+    export_format: Literal["jsonl"] = "jsonl"
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        #: The core's writer; the pipeline exports batches to it directly.
-        self.jsonl_file = JsonlFile(self.path)
+        #: The core's writer; the pipeline appends batches to it directly.
+        self.jsonl_file: JsonlFile | None = JsonlFile(self.path)
         self._encoder = msgspec.json.Encoder()
 
     def export(self, batch: list[dict[str, Any]]) -> None:
-        """Append records (dicts) as JSON Lines."""
+        """Append records (dicts) as JSON Lines (for use outside the pipeline)."""
         if not batch:
             return
         lines = bytearray()
@@ -45,8 +48,10 @@ class JsonlExporter:
 
     def export_jsonl(self, lines: bytes) -> None:
         """Append records already encoded as JSON Lines."""
+        assert self.jsonl_file is not None
         self.jsonl_file.append(lines)
 
     def shutdown(self) -> None:
         """Close the file (a later export reopens it)."""
-        self.jsonl_file.close()
+        if self.jsonl_file is not None:
+            self.jsonl_file.close()

@@ -25,12 +25,12 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from .. import _core
-from ..config import ExportError
+from ..export import ExportError, OtlpEncoding
 
 __all__ = ["OtlpExporter"]
 
@@ -82,18 +82,9 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class _Pending:
-    """The request bodies of one batch not yet delivered (a retry resends only these)."""
-
-    __slots__ = ("bodies", "spans")
-
-    def __init__(self, bodies: list[bytes], spans: int) -> None:
-        self.bodies = bodies
-        self.spans = spans
-
-
 class OtlpExporter:
-    """Export spans to ``{endpoint}/v1/traces`` over OTLP/HTTP.
+    """Export spans to ``{endpoint}/v1/traces`` over OTLP/HTTP. Declares the ``"otlp"`` export
+    format: the pipeline hands it request bodies the core encoded.
 
     >>> from instrumentation_sdk import configure
     >>> configure(exporter=OtlpExporter("http://collector:4318"))  # doctest: +SKIP
@@ -101,6 +92,8 @@ class OtlpExporter:
     Or, without a line of code: ``INSTRUMENTATION_SDK_EXPORTER=otlp`` and
     ``OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318``.
     """
+
+    export_format: Literal["otlp"] = "otlp"
 
     def __init__(
         self,
@@ -177,37 +170,29 @@ class OtlpExporter:
         self._connection: http.client.HTTPConnection | None = None
         self._pid = os.getpid()
         self._encode_value = msgspec.json.Encoder().encode
+        #: What the pipeline encodes each batch into for this exporter (``export_otlp``).
+        self.otlp_encoding = OtlpEncoding(
+            protocol="http/json" if protocol == "http/json" else "http/protobuf",
+            max_request_bytes=max_request_bytes,
+            resource_attributes=tuple(resource),
+            openinference=openinference,
+            service_name=self._resource_service,
+        )
 
     # -- the pipeline's side ---------------------------------------------------------------------
 
-    def encode_batch(
-        self, batch: _core.Batch, default_service: str, max_value_bytes: int
-    ) -> tuple[_Pending, int]:
-        """Encode a drained batch (the core does it, detached). Returns the pending requests
-        and how many values were truncated."""
-        if default_service == "unknown_service" and self._resource_service:
-            default_service = self._resource_service
-        bodies, truncated = _core.encode_otlp(
-            batch,
-            self.protocol,
-            default_service,
-            max_value_bytes,
-            self.max_request_bytes,
-            self.resource_attributes,
-            self.openinference,
-        )
-        if self.compression == "gzip":
-            bodies = [gzip.compress(body, compresslevel=6) for body in bodies]
-        return _Pending(bodies, len(batch)), truncated
-
-    def export_encoded(self, pending: _Pending) -> int:
-        """Send what is left of a batch; raise ``ExportError`` when a request failed (the ones
-        delivered before it are not sent again). Returns how many spans the backend rejected
-        in partial successes."""
+    def export_otlp(self, bodies: list[bytes]) -> int:
+        """Send request bodies (uncompressed; gzip is applied here when configured), removing
+        each from ``bodies`` once delivered, so a retry with the same list sends only the rest.
+        Raises ``ExportError`` when a request fails. Returns how many spans the backend
+        rejected in partial successes."""
         rejected = 0
-        while pending.bodies:
-            rejected += self._send(pending.bodies[0])
-            pending.bodies.pop(0)
+        while bodies:
+            body = bodies[0]
+            if self.compression == "gzip":
+                body = gzip.compress(body, compresslevel=6)
+            rejected += self._send(body)
+            bodies.pop(0)
         return rejected
 
     def export(self, batch: list[dict[str, Any]]) -> None:
@@ -215,22 +200,23 @@ class OtlpExporter:
         from an exporter that hands each batch to several others. Raises ``ExportError`` when
         a request fails, and ``ValueError``/``TypeError`` (naming the record and field) for a
         record that is not one. Values are sent whole: the pipeline bounds them when it builds
-        the records. (The pipeline itself sends through ``encode_batch``, without records.)"""
+        the records."""
         if not batch:
             return
+        plan = _core.ExportPlan(
+            self._resource_service or "unknown_service", sys.maxsize, sys.maxsize
+        )
+        encoding = self.otlp_encoding
         bodies, _ = _core.encode_otlp_records(
             batch,
             self._encode_value,
-            self.protocol,
-            self._resource_service or "unknown_service",
-            sys.maxsize,
-            self.max_request_bytes,
-            self.resource_attributes,
-            self.openinference,
+            plan,
+            encoding.protocol,
+            encoding.max_request_bytes,
+            list(encoding.resource_attributes),
+            encoding.openinference,
         )
-        if self.compression == "gzip":
-            bodies = [gzip.compress(body, compresslevel=6) for body in bodies]
-        self.export_encoded(_Pending(bodies, len(batch)))
+        self.export_otlp(list(bodies))
 
     def shutdown(self) -> None:
         """Close the kept-alive connection."""

@@ -37,6 +37,8 @@ from typing import Any, Final
 
 import msgspec
 
+from .. import _core
+
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
     "DB_ENV_VAR",
@@ -92,45 +94,30 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # nothing on the write path of successful spans.
         "CREATE INDEX spans_errors ON spans (start_time_unix_nano) WHERE status = 'error'",
     ),
+    # 2: span events and captured content (JSON text; NULL when capture is off).
+    (
+        "ALTER TABLE spans ADD COLUMN events TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE spans ADD COLUMN prompt TEXT",
+        "ALTER TABLE spans ADD COLUMN completion TEXT",
+    ),
 )
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_COLUMNS: Final = (
-    "span_id",
-    "trace_id",
-    "parent_span_id",
-    "name",
-    "model",
-    "provider",
-    "service_name",
-    "user_id",
-    "session_id",
-    "status",
-    "error_type",
-    "error_message",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "duration_ns",
-    "prompt_tokens",
-    "completion_tokens",
-    "metadata",
-)
+#: The record's fields from the core's table: (key, type, OTLP mapping, column).
+RECORD_FIELDS: Final = tuple(_core.record_fields())
+#: Columns computed from a record rather than copied: kept for the CLI's queries and indexes.
+DERIVED_COLUMNS: Final = ("duration_ns", "prompt_tokens", "completion_tokens")
+_COLUMNS: Final = (*(column for _key, _type, _otlp, column in RECORD_FIELDS), *DERIVED_COLUMNS)
 _INSERT: Final = (
     f"INSERT INTO spans ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
     "ON CONFLICT(span_id) DO NOTHING"
 )
-_REQUIRED_STR: Final = ("span_id", "trace_id", "name", "model", "status")
-_OPTIONAL_STR: Final = (
-    "parent_span_id",
-    "provider",
-    "service_name",
-    "user_id",
-    "session_id",
-    "error_type",
-    "error_message",
+#: Fields a stored row cannot lack (NOT NULL columns); the other str fields may be None.
+_REQUIRED: Final = frozenset(
+    {"span_id", "trace_id", "name", "model", "status", "start_time_unix_nano", "end_time_unix_nano"}
 )
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -260,9 +247,10 @@ def _encode_fallback(value: Any) -> Any:
 _encode_json: Callable[[Any], bytes] = msgspec.json.Encoder(enc_hook=_encode_fallback).encode
 
 
-def _encode_metadata(metadata: Mapping[str, Any]) -> str:
-    """JSON text of ``metadata``; odd values (non-str keys, objects JSON cannot hold, deep or
-    circular nesting) are stored as strings rather than failing the batch."""
+def _encode_metadata(metadata: Any) -> str:
+    """JSON text of ``metadata`` (or events, or captured content); odd values (non-str keys,
+    objects JSON cannot hold, deep or circular nesting) are stored as strings rather than
+    failing the batch."""
     try:
         return _encode_json(metadata).decode()
     except Exception:
@@ -294,54 +282,50 @@ def _token_column(metadata: Mapping[str, Any], key: str) -> int | None:
     return None
 
 
+def _column_value(key: str, type_: str, value: Any) -> str | int | None:
+    """One field of a record as its column's value; ``ValueError`` says what is wrong."""
+    text_types = ("trace_id", "span_id", "parent_span_id", "str", "str | None", "status")
+    if value is None and key not in _REQUIRED:
+        return "[]" if type_ == "events" else ("{}" if type_ == "metadata" else None)
+    if type_ in text_types:
+        if not isinstance(value, str):
+            allowed = "a str" if key in _REQUIRED else "a str or None"
+            raise ValueError(f"{key} must be {allowed}, got {type(value).__name__}")
+        return value
+    if type_ == "unix_nano":
+        if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{key} must be a 64-bit int, got {value!r}")
+        return value
+    if type_ == "metadata" and not isinstance(value, Mapping):
+        raise ValueError(f"metadata must be a dict, got {type(value).__name__}")
+    if type_ == "events" and not isinstance(value, list | tuple):
+        raise ValueError(f"events must be a list, got {type(value).__name__}")
+    return _encode_metadata(value)  # metadata, events, captured content: JSON text
+
+
 def _row(record: Mapping[str, Any]) -> Row:
-    """One record as the INSERT's parameters; ``ValueError`` names what is wrong."""
+    """One record as the INSERT's parameters, column by column of the core's field table;
+    ``ValueError`` names what is wrong."""
     if not isinstance(record, Mapping):
         raise ValueError(f"a span record must be a dict, got {type(record).__name__}")
     try:
-        for key in _REQUIRED_STR:
-            if not isinstance(record[key], str):
-                raise ValueError(f"{key} must be a str, got {type(record[key]).__name__}")
-        for key in _OPTIONAL_STR:
-            value = record.get(key)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"{key} must be a str or None, got {type(value).__name__}")
-        start = record["start_time_unix_nano"]
-        end = record["end_time_unix_nano"]
-        for key, value in (("start_time_unix_nano", start), ("end_time_unix_nano", end)):
-            if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
-                raise ValueError(f"{key} must be a 64-bit int, got {value!r}")
-        metadata = record.get("metadata")
-        if metadata is None:
-            metadata = {}
-        if not isinstance(metadata, Mapping):
-            raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
-        encoded = _encode_metadata(metadata)
+        values = [
+            _column_value(key, type_, record[key] if key in _REQUIRED else record.get(key))
+            for key, type_, _otlp, _column in RECORD_FIELDS
+        ]
     except KeyError as missing:
         raise ValueError(
             f"span record {record.get('span_id')!r} lacks the key {missing.args[0]!r}"
         ) from None
     except (ValueError, msgspec.EncodeError) as error:
         raise ValueError(f"span record {record.get('span_id')!r}: {error}") from None
+    metadata = record.get("metadata") or {}
+    start, end = record["start_time_unix_nano"], record["end_time_unix_nano"]
     return (
-        record["span_id"],
-        record["trace_id"],
-        record.get("parent_span_id"),
-        record["name"],
-        record["model"],
-        record.get("provider"),
-        record.get("service_name"),
-        record.get("user_id"),
-        record.get("session_id"),
-        record["status"],
-        record.get("error_type"),
-        record.get("error_message"),
-        start,
-        end,
+        *values,
         end - start,
         _token_column(metadata, "prompt_tokens"),
         _token_column(metadata, "completion_tokens"),
-        encoded,
     )
 
 

@@ -1,0 +1,80 @@
+//! The built-in processors as Python objects (`RustProcessor`), and the flusher's plan for a
+//! pipeline (`ExportPlan`): the processors to run in the core and the bounds on each record.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::processor::{DropKeys, Processor, Sample};
+use crate::record::Limits;
+
+/// A processor that runs in the Rust core, on the flusher thread, with the interpreter detached.
+/// Made by ``instrumentation_sdk.processors.sample(...)`` and ``drop_keys(...)``.
+#[pyclass(frozen, module = "instrumentation_sdk.processors")]
+pub struct RustProcessor {
+    pub(crate) inner: Arc<dyn Processor>,
+    description: String,
+}
+
+#[pymethods]
+impl RustProcessor {
+    /// Keep the share ``ratio`` (0.0 to 1.0) of traces, decided by the trace id.
+    #[staticmethod]
+    fn sample(ratio: f64) -> PyResult<Self> {
+        let sample = Sample::new(ratio).map_err(PyValueError::new_err)?;
+        Ok(RustProcessor {
+            description: format!("sample({})", sample.ratio()),
+            inner: Arc::new(sample),
+        })
+    }
+
+    /// Remove these metadata keys (and event attributes of these names).
+    #[staticmethod]
+    fn drop_keys(keys: Vec<String>) -> Self {
+        let drop = DropKeys::new(keys);
+        RustProcessor {
+            description: format!("drop_keys({:?})", drop.keys()),
+            inner: Arc::new(drop),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("RustProcessor.{}", self.description)
+    }
+}
+
+/// What the flusher does to each batch in the core: run these processors, then encode records
+/// within these bounds, with this service name for spans that set none.
+#[pyclass(frozen, module = "instrumentation_sdk._core")]
+pub struct ExportPlan {
+    pub(crate) processors: Vec<Arc<dyn Processor>>,
+    pub(crate) limits: Limits,
+    pub(crate) default_service: String,
+}
+
+#[pymethods]
+impl ExportPlan {
+    #[new]
+    #[pyo3(signature = (default_service, max_value_bytes, max_content_bytes, processors = Vec::new()))]
+    fn new(
+        default_service: String,
+        max_value_bytes: usize,
+        max_content_bytes: usize,
+        processors: Vec<PyRef<'_, RustProcessor>>,
+    ) -> Self {
+        ExportPlan {
+            processors: processors.iter().map(|p| Arc::clone(&p.inner)).collect(),
+            limits: Limits {
+                max_value_bytes,
+                max_content_bytes,
+            },
+            default_service,
+        }
+    }
+
+    #[getter]
+    fn default_service(&self) -> &str {
+        &self.default_service
+    }
+}
