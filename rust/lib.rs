@@ -31,6 +31,8 @@ mod _core {
         encode_otlp, encode_otlp_records, install_otel_parent_hook, otlp_partial_success,
     };
     #[pymodule_export]
+    use crate::py::preload::{preload_encodings, wait_for_preload};
+    #[pymodule_export]
     use crate::py::sink::{orphaned_spans, Batch, SpanSink};
     #[pymodule_export]
     use crate::py::span::{Ready, SpanCore};
