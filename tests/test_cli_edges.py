@@ -96,6 +96,15 @@ def test_a_too_long_model_is_refused_as_the_service_refuses_it() -> None:
     assert "256" in result.stderr
 
 
+def test_messages_are_checked_as_the_service_checks_them() -> None:
+    result = run("count", "--messages", "-", stdin='[{"role": 5, "content": "hi"}]')
+    assert result.returncode == 2, result
+    assert result.stderr.strip() == (
+        "instrumentation-sdk count: error: <stdin>: $[0].role: `role` must be a string, "
+        "got a number"
+    )
+
+
 @pytest.mark.parametrize("window", ["-1h", "-30m"])
 def test_a_negative_since_is_explained(tmp_path: Path, window: str) -> None:
     for command in ("spans", "stats"):

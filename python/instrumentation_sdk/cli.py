@@ -16,6 +16,8 @@ import msgspec
 from . import __version__
 from .cli_serve import SERVE_COMMANDS, add_serve_command, run_serve_command
 from .cli_store import STORE_COMMANDS, add_store_commands, run_store_command
+from .server.errors import ApiError
+from .server.messages import check_messages
 from .server.schemas import MAX_MODEL_NAME_CHARS
 from .tokens import DEFAULT_MODEL, Prompt, TokenCount, count_tokens
 
@@ -155,6 +157,11 @@ def _prompt(label: str, text: str, messages: bool) -> Prompt:
         raise CliError(f"{label}: --messages expects a JSON list of messages: {error}") from None
     if not isinstance(value, list):
         raise CliError(f"{label}: --messages expects a JSON list, got {type(value).__name__}")
+    if all(isinstance(message, dict) for message in value):  # else count_tokens names it
+        try:
+            check_messages(value, "$")  # the service's rule for the fields, and its wording
+        except ApiError as error:
+            raise CliError(f"{label}: {error.field}: {error.detail}") from None
     return value
 
 
