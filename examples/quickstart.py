@@ -17,7 +17,8 @@ import contextlib
 import random
 from dataclasses import dataclass
 
-from instrumentation_sdk import flush, llm_span, llm_span_with_tokens, stats
+from instrumentation_sdk import flush, get_settings, llm_span, llm_span_with_tokens, stats
+from instrumentation_sdk.exporters.sqlite import default_db_path
 
 
 @dataclass
@@ -136,4 +137,7 @@ if __name__ == "__main__":
         f"recorded {figures['produced']} spans: {figures['exported']} exported, "
         f"{figures['dropped']} dropped"
     )
+    settings = get_settings()
+    if settings.exporter == "sqlite":
+        print(f"stored in {settings.sqlite_path or default_db_path()}")
     print("now run: instrumentation-sdk spans --last 10   and   instrumentation-sdk stats")

@@ -30,6 +30,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::otlp::{encode_otlp, encode_otlp_records, otlp_partial_success};
     #[pymodule_export]
+    use crate::py::preload::{preload_encodings, wait_for_preload};
+    #[pymodule_export]
     use crate::py::processor::{ExportPlan, RustProcessor};
     #[pymodule_export]
     use crate::py::record::{encode_jsonl_records, record_fields, standard_metadata_keys};

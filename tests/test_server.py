@@ -283,6 +283,19 @@ def test_messages(client: httpx.Client) -> None:
     assert client.post(COUNT, json={"messages": []}).json() == expected([])
 
 
+def test_messages_of_a_whole_openai_request_are_accepted(client: httpx.Client) -> None:
+    """Validation refuses wrong types, not OpenAI's own shapes: a tool call's null content,
+    non-text parts, extra fields."""
+    messages = [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ]
+    response = client.post(COUNT, json={"messages": messages})
+    assert response.status_code == 200, response.text
+    assert response.json() == expected(messages)
+
+
 def test_unknown_model_gets_the_heuristic(client: httpx.Client) -> None:
     prompt = "The quick brown fox jumps over the lazy dog. " * 10
     body = client.post(COUNT, json={"prompt": prompt, "model": "claude-3-opus"}).json()
@@ -436,6 +449,45 @@ BAD_SHAPE = [
     pytest.param(COUNT, {"messages": "Hello"}, "$.messages", id="messages-str"),
     pytest.param(COUNT, {"messages": [5]}, "$.messages[0]", id="message-int"),
     pytest.param(COUNT, {"prompt": "a", "messages": []}, "$.messages", id="both"),
+    pytest.param(
+        COUNT, {"messages": [{"role": 5, "content": "hi"}]}, "$.messages[0].role", id="role-int"
+    ),
+    pytest.param(
+        COUNT,
+        {"messages": [{"role": "user", "content": "hi"}, {"role": None, "content": "x"}]},
+        "$.messages[1].role",
+        id="role-null",
+    ),
+    pytest.param(
+        COUNT,
+        {"messages": [{"role": "user", "name": ["bob"], "content": "hi"}]},
+        "$.messages[0].name",
+        id="name-list",
+    ),
+    pytest.param(
+        COUNT,
+        {"messages": [{"role": "user", "content": 42}]},
+        "$.messages[0].content",
+        id="content-int",
+    ),
+    pytest.param(
+        COUNT,
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": 7}]}]},
+        "$.messages[0].content[0].text",
+        id="part-text-int",
+    ),
+    pytest.param(
+        COUNT,
+        {"messages": [{"role": "user", "content": ["hi"]}]},
+        "$.messages[0].content[0]",
+        id="part-str",
+    ),
+    pytest.param(
+        BATCH,
+        {"items": [{"prompt": "a"}, {"messages": [{"role": 5, "content": "hi"}]}]},
+        "$.items[1].messages[0].role",
+        id="batch-role-int",
+    ),
     pytest.param(COUNT, {"prompt": "a", "model": 4}, "$.model", id="model-int"),
     pytest.param(COUNT, {"prompt": "a", "model": ""}, "$.model", id="model-empty"),
     pytest.param(COUNT, {"prompt": "a", "model": "m" * 257}, "$.model", id="model-long"),

@@ -9,31 +9,92 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn, cast
 
 import msgspec
 
 from . import __version__
 from .cli_serve import SERVE_COMMANDS, add_serve_command, run_serve_command
 from .cli_store import STORE_COMMANDS, add_store_commands, run_store_command
+from .server.errors import ApiError
+from .server.messages import check_messages
+from .server.schemas import MAX_MODEL_NAME_CHARS
 from .tokens import DEFAULT_MODEL, Prompt, TokenCount, count_tokens
 
 __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+
+#: Options whose value may start with "-" (argparse would take ``-1h`` for an option and answer
+#: "expected one argument"; given to the command, it gets a message that explains).
+_DASH_VALUE_OPTIONS = frozenset({"--since"})
 
 
 class CliError(Exception):
     """A problem with the command's input, reported in one line with exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr, from the (sub-)command
+    that owns them, with a hint instead of the whole usage; exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {text} (see '{self.prog} --help')\n")
+
+
+def _join_dash_values(argv: Sequence[str]) -> list[str]:
+    """``--since -1h`` as ``--since=-1h``, so the command sees the value (and explains it)."""
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if (
+            arg in _DASH_VALUE_OPTIONS
+            and following
+            and following.startswith("-")
+            and following != "-"
+        ):
+            joined.append(f"{arg}={following}")
+            index += 2
+            continue
+        joined.append(arg)
+        index += 1
+    return joined
+
+
+def parse_command_line(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Parse ``argv``; an argument the sub-command does not know is reported by that
+    sub-command (its usage), not by the top-level parser."""
+    args, extras = parser.parse_known_args(
+        _join_dash_values(sys.argv[1:] if argv is None else argv)
+    )
+    if extras:
+        owner = parser
+        command = getattr(args, "command", None)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                owner = action.choices[command]
+        owner.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="instrumentation-sdk",
         description="Observe LLM calls: count prompt tokens locally, exactly.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Sub-commands are OneLineParsers too (argparse makes them of the parent's class).
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
 
     count = commands.add_parser(
         "count",
@@ -96,10 +157,24 @@ def _prompt(label: str, text: str, messages: bool) -> Prompt:
         raise CliError(f"{label}: --messages expects a JSON list of messages: {error}") from None
     if not isinstance(value, list):
         raise CliError(f"{label}: --messages expects a JSON list, got {type(value).__name__}")
+    if all(isinstance(message, dict) for message in value):  # else count_tokens names it
+        try:
+            check_messages(value, "$")  # the service's rule for the fields, and its wording
+        except ApiError as error:
+            raise CliError(f"{label}: {error.field}: {error.detail}") from None
     return value
 
 
+def _check_model(model: str) -> None:
+    """The service's rule for a model name (it answers 422 otherwise)."""
+    if not model:
+        raise CliError("--model must not be empty: give a model name such as gpt-4o")
+    if len(model) > MAX_MODEL_NAME_CHARS:
+        raise CliError(f"--model is longer than {MAX_MODEL_NAME_CHARS} characters")
+
+
 def _count(args: argparse.Namespace) -> int:
+    _check_model(args.model)
     results: list[tuple[str, TokenCount]] = []
     for label, text in _read_sources(args):
         try:
@@ -133,8 +208,20 @@ def _count(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit status (130 after Ctrl-C, with one line)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        try:
+            sys.stderr.write("instrumentation-sdk: interrupted\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = parse_command_line(_parser(), argv)
     if args.command in STORE_COMMANDS:
         return run_store_command(args)
     if args.command in SERVE_COMMANDS:

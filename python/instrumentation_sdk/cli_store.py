@@ -82,6 +82,11 @@ def add_store_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     spans.add_argument("--errors", action="store_true", help="only spans that ended in an error")
     spans.add_argument("--since", metavar="WINDOW", help=since_help)
     spans.add_argument("--json", action="store_true", help="print one JSON list of records")
+    spans.add_argument(
+        "--tree",
+        action="store_true",
+        help="show each trace as a tree: children indented under their parent, in start order",
+    )
     spans.add_argument("--db", metavar="PATH", help=db_help)
 
     stats = subparsers.add_parser(
@@ -141,6 +146,12 @@ def _error(command: str, message: str) -> None:
 def _since_ns(text: str | None) -> int | None:
     if text is None:
         return None
+    if text.strip().startswith("-"):
+        window = text.strip()[1:]
+        raise _UsageError(
+            f"--since is a look-back window, never negative: --since {window} means spans that "
+            f"started within the last {window}, got {text!r}"
+        )
     try:
         return time.time_ns() - parse_since(text)
     except ValueError as error:
@@ -160,6 +171,8 @@ def _last(text: str | None, trace: str | None) -> int | None:
 
 
 def _spans(args: argparse.Namespace) -> int:
+    if getattr(args, "tree", False) and args.json:
+        raise _UsageError("--tree and --json do not go together (--json has parent_span_id)")
     last = _last(args.last, args.trace)
     since_ns = _since_ns(args.since)
     with open_store(args.db) as store:
@@ -183,11 +196,50 @@ def _spans(args: argparse.Namespace) -> int:
         else:
             _write(f"no spans match ({total} in {store.path})\n")
         return EXIT_OK
+    if getattr(args, "tree", False):
+        _write(_tree(records))
+        return EXIT_OK
     headers = ["TIME", "TRACE", "SPAN", "MODEL", "PROVIDER", "STATUS", "MS", "PROMPT", "COMPL"]
     headers.append("ERROR")
     rows = [_span_row(record) for record in records]
     _write(_table(headers, rows, right={"MS", "PROMPT", "COMPL"}))
     return EXIT_OK
+
+
+def _tree(records: list[dict[str, Any]]) -> str:
+    """The spans of each trace (newest trace first) as a tree: a span's children are indented
+    under it, oldest first. A span whose parent is not among ``records`` (cut off by ``--last``
+    or ``--since``, or from another process's trace) is shown as a root of its trace."""
+    traces: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        traces.setdefault(record["trace_id"], []).append(record)
+    headers = ["TIME", "TRACE", "SPAN", "NAME", "MODEL", "SERVICE", "STATUS", "MS", "PROMPT"]
+    headers += ["COMPL", "ERROR"]
+    rows: list[list[str]] = []
+    for spans in traces.values():
+        ids = {span["span_id"] for span in spans}
+        children: dict[str | None, list[dict[str, Any]]] = {}
+        for span in sorted(spans, key=lambda r: (r["start_time_unix_nano"], r["span_id"])):
+            parent = span["parent_span_id"] if span["parent_span_id"] in ids else None
+            children.setdefault(parent, []).append(span)
+        # Depth first, iteratively: a deep (or cyclic, in a hand-edited store) chain is fine.
+        stack = [(span, 0) for span in reversed(children.get(None, []))]
+        seen: set[str] = set()
+        while stack:
+            span, depth = stack.pop()
+            if span["span_id"] in seen:
+                continue
+            seen.add(span["span_id"])
+            row = _span_row(span)
+            # Single spaces only: table cells are put on one line with runs of spaces squeezed.
+            indent = "· " * (depth - 1) + "└─ " if depth else ""
+            rows.append(
+                [*row[:3], indent + span["name"], row[3], span["service_name"] or "-", *row[5:]]
+            )
+            stack.extend(
+                (child, depth + 1) for child in reversed(children.get(span["span_id"], []))
+            )
+    return _table(headers, rows, right={"MS", "PROMPT", "COMPL"})
 
 
 def _span_row(record: dict[str, Any]) -> list[str]:

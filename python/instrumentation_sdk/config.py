@@ -75,6 +75,8 @@ class Settings:
         _check_field("exporter", self.exporter)
         _check_field("processors", self.processors)
         _check_field("capture_content", self.capture_content)
+        if self.sqlite_path is not None:
+            _check_field("sqlite_path", self.sqlite_path)
         if self.batch_size > self.buffer_capacity:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must not exceed buffer_capacity "
@@ -115,6 +117,9 @@ def _check_field(name: str, value: object) -> None:
                 f"{name} must be a number of seconds above 0 and at most {MAX_SECONDS:g}, "
                 f"got {value!r}"
             )
+    elif name == "sqlite_path":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"sqlite_path must be a non-empty str or os.PathLike, got {value!r}")
     elif name == "service_name":
         if not isinstance(value, str) or not value:
             raise ValueError(f"service_name must be a non-empty str, got {value!r}")

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import msgspec
@@ -34,7 +35,7 @@ import msgspec
 from . import _core
 from .config import Processor, Settings, settings_from_env
 from .export import Exporter, ExportError, OtlpEncoding, export_format
-from .tokens import token_cache_stats
+from .tokens import DEFAULT_MODEL, token_cache_stats
 
 __all__ = ["configure", "flush", "get_settings", "shutdown", "stats"]
 
@@ -43,6 +44,16 @@ logger = logging.getLogger("instrumentation_sdk")
 #: A ``Retry-After`` longer than this is not waited for: the batch is dropped (and counted)
 #: rather than held up, or sent early against the backend's wish.
 MAX_RETRY_AFTER = 30.0
+
+#: After an export failure is logged, later ones of the same exporter and kind are counted and
+#: summed up in one line at most this often (seconds), with the latest cause.
+EXPORT_FAULT_SUMMARY_INTERVAL = 60.0
+
+#: The longest cause (exception type and message) kept and logged for an export failure.
+MAX_CAUSE_CHARS = 500
+
+_monotonic = time.monotonic  # the export-fault summaries' clock (tests stand in a fake one)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class _NullExporter:
@@ -71,27 +82,110 @@ def _build_exporter(settings: Settings) -> Exporter:
     return _NullExporter()
 
 
+class _ExportReport:
+    """When one exporter's failures of one kind were last logged, and how many since."""
+
+    __slots__ = ("logged_at", "since")
+
+    def __init__(self, logged_at: float) -> None:
+        self.logged_at = logged_at
+        self.since = 0
+
+
+#: What an export failure of each kind did, for the log: (first occurrence, summary of more).
+_EXPORT_FAULT_LINES = {
+    "export": (
+        "{exporter} failed to export a batch: {cause} (retried within export_retries; later "
+        "failures are counted in stats() and summed up here at most once a minute)",
+        "{exporter}: {more} more failed export attempts since the last report {elapsed:.0f} s "
+        "ago; latest cause: {cause}",
+    ),
+    "export_dropped": (
+        "{exporter} dropped a batch after its export retries failed; last cause: {cause}",
+        "{exporter}: {more} more batches dropped after their retries since the last report "
+        "{elapsed:.0f} s ago; latest cause: {cause}",
+    ),
+    "export_rejected": (
+        "{exporter} rejected a batch for good (not retried): {cause}",
+        "{exporter}: {more} more batches rejected for good since the last report "
+        "{elapsed:.0f} s ago; latest cause: {cause}",
+    ),
+}
+
+
 class _Faults:
-    """Counts the SDK's own faults by kind and logs each kind once per process."""
+    """Counts the SDK's own faults by kind and logs each kind once per process; export
+    failures once per exporter and kind, then in a summary at most once a minute."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.warned: set[str] = set()
+        self.last_export_error: dict[str, str] = {}  # exporter class name -> "Type: message"
+        self.export_reports: dict[tuple[str, str], _ExportReport] = {}
 
-    def note(self, kind: str, message: str, *, count: bool = True) -> None:
+    def note(self, kind: str, message: str, *, count: bool = True, site: bool = False) -> None:
         with self.lock:
             if count:
                 self.counts[kind] += 1
             first = kind not in self.warned
             self.warned.add(kind)
         if first:  # logging reports its own failures (Handler.handleError); it never raises
+            where = _call_site() if site else None
             logger.warning(
-                "instrumentation-sdk: %s (further %r events are counted in stats(), not logged)",
+                "instrumentation-sdk: %s (%sfurther %r events are counted in stats(), not logged)",
                 message,
+                f"at {where}; " if where else "",
                 kind,
                 exc_info=sys.exc_info()[0] is not None,
             )
+
+    def note_export(self, exporter: str, kind: str, cause: str) -> None:
+        """Count an export failure of ``kind`` (a key of ``_EXPORT_FAULT_LINES``) and keep its
+        cause; log it if it is the first of its exporter and kind, or sum up the ones since
+        the last line if that was at least ``EXPORT_FAULT_SUMMARY_INTERVAL`` ago."""
+        now = _monotonic()
+        first, summary = _EXPORT_FAULT_LINES[kind]
+        line = None
+        with self.lock:
+            self.counts[kind] += 1
+            self.last_export_error[exporter] = cause
+            report = self.export_reports.get((exporter, kind))
+            if report is None:
+                self.export_reports[(exporter, kind)] = _ExportReport(now)
+                line = first.format(exporter=exporter, cause=cause)
+            else:
+                report.since += 1
+                elapsed = now - report.logged_at
+                if elapsed >= EXPORT_FAULT_SUMMARY_INTERVAL:
+                    line = summary.format(
+                        exporter=exporter, more=report.since, elapsed=elapsed, cause=cause
+                    )
+                    report.logged_at, report.since = now, 0
+        if line is not None:
+            logger.warning("instrumentation-sdk: %s", line)
+
+
+def _describe(error: BaseException) -> str:
+    """``"RuntimeError: backend down"``: an export failure's cause, on one bounded line."""
+    try:
+        message = str(error)
+    except Exception:
+        message = "<str() of the exception failed>"
+    cause = type(error).__name__ + (f": {message}" if message else "")
+    cause = " ".join(cause.split())
+    return cause if len(cause) <= MAX_CAUSE_CHARS else cause[: MAX_CAUSE_CHARS - 3] + "..."
+
+
+def _call_site() -> str | None:
+    """The innermost frame outside this package: where the application called into the SDK."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if not code.co_filename.startswith(_PACKAGE_DIR):
+            return f"{code.co_filename}:{frame.f_lineno} in {code.co_name}"
+        frame = frame.f_back
+    return None
 
 
 class Pipeline:
@@ -141,6 +235,7 @@ class Pipeline:
         )
         self._thread.start()
         self.sink.activate()
+        _preload_default_encoding()
 
     @property
     def closed(self) -> bool:
@@ -385,6 +480,9 @@ class Pipeline:
         An ``ExportError`` may forbid retrying or ask for a least wait (``retry_after``)."""
         settings = self.settings
         attempts = settings.export_retries + 1
+        exporter = type(self.exporter).__name__
+        # The core's append failure names the file and the OS error: an OSError in Python.
+        cause = f"OSError: {first_error}" if first_error else "unknown error"
         for attempt in range(attempts):
             retry_after = None
             if attempt or first_error is None:
@@ -392,16 +490,17 @@ class Pipeline:
                     send()
                     return True
                 except ExportError as error:
+                    cause = _describe(error)
                     if not error.retryable:
                         self.counts["export_errors"] += 1
                         self.counts["export_rejected"] += 1
-                        note_fault("export_rejected", f"the exporter rejected a batch: {error}")
+                        _faults.note_export(exporter, "export_rejected", cause)
                         return False
                     retry_after = error.retry_after
-                except BaseException:
-                    pass
+                except BaseException as error:
+                    cause = _describe(error)
             self.counts["export_errors"] += 1
-            note_fault("export", f"{type(self.exporter).__name__} failed to export a batch")
+            _faults.note_export(exporter, "export", cause)
             if attempt == attempts - 1:
                 break
             delay = min(settings.retry_backoff_max, settings.retry_backoff * 2**attempt)
@@ -413,7 +512,7 @@ class Pipeline:
             self.counts["retries"] += 1
             if self._abort.wait(delay):
                 break
-        note_fault("export_dropped", "a batch was dropped after its export retries failed")
+        _faults.note_export(exporter, "export_dropped", cause)
         return False
 
     # -- control ---------------------------------------------------------------------------------
@@ -487,6 +586,37 @@ def note_fault(kind: str, message: str) -> None:
     _faults.note(kind, message)
 
 
+#: Span faults reported where no call of the application is on the stack (a span collected by
+#: the garbage collector): logged without a call site.
+_FAULTS_WITHOUT_SITE = frozenset({"not_ended"})
+
+
+def note_span_fault(kind: str, message: str) -> None:
+    """``note_fault`` for the span code (the core's hook): the first of each kind is logged
+    with the application's call site, e.g. the line that exited a span out of order."""
+    _faults.note(kind, message, site=kind not in _FAULTS_WITHOUT_SITE)
+
+
+_preload_started = False
+
+
+def _preload_default_encoding() -> None:
+    """Start loading the default model's encoding in the background (once per process), so
+    the first ``llm_span_with_tokens`` does not spend ~0.2 s loading it on a request thread.
+    The core loads it on a thread of its own; a count that needs it meanwhile waits for that
+    load rather than starting another, and a ``fork()`` waits for it to finish."""
+    global _preload_started
+    if _preload_started:
+        return
+    _preload_started = True
+    try:
+        encoding = _core.encoding_for_model(DEFAULT_MODEL)
+        if encoding is not None:
+            _core.preload_encodings([encoding])
+    except Exception:  # no thread to be had: the first count loads it, as without a preload
+        note_fault("preload", "loading the default encoding in the background failed")
+
+
 def _pipeline() -> Pipeline:
     global _active
     with _lock:
@@ -527,6 +657,7 @@ def configure(
     service_name: str | None = None,
     export_retries: int | None = None,
     exit_timeout: float | None = None,
+    sqlite_path: str | os.PathLike[str] | None = None,
     processors: list[Processor] | tuple[Processor, ...] | None = None,
     capture_content: bool | None = None,
     max_content_bytes: int | None = None,
@@ -537,14 +668,14 @@ def configure(
     Unset arguments take their ``INSTRUMENTATION_SDK_*`` environment value or the default.
     ``exporter`` is an object with ``export(batch)`` or one of ``"sqlite"`` (default: the local
     store), ``"jsonl"``, ``"console"``, ``"memory"``, ``"otlp"`` (``OtlpExporter()`` from the
-    ``OTEL_*`` variables), ``"none"``. ``processors`` run on the flusher on each finished span
-    (built-in ones from ``instrumentation_sdk.processors`` first, then callables taking a record
-    and returning it or ``None`` to drop it). ``capture_content=True`` records prompts and
-    completions (bounded by ``max_content_bytes``); it wins over the variables
-    ``INSTRUMENTATION_SDK_CAPTURE_CONTENT`` and
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
-    Raises ``ValueError`` for a bad value (``TypeError`` for an unknown keyword), leaving the
-    running pipeline untouched.
+    ``OTEL_*`` variables), ``"none"``. ``sqlite_path`` is where ``"sqlite"`` keeps the store
+    (default: ``$INSTRUMENTATION_SDK_DB``, else the per-user data directory). ``processors`` run
+    on the flusher on each finished span (built-in ones from ``instrumentation_sdk.processors``
+    first, then callables taking a record and returning it or ``None`` to drop it).
+    ``capture_content=True`` records prompts and completions (bounded by ``max_content_bytes``);
+    it wins over the variables ``INSTRUMENTATION_SDK_CAPTURE_CONTENT`` and
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. Raises ``ValueError`` for a bad value
+    and ``TypeError`` for an unknown keyword, leaving the running pipeline untouched.
 
     >>> from instrumentation_sdk.exporters import InMemoryExporter
     >>> configure(exporter=InMemoryExporter(), batch_size=64, flush_interval=0.5)
@@ -561,6 +692,7 @@ def configure(
             ("service_name", service_name),
             ("export_retries", export_retries),
             ("exit_timeout", exit_timeout),
+            ("sqlite_path", _path_setting(sqlite_path)),
             ("processors", None if processors is None else tuple(processors)),
             ("capture_content", capture_content),
             ("max_content_bytes", max_content_bytes),
@@ -580,6 +712,11 @@ def configure(
             _retired.append(old)
     if old is not None:
         old.shutdown(old.settings.exit_timeout)  # outside the lock: spans keep flowing to `new`
+
+
+def _path_setting(path: object) -> object:
+    """A path-like setting as a str (validated with the others); anything else as given."""
+    return os.fspath(path) if isinstance(path, os.PathLike) else path
 
 
 def get_settings() -> Settings:
@@ -620,7 +757,9 @@ def stats() -> dict[str, Any]:
     ``repr``; ``export_errors`` failed export calls, ``retries`` the retries among them,
     ``export_rejected`` batches refused for good (e.g. an HTTP 400: not retried);
     ``rejected_spans`` spans a backend delivered to refused (OTLP partial success);
-    ``span_faults`` the SDK's own swallowed faults (by kind in ``faults``).
+    ``span_faults`` the SDK's own swallowed faults (by kind in ``faults``: export failures,
+    span misuse such as ``exit_order``, ...); ``last_export_error`` the cause of each
+    exporter's latest failure (``{"SqliteExporter": "OperationalError: ..."}``).
     """
     with _lock:
         current = _running()
@@ -633,6 +772,7 @@ def stats() -> dict[str, Any]:
     figures["produced"] += orphaned
     with _faults.lock:
         faults = dict(_faults.counts)
+        last_export_error = dict(_faults.last_export_error)
     dropped_kinds = (
         "dropped_buffer_full",
         "dropped_export_failed",
@@ -661,6 +801,7 @@ def stats() -> dict[str, Any]:
     result["events_dropped"] = _core.events_dropped() - _events_dropped_before
     result["span_faults"] = sum(faults.values())
     result["faults"] = faults
+    result["last_export_error"] = last_export_error
     result["export_path"] = current.path if current is not None else None
     result["token_cache"] = token_cache_stats()
     return result

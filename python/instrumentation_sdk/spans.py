@@ -98,5 +98,8 @@ def _install_otel_parent_hook() -> None:
 
 _install_otel_parent_hook()
 _core.install_span_hooks(
-    _current, pipeline.start_default_pipeline, pipeline.after_fork_in_child, pipeline.note_fault
+    _current,
+    pipeline.start_default_pipeline,
+    pipeline.after_fork_in_child,
+    pipeline.note_span_fault,
 )

@@ -80,18 +80,28 @@ def encoding_for_model(model: str) -> str | None:
 def warmup(models: str | Iterable[str] = ("gpt-4o", "gpt-4")) -> dict[str, float]:
     """Load the encodings that ``models`` use now, so the first request does not pay for it.
 
-    Returns the seconds spent loading each encoding in this call (``0.0`` when it was already
-    loaded). Models without an encoding need nothing loaded and are skipped.
+    ``models`` are model names or encoding names (``"o200k_base"``). Returns the seconds spent
+    loading each encoding in this call (``0.0`` when it was already loaded; a load already
+    under way on another thread, such as the pipeline's background load of the default
+    encoding, is waited for). A name with no encoding to load (a model that is only ever
+    estimated, or a typo) raises ``ValueError`` naming it, before anything is loaded.
 
     >>> sorted(warmup(["gpt-4o"]))
     ['o200k_base']
     """
     if isinstance(models, str):
         models = (models,)
+    names = _core.encoding_names()
     encodings: list[str] = []
     for model in models:
-        encoding = _core.encoding_for_model(model)
-        if encoding is not None and encoding not in encodings:
+        encoding = model if model in names else _core.encoding_for_model(model)
+        if encoding is None:
+            raise ValueError(
+                f"warmup: no encoding to load for {model!r}: it is neither a model in "
+                f"tiktoken's table nor an encoding name ({', '.join(names)}); other models "
+                "are estimated and need nothing loaded"
+            )
+        if encoding not in encodings:
             encodings.append(encoding)
     return dict(_core.warmup_encodings(encodings))
 

@@ -6,6 +6,7 @@ pub mod error;
 pub mod fastcall;
 pub mod jsonl;
 pub mod otlp;
+pub mod preload;
 pub mod processor;
 pub mod prompt;
 pub mod record;

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pyo3::prelude::*;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyList, PyString};
 
-use super::context::{fault, otel_parent, HOOKS};
+use super::context::{fault, otel_parent, Hooks, HOOKS};
 use super::prompt::Prompt;
 use super::record::{events_list, metadata_dict, record_dict};
 use super::sink::{submit, Finished};
@@ -102,6 +103,9 @@ struct SpanState {
     clock: Option<Clock>,
     /// Set by the first `__enter__` (before its clock starts), so a second one does nothing.
     entered: bool,
+    /// `__enter__` calls not yet matched by an `__exit__`: the span ends when the first entry's
+    /// exit brings this back to 0; more than one is misuse (entered twice, or re-entered).
+    depth: u32,
     token: Option<Py<PyAny>>,
 }
 
@@ -218,6 +222,7 @@ impl SpanCore {
             prompt,
             clock: None,
             entered: false,
+            depth: 0,
             token: None,
         };
         if let Some(parent) = parent.filter(|p| !p.is_none()) {
@@ -573,6 +578,33 @@ impl SpanCore {
         .map(|(d, _)| d)
     }
 
+    /// The references the garbage collector must see: a token refers to the context it was set
+    /// in, which refers back to this span while it is current there (a cycle once that context
+    /// is dropped with the span never exited). `try_lock`: a span busy on another thread is
+    /// simply not traversed this round.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Ok(state) = self.state.try_lock() else {
+            return Ok(());
+        };
+        for object in [&state.token, &state.parent, &state.prompt]
+            .into_iter()
+            .flatten()
+        {
+            visit.call(object)?;
+        }
+        for object in &state.objects {
+            visit.call(object)?;
+        }
+        Ok(())
+    }
+
+    /// Breaks a cycle through the context (see `__traverse__`); the span's data is kept, so a
+    /// span collected without being ended can still be reported (`Drop`).
+    fn __clear__(&self) {
+        let token = self.lock().token.take();
+        drop(token);
+    }
+
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         let py = slf.py();
         guarded(py, "entering a span", (), || {
@@ -631,9 +663,15 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
     let (explicit_parent, prompt, model) = {
         let mut state = span.lock();
         if state.started() || state.ended {
-            return Ok(()); // entered twice: the first entry counts
+            // The first entry counts; this one only has to be matched by its own exit.
+            state.depth += 1;
+            let ended = state.ended;
+            drop(state);
+            misuse_on_enter(py, ended);
+            return Ok(());
         }
         state.entered = true;
+        state.depth = 1;
         let model = state.prompt.is_some().then(|| state.data.model.clone());
         let parent = state.parent.as_ref().map(|p| p.clone_ref(py));
         (parent, state.prompt.take(), model)
@@ -748,9 +786,15 @@ fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
     let error = exc.map(error_of);
     let (finished, token) = {
         let mut state = slf.get().lock();
-        if state.ended {
+        if state.ended || state.depth != 1 {
+            let misuse = exit_misuse(&mut state);
+            drop(state);
+            if let Some((kind, message)) = misuse {
+                fault(py, kind, message);
+            }
             return;
         }
+        state.depth = 0;
         let started = state.clock;
         let data = state.data_mut();
         let clock = started.unwrap_or_else(|| {
@@ -776,9 +820,155 @@ fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
         (Finished { data, objects }, state.token.take())
     };
     if let (Some(token), Some(hooks)) = (token.filter(|t| !t.is_none(py)), HOOKS.get(py)) {
-        // ValueError: exited in another context than it was entered in (another task); that
-        // context keeps its own value, so there is nothing to undo here.
-        let _ = hooks.current.reset(token.bind(py));
+        restore_context(py, hooks, slf.as_any(), token.bind(py));
     }
     submit(py, finished);
+}
+
+/// Counts an `__enter__` of a span that is open (`ended == false`) or has ended; either way the
+/// span's first entry stands and the context is not changed.
+fn misuse_on_enter(py: Python<'_>, ended: bool) {
+    if ended {
+        fault(
+            py,
+            "reentered",
+            "a span that has ended was entered again; ignored (make a new span per call)",
+        );
+    } else {
+        fault(
+            py,
+            "entered_twice",
+            "a span was entered while already open; it ends when its outermost entry exits",
+        );
+    }
+}
+
+/// An `__exit__` that does not end the span: the inner exit of a second entry (nothing to
+/// report; the entry was counted), or misuse to count. Called with the span's state locked.
+fn exit_misuse(state: &mut SpanState) -> Option<(&'static str, &'static str)> {
+    if state.depth > 0 {
+        state.depth -= 1;
+        return None;
+    }
+    Some(if state.ended {
+        (
+            "exited_twice",
+            "a span that has ended was exited again; ignored",
+        )
+    } else {
+        (
+            "exit_without_enter",
+            "a span was exited without being entered; nothing exported",
+        )
+    })
+}
+
+/// Puts the context back as it was before `span` was entered, and only if `span` is still on
+/// this context's stack of entered spans, so that no ended span stays current.
+///
+/// The normal case costs one `ContextVar` read: `span` is current and its token is reset. When
+/// a span entered after it is still current (an exit out of order), the context is reset all
+/// the same, dropping those later spans from it (they end normally, keeping `span` as their
+/// parent), and the misuse is counted. When `span` is not on the stack at all (an earlier
+/// out-of-order exit already removed it, or it was entered in another context), the context is
+/// left alone: resetting would bring back a span that has ended, or touch an unrelated task.
+fn restore_context(
+    py: Python<'_>,
+    hooks: &Hooks,
+    span: &Bound<'_, PyAny>,
+    token: &Bound<'_, PyAny>,
+) {
+    let Ok(current) = hooks.current.get(py) else {
+        return;
+    };
+    if current.is(span) {
+        // ValueError: exited in another context than it was entered in; that context keeps its
+        // own value, so there is nothing to undo here.
+        let _ = hooks.current.reset(token);
+        return;
+    }
+    if entered_below(py, &current, span) && hooks.current.reset(token).is_ok() {
+        fault(
+            py,
+            "exit_order",
+            "a span was exited while a span entered after it was still open; the context is \
+             back to what it was before the span was entered",
+        );
+    }
+}
+
+/// Whether `span` was current when `current`, or a span entered under it, was entered: walks
+/// the chain of values each open span's token replaced. Only ever walked on a misordered exit.
+fn entered_below(py: Python<'_>, current: &Bound<'_, PyAny>, span: &Bound<'_, PyAny>) -> bool {
+    let mut value = current.clone();
+    for _ in 0..MAX_NESTING_WALK {
+        let Ok(open) = value.cast::<SpanCore>() else {
+            return false;
+        };
+        let token = match open.get().lock().token.as_ref() {
+            Some(token) => token.clone_ref(py),
+            None => return false,
+        };
+        let Ok(previous) = token.bind(py).getattr("old_value") else {
+            return false;
+        };
+        if previous.is(span) {
+            return true;
+        }
+        value = previous;
+    }
+    false
+}
+
+/// How far `entered_below` looks down a chain of nested spans before giving up.
+const MAX_NESTING_WALK: usize = 10_000;
+
+impl Drop for SpanCore {
+    /// A span entered and never exited, now collected: counted, logged once and exported with
+    /// `status="error"` (`error_type="SpanNotEnded"`), so the call it wrapped is not lost.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if state.ended || !state.entered {
+            return; // the normal case: a span that ended, or was never used
+        }
+        state.ended = true;
+        let _ = Python::try_attach(|py| report_not_ended(py, state));
+    }
+}
+
+/// Ends a span being collected without an exit, reports it and submits it. Any exception the
+/// interpreter had set when collection started is kept.
+fn report_not_ended(py: Python<'_>, state: &mut SpanState) {
+    let pending = PyErr::take(py);
+    let started = state.clock;
+    let data = state.data_mut();
+    let clock = started.unwrap_or_else(|| {
+        // Its start failed: still report it, with fresh ids (as `end` does).
+        data.trace_id = new_trace_id();
+        data.span_id = new_span_id();
+        Clock::start()
+    });
+    data.start_time_unix_nano = clock.start_unix_nano();
+    data.end_time_unix_nano = clock.end_unix_nano();
+    data.status = Status::Error;
+    data.error_type = Some(Text::const_new("SpanNotEnded"));
+    data.error_message = Some(Text::const_new(
+        "the span was entered but never exited; ended when it was garbage-collected",
+    ));
+    let message = format!(
+        "a span was entered and never exited (name {:?}, model {:?}, span_id {:016x}); exported \
+         with status=\"error\" when it was garbage-collected",
+        data.name.as_ref(),
+        data.model.as_str(),
+        data.span_id
+    );
+    let finished = Finished {
+        data: Arc::clone(&state.data),
+        objects: state.objects.iter().map(|o| o.clone_ref(py)).collect(),
+    };
+    fault(py, "not_ended", &message);
+    submit(py, finished);
+    if let Some(pending) = pending {
+        pending.restore(py);
+    }
 }

@@ -79,6 +79,17 @@ fn standard_int(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<V
             }
         }
     }
+    if value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>() {
+        fault(
+            py,
+            "metadata_out_of_range",
+            &format!(
+                "metadata {key:?} is out of range for a 64-bit int; kept the value as given \
+                 (exported as JSON, not as an int attribute)"
+            ),
+        );
+        return plain_value(value);
+    }
     fault(
         py,
         "metadata_type",

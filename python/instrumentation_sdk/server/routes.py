@@ -19,6 +19,7 @@ from ..tokens import DEFAULT_MODEL, Prompt, TokenCount, count_tokens, count_toke
 from ..tokens import token_cache_stats as _token_cache_stats
 from .errors import ApiError, decode_json
 from .limits import CountingPool, Receive, read_body
+from .messages import check_messages
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .openapi import build_openapi, docs_page, redoc_page
@@ -85,6 +86,7 @@ def _prompt(request: CountRequest, path: str) -> Prompt:
             )
         return prompt
     if isinstance(messages, list):
+        check_messages(messages, f"{path}.messages")
         return messages
     raise ApiError(
         422,
