@@ -354,6 +354,10 @@ pub enum Parsed {
 
 impl SpanData {
     /// The value of `field`; `default_service` stands in for a span without a service name.
+    // Inlined into each encoder's loop over FIELDS, so the match folds into it (measured:
+    // about 5% of encoding a batch as JSON Lines when it is a call).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn field<'a>(&'a self, field: Field, default_service: &'a str) -> FieldValue<'a> {
         let text =
             |value: &'a Option<Text>| value.as_deref().map_or(FieldValue::Null, FieldValue::Str);
@@ -540,17 +544,15 @@ pub fn write_json(
         if index > 0 {
             out.push(',');
         }
-        write_str(out, spec.key);
-        out.push(':');
+        // Field keys are plain identifiers (a test checks): no escaping to scan for.
+        out.push('"');
+        out.push_str(spec.key);
+        out.push_str("\":");
         let limit = limits.of(spec.bound);
         match span.field(spec.field, default_service) {
             FieldValue::Null => out.push_str("null"),
-            FieldValue::TraceId(id) => {
-                let _ = write!(out, "\"{id:032x}\"");
-            }
-            FieldValue::SpanId(id) => {
-                let _ = write!(out, "\"{id:016x}\"");
-            }
+            FieldValue::TraceId(id) => write_hex_id(out, id, 32),
+            FieldValue::SpanId(id) => write_hex_id(out, u128::from(id), 16),
             FieldValue::Str(text) => write_bounded(out, text, limit, report),
             FieldValue::Status(status) => write_str(out, status.name()),
             FieldValue::UnixNano(time) => {
@@ -655,31 +657,52 @@ fn write_bounded(out: &mut String, text: &str, limit: usize, report: &mut Encode
     write_str(out, &text);
 }
 
-/// A JSON string literal (RFC 8259 escaping).
+/// A JSON string literal (RFC 8259 escaping). Most text needs no escape: find the first byte
+/// that does in one pass and copy the plain runs whole.
 pub fn write_str(out: &mut String, s: &str) {
+    let needs_escape = |byte: &u8| *byte < 0x20 || *byte == b'"' || *byte == b'\\';
     out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
+    let Some(first) = bytes.iter().position(needs_escape) else {
+        out.push_str(s);
+        out.push('"');
+        return;
+    };
     let mut plain_from = 0;
-    for (index, byte) in s.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
+    for (index, byte) in bytes.iter().enumerate().skip(first) {
+        if !needs_escape(byte) {
+            continue;
+        }
         out.push_str(&s[plain_from..index]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escape);
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                let _ = write!(out, "\\u{byte:04x}");
+            }
         }
         plain_from = index + 1;
     }
     out.push_str(&s[plain_from..]);
     out.push('"');
+}
+
+/// `id` as `digits` lowercase hex digits in quotes (ids are fixed width, zero-padded).
+fn write_hex_id(out: &mut String, id: u128, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 34];
+    text[0] = b'"';
+    for position in 0..digits {
+        let shift = (digits - 1 - position) * 4;
+        text[1 + position as usize] = HEX[((id >> shift) & 0xf) as usize];
+    }
+    text[1 + digits as usize] = b'"';
+    // ASCII by construction.
+    out.push_str(std::str::from_utf8(&text[..digits as usize + 2]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -859,6 +882,38 @@ mod tests {
         assert_eq!(
             json(&copy, &[], Limits::UNBOUNDED).0,
             json(&span, &[], Limits::UNBOUNDED).0
+        );
+    }
+
+    #[test]
+    fn keys_need_no_json_escaping() {
+        for spec in &FIELDS {
+            assert!(
+                spec.key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{}",
+                spec.key
+            );
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_rfc_8259_says() {
+        let mut out = String::new();
+        write_str(&mut out, "plain");
+        write_str(&mut out, "a\"b\\c\nd\re\tf\u{1}g\u{1f}é\u{7f}");
+        write_str(&mut out, "");
+        assert_eq!(
+            out,
+            "\"plain\"\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u001fé\u{7f}\"\"\""
+        );
+        let mut ids = String::new();
+        write_hex_id(&mut ids, 0xabc, 32);
+        write_hex_id(&mut ids, u128::from(u64::MAX), 16);
+        assert_eq!(
+            ids,
+            r#""00000000000000000000000000000abc""ffffffffffffffff""#
         );
     }
 
