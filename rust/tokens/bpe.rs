@@ -115,6 +115,20 @@ impl Ranks {
         self.slots.iter().filter(|&&slot| slot != 0).count()
     }
 
+    /// Calls `f(bytes, rank)` for every token, in table order (not rank order).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], Rank)) {
+        for &slot in self.slots.iter().filter(|&&slot| slot != 0) {
+            let len = (slot >> LEN_SHIFT & 0xFF) as usize;
+            let place = (slot >> OFFSET_SHIFT) as usize;
+            let rank = (slot & u64::from(MAX_RANK - 1)) as Rank;
+            if len <= INLINE_BYTES {
+                f(&place.to_le_bytes()[..len], rank);
+            } else {
+                f(&self.arena[place..place + len], rank);
+            }
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Vec<u8>, Rank)> + '_ {
         self.slots.iter().filter(|&&slot| slot != 0).map(|&slot| {
@@ -153,7 +167,7 @@ impl Ranks {
 
     /// The rank of the two-byte token `[a, b]`, or `Rank::MAX` if there is none.
     #[inline]
-    fn pair(&self, a: u8, b: u8) -> Rank {
+    pub(crate) fn pair(&self, a: u8, b: u8) -> Rank {
         self.pairs[pair_index(a, b)]
     }
 
@@ -178,10 +192,23 @@ impl Ranks {
 
     /// `_byte_pair_merge(ranks, piece).len() - 1`, for `2 <= piece.len() < LARGE_PIECE`.
     fn merge_count_small(&self, piece: &[u8]) -> usize {
+        self.merge_small::<LARGE_PIECE>(piece, |_, _, _, _| {})
+    }
+
+    /// tiktoken's `_byte_pair_merge` on `piece` (`2 <= piece.len() < N`): calls
+    /// `merged(start, mid, end, rank)` for every merge, in merge order, and returns how many
+    /// parts are left. The merge tables of `backtrack` are read off these callbacks.
+    #[inline]
+    pub(crate) fn merge_small<const N: usize>(
+        &self,
+        piece: &[u8],
+        mut merged: impl FnMut(usize, usize, usize, Rank),
+    ) -> usize {
         // parts[i] = (start of part i, rank of the pair starting at part i); parts[len - 1] is the
-        // end sentinel. At most `LARGE_PIECE` parts: the piece's bytes plus the end.
-        let mut parts = [(0u8, Rank::MAX); LARGE_PIECE];
+        // end sentinel. At most `N` parts: the piece's bytes plus the end.
+        let mut parts = [(0u16, Rank::MAX); N];
         let n = piece.len();
+        debug_assert!((2..N).contains(&n) && N <= 1 << 16);
         let mut len = n + 1;
         let mut min_rank = (Rank::MAX, usize::MAX);
         for i in 0..n - 1 {
@@ -189,14 +216,14 @@ impl Ranks {
             if rank < min_rank.0 {
                 min_rank = (rank, i);
             }
-            parts[i] = (i as u8, rank);
+            parts[i] = (i as u16, rank);
         }
-        parts[n - 1] = ((n - 1) as u8, Rank::MAX);
-        parts[n] = (n as u8, Rank::MAX);
+        parts[n - 1] = ((n - 1) as u16, Rank::MAX);
+        parts[n] = (n as u16, Rank::MAX);
 
         // The rank of the pair parts[i] + parts[i + 1] once parts[i + 1] and parts[i + 2] have
         // been merged (parts[i + 1] is still in the array when this is called).
-        let rank_after_merge = |parts: &[(u8, Rank)], len: usize, i: usize| -> Rank {
+        let rank_after_merge = |parts: &[(u16, Rank)], len: usize, i: usize| -> Rank {
             if i + 3 < len {
                 let (start, end) = (parts[i].0 as usize, parts[i + 3].0 as usize);
                 self.get(&piece[start..end]).unwrap_or(Rank::MAX)
@@ -207,6 +234,12 @@ impl Ranks {
 
         while min_rank.0 != Rank::MAX {
             let i = min_rank.1;
+            merged(
+                parts[i].0 as usize,
+                parts[i + 1].0 as usize,
+                parts[i + 2].0 as usize,
+                min_rank.0,
+            );
             if i > 0 {
                 parts[i - 1].1 = rank_after_merge(&parts, len, i - 1);
             }

@@ -1,6 +1,7 @@
 //! Exact BPE token counting: the encodings we ship, the model table, and counting with the
 //! count cache in front of the BPE pass.
 
+mod backtrack;
 mod bpe;
 mod chat;
 mod fast;
@@ -8,6 +9,7 @@ mod models;
 mod pretokenize;
 #[cfg(test)]
 mod testing;
+mod trie;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
