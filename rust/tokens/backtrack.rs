@@ -24,27 +24,31 @@
 //! rank table on first use.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tiktoken_rs::Rank;
 
 use super::bpe::Ranks;
 use super::trie::Trie;
 
-/// Per-token facts, one `u64` each, low to high: length (8 bits); the left and right part of
-/// the token's last merge (18 bits each); the longest shorter prefix that is a token BPE
-/// produces, plus one (18 bits; 0 = none); whether the token's own merges ever go down in rank;
-/// whether BPE produces the token from its own bytes (only those are candidates).
+/// Per-token facts, one `u64` each, low to high: length - 1 (7 bits) and the longest shorter
+/// prefix that is a token, plus one (18 bits; 0 = none), both set by the build; then, worked out
+/// on the token's first use (`facts`): the left and right part of its last merge (18 bits each),
+/// whether its own merges ever go down in rank, whether BPE produces it from its own bytes (only
+/// those are candidates), and whether these have been worked out.
 const RANK_BITS: u32 = 18;
 const RANK_MASK: u64 = (1 << RANK_BITS) - 1;
-const LEFT_SHIFT: u32 = 8;
+const LEN_MASK: u64 = 0x7F;
+const PREFIX_SHIFT: u32 = 7;
+const LEFT_SHIFT: u32 = PREFIX_SHIFT + RANK_BITS;
 const RIGHT_SHIFT: u32 = LEFT_SHIFT + RANK_BITS;
-const PREFIX_SHIFT: u32 = RIGHT_SHIFT + RANK_BITS;
-const IRREGULAR: u64 = 1 << (PREFIX_SHIFT + RANK_BITS);
+const IRREGULAR: u64 = 1 << (RIGHT_SHIFT + RANK_BITS);
 const PRODUCED: u64 = IRREGULAR << 1;
+const KNOWN: u64 = PRODUCED << 1;
 
 pub(crate) struct Backtrack {
     trie: Trie,
-    info: Box<[u64]>,
+    info: Box<[AtomicU64]>,
     /// The longest token's length: no lookup across a boundary beyond it.
     longest: usize,
     /// Which vocabulary this is (a thread's pair cache serves all of them).
@@ -52,8 +56,12 @@ pub(crate) struct Backtrack {
 }
 
 impl Backtrack {
-    /// Builds the tables for the `limit` ranks of `ranks` (o200k: about 0.2 s). `None` if the
-    /// vocabulary does not fit the layout (a rank of 2^18 - 1 or more).
+    /// Builds the tables for the `limit` ranks of `ranks` (o200k: about 0.1 s). `None` if the
+    /// vocabulary does not fit the layout (a rank of 2^18 - 1 or more, a token over 128 bytes).
+    ///
+    /// Which two parts make each token is worked out on the token's first use instead (a merge
+    /// over its bytes, about a microsecond): doing it for all 200k tokens up front would triple
+    /// the build, and a text uses a few thousand.
     pub(crate) fn new(ranks: &Ranks, limit: usize, id: u8) -> Option<Backtrack> {
         if limit >= RANK_MASK as usize {
             return None;
@@ -62,68 +70,45 @@ impl Backtrack {
         let mut lens = vec![0u8; limit];
         let mut fits = true;
         ranks.for_each(|bytes, rank| match lens.get_mut(rank as usize) {
-            Some(len) => *len = bytes.len() as u8,
-            None => fits = false,
+            Some(len) if bytes.len() <= 128 => *len = bytes.len() as u8,
+            _ => fits = false,
         });
         if !fits {
             return None;
         }
         let mut starts = Vec::with_capacity(limit + 1);
-        starts.push(0usize);
+        starts.push(0u32);
         for &len in &lens {
-            starts.push(starts.last().copied().unwrap_or(0) + usize::from(len));
+            starts.push(starts.last().copied().unwrap_or(0) + u32::from(len));
         }
         drop(lens);
-        let mut arena = vec![0u8; starts[limit]];
+        let mut arena = vec![0u8; starts[limit] as usize];
         ranks.for_each(|bytes, rank| {
-            let start = starts[rank as usize];
+            let start = starts[rank as usize] as usize;
             arena[start..start + bytes.len()].copy_from_slice(bytes);
         });
-        let token = |rank: usize| &arena[starts[rank]..starts[rank + 1]];
+        let token =
+            |rank: u32| &arena[starts[rank as usize] as usize..starts[rank as usize + 1] as usize];
 
-        let mut info = vec![0u64; limit].into_boxed_slice();
-        let mut keys: Vec<(&[u8], u32)> = Vec::with_capacity(limit);
-        for (rank, entry) in info.iter_mut().enumerate() {
-            let bytes = token(rank);
-            *entry = bytes.len() as u64;
-            match bytes.len() {
-                0 => continue, // a rank with no ordinary token (p50k's <|endoftext|>)
-                1 => {}
-                _ => {
-                    // Run BPE on the token's own bytes: is the result the token, which two
-                    // parts made it, and did the merge ranks ever go down?
-                    let (mut mid, mut highest, mut irregular) = (0, 0, false);
-                    let parts = merge(ranks, bytes, |_, at, _, merged| {
-                        irregular |= merged < highest;
-                        highest = highest.max(merged);
-                        mid = at;
-                    });
-                    if parts != 1 {
-                        continue; // BPE never produces this token: not a candidate
-                    }
-                    let left = u64::from(ranks.get(&bytes[..mid])?);
-                    let right = u64::from(ranks.get(&bytes[mid..])?);
-                    *entry |= left << LEFT_SHIFT | right << RIGHT_SHIFT;
-                    if irregular {
-                        *entry |= IRREGULAR;
-                    }
-                }
-            }
-            *entry |= PRODUCED;
-            keys.push((bytes, rank as u32));
-        }
-        let trie = Trie::new(&mut keys)?;
-        for &(bytes, rank) in &keys {
-            if let Some((prefix, _)) = trie.longest_prefix(&bytes[..bytes.len() - 1]) {
+        let mut info: Vec<u64> = (0..limit as u32)
+            .map(|rank| match token(rank).len() {
+                0 => 0, // a rank with no ordinary token (p50k's <|endoftext|>)
+                1 => KNOWN | PRODUCED,
+                len => len as u64 - 1,
+            })
+            .collect();
+        let mut tokens: Vec<u32> = (0..limit as u32)
+            .filter(|&rank| !token(rank).is_empty())
+            .collect();
+        let trie = Trie::new(&mut tokens, token, |rank, prefix| {
+            if let Some(prefix) = prefix {
                 info[rank as usize] |= u64::from(prefix + 1) << PREFIX_SHIFT;
             }
-        }
-        let longest = (1..limit)
-            .map(|rank| starts[rank + 1] - starts[rank])
-            .max()?;
+        })?;
+        let longest = starts.windows(2).map(|w| w[1] - w[0]).max()? as usize;
         Some(Backtrack {
             trie,
-            info,
+            info: info.into_iter().map(AtomicU64::new).collect(),
             longest,
             id,
         })
@@ -131,12 +116,21 @@ impl Backtrack {
 
     #[inline]
     fn len(&self, token: u32) -> usize {
-        (self.info[token as usize] & 0xFF) as usize
+        (self.info[token as usize].load(Relaxed) & LEN_MASK) as usize + 1
     }
 
+    /// The facts about `token`, whose bytes are `bytes`, working out the merge facts on first use
+    /// (by running BPE on the bytes: is the result the token, which two parts made it, did the
+    /// merge ranks ever go down). Threads that race store the same bits.
     #[inline]
-    fn field(&self, token: u32, shift: u32) -> u32 {
-        (self.info[token as usize] >> shift & RANK_MASK) as u32
+    fn facts(&self, ranks: &Ranks, token: u32, bytes: &[u8]) -> u64 {
+        let entry = self.info[token as usize].load(Relaxed);
+        if entry & KNOWN != 0 {
+            return entry;
+        }
+        let learned = learn(ranks, bytes);
+        self.info[token as usize].fetch_or(learned, Relaxed);
+        entry | learned
     }
 
     /// How many tokens BPE makes of `piece` (no allocation once this thread's buffer is big
@@ -168,8 +162,13 @@ impl Backtrack {
         while let Some(mut token) = next {
             let last = len.checked_sub(1).map(|i| tokens[i]);
             loop {
-                let end = pos + self.len(token);
-                if dead[end / 64] >> (end % 64) & 1 == 0
+                let mut entry = self.info[token as usize].load(Relaxed);
+                let end = pos + (entry & LEN_MASK) as usize + 1;
+                if entry & KNOWN == 0 {
+                    entry = self.facts(ranks, token, &text[pos..end]);
+                }
+                if entry & PRODUCED != 0
+                    && dead[end / 64] >> (end % 64) & 1 == 0
                     && last.is_none_or(|last| {
                         known.get(self.id, last, token).unwrap_or_else(|| {
                             let fits = self.compatible(ranks, text, pos, last, token);
@@ -187,7 +186,7 @@ impl Backtrack {
                         .map(|(token, _)| token);
                     break;
                 }
-                let prefix = self.field(token, PREFIX_SHIFT);
+                let prefix = (entry >> PREFIX_SHIFT & RANK_MASK) as u32;
                 if prefix != 0 {
                     token = prefix - 1;
                     continue;
@@ -219,7 +218,9 @@ impl Backtrack {
     fn compatible(&self, ranks: &Ranks, text: &[u8], pos: usize, a: u32, b: u32) -> bool {
         let (mut x, mut y) = (a, b);
         let (mut x_len, mut y_len) = (self.len(x), self.len(y));
-        if (self.info[a as usize] | self.info[b as usize]) & IRREGULAR != 0 {
+        // Both were candidates, so their facts are known.
+        let both = self.info[a as usize].load(Relaxed) | self.info[b as usize].load(Relaxed);
+        if both & IRREGULAR != 0 {
             return simulate(ranks, &text[pos - x_len..pos + y_len], x_len);
         }
         let across = |x_len: usize, y_len: usize| {
@@ -237,14 +238,16 @@ impl Backtrack {
             if y_merged && (!x_merged || y >= x) {
                 // `y` was made last (on equal ranks, the right one is made later).
                 let made = y;
-                y = self.field(y, LEFT_SHIFT);
+                let facts = self.facts(ranks, y, &text[pos..pos + y_len]);
+                y = (facts >> LEFT_SHIFT & RANK_MASK) as u32;
                 y_len = self.len(y);
                 if across(x_len, y_len).is_some_and(|rank| rank <= made) {
                     return false;
                 }
             } else if x_merged {
                 let made = x;
-                x = self.field(x, RIGHT_SHIFT);
+                let facts = self.facts(ranks, x, &text[pos - x_len..pos]);
+                x = (facts >> RIGHT_SHIFT & RANK_MASK) as u32;
                 x_len = self.len(x);
                 // A tie loses to the merge that made `x` (it is further left), and no merge of
                 // that rank on the right can come first: `x`'s parts are made by then (their
@@ -256,6 +259,30 @@ impl Backtrack {
                 return true;
             }
         }
+    }
+}
+
+/// The merge facts of a token of 2+ bytes (see `facts`).
+#[cold]
+fn learn(ranks: &Ranks, bytes: &[u8]) -> u64 {
+    let (mut mid, mut highest, mut irregular) = (0, 0, false);
+    let parts = merge(ranks, bytes, |_, at, _, merged| {
+        irregular |= merged < highest;
+        highest = highest.max(merged);
+        mid = at;
+    });
+    let parts_of = (parts == 1)
+        .then(|| Some((ranks.get(&bytes[..mid])?, ranks.get(&bytes[mid..])?)))
+        .flatten();
+    match parts_of {
+        Some((left, right)) => {
+            KNOWN
+                | PRODUCED
+                | u64::from(left) << LEFT_SHIFT
+                | u64::from(right) << RIGHT_SHIFT
+                | if irregular { IRREGULAR } else { 0 }
+        }
+        None => KNOWN, // BPE never produces this token: not a candidate
     }
 }
 
@@ -367,9 +394,34 @@ mod tests {
     ];
 
     /// The tokens BPE produces from their own bytes, by rank.
-    fn candidates(table: &Backtrack) -> Vec<u32> {
-        (0..table.info.len() as u32)
-            .filter(|&t| table.info[t as usize] & PRODUCED != 0)
+    /// Every token's bytes, by rank (empty for a rank without an ordinary token).
+    fn by_rank(encoding: Encoding) -> Vec<Vec<u8>> {
+        let table = backtrack(encoding).unwrap();
+        let mut tokens = vec![Vec::new(); table.info.len()];
+        ranks(encoding)
+            .unwrap()
+            .for_each(|bytes, rank| tokens[rank as usize] = bytes.to_vec());
+        tokens
+    }
+
+    /// Every token's facts, worked out now.
+    fn all_facts(encoding: Encoding, tokens: &[Vec<u8>]) -> Vec<u64> {
+        let table = backtrack(encoding).unwrap();
+        let ranks = ranks(encoding).unwrap();
+        (0..)
+            .zip(tokens)
+            .map(|(t, bytes)| match bytes.len() {
+                0 => 0,
+                _ => table.facts(ranks, t, bytes),
+            })
+            .collect()
+    }
+
+    fn candidates(facts: &[u64]) -> Vec<u32> {
+        (0..)
+            .zip(facts)
+            .filter(|&(_, &entry)| entry & PRODUCED != 0)
+            .map(|(t, _)| t)
             .collect()
     }
 
@@ -382,9 +434,8 @@ mod tests {
         for encoding in ENCODINGS {
             let ranks = ranks(encoding).unwrap();
             let table = backtrack(encoding).unwrap();
-            let tokens = candidates(table);
-            let mut by_rank = vec![Vec::new(); table.info.len()];
-            ranks.for_each(|bytes, rank| by_rank[rank as usize] = bytes.to_vec());
+            let by_rank = by_rank(encoding);
+            let tokens = candidates(&all_facts(encoding, &by_rank));
             let bytes_of = |t: u32| by_rank[t as usize].clone();
             let mut sample: Vec<(u32, Vec<u8>)> = (0..300)
                 .map(|_| {
@@ -431,15 +482,12 @@ mod tests {
             Encoding::P50kBase,
             Encoding::R50kBase,
         ] {
-            let table = backtrack(encoding).unwrap();
-            let tokens = table
-                .info
-                .iter()
-                .filter(|&&entry| entry & 0xFF != 0)
-                .count();
-            assert_eq!(candidates(table).len(), tokens, "{encoding:?}");
+            let tokens = by_rank(encoding);
+            let facts = all_facts(encoding, &tokens);
+            let ordinary = tokens.iter().filter(|bytes| !bytes.is_empty()).count();
+            assert_eq!(candidates(&facts).len(), ordinary, "{encoding:?}");
             assert!(
-                table.info.iter().all(|&entry| entry & IRREGULAR == 0),
+                facts.iter().all(|&entry| entry & IRREGULAR == 0),
                 "{encoding:?}"
             );
         }
@@ -449,7 +497,7 @@ mod tests {
     #[test]
     fn o200k_tables_stay_small() {
         let table = backtrack(Encoding::O200kBase).unwrap();
-        let bytes = table.trie.heap_bytes() + table.info.len() * 8;
+        let bytes = table.trie.heap_bytes() + size_of_val(&*table.info);
         assert!(bytes < 6 << 20, "{bytes} bytes");
     }
 

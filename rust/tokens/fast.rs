@@ -60,12 +60,14 @@ pub(super) const fn scheme(encoding: Encoding) -> Scheme {
     }
 }
 
-/// The rank table of `encoding`'s vocabulary, built on first use from `encoding.bpe()`.
+static RANKS: [OnceLock<Option<Ranks>>; 4] = [const { OnceLock::new() }; 4];
+static BACKTRACK: [OnceLock<Option<Backtrack>>; 4] = [const { OnceLock::new() }; 4];
+
+/// The rank table of `encoding`'s vocabulary, built on first use (`build_ranks`).
 /// `None` if it could not be built (then the slow path is used for good).
 pub(super) fn ranks(encoding: Encoding) -> Option<&'static Ranks> {
-    static TABLES: [OnceLock<Option<Ranks>>; 4] = [const { OnceLock::new() }; 4];
     let vocabulary = Vocabulary::of(encoding);
-    TABLES[vocabulary as usize]
+    RANKS[vocabulary as usize]
         .get_or_init(|| {
             catch_unwind(AssertUnwindSafe(|| build_ranks(encoding, vocabulary)))
                 .ok()
@@ -74,13 +76,11 @@ pub(super) fn ranks(encoding: Encoding) -> Option<&'static Ranks> {
         .as_ref()
 }
 
-/// The backtracking counter's tables for `encoding`'s vocabulary, built from the rank table on
-/// the first piece that needs them. `None` if they could not be built (then pieces merge as
-/// before).
+/// The backtracking counter's tables for `encoding`'s vocabulary, built from the rank table with
+/// it. `None` if they could not be built (then long pieces merge as well).
 pub(super) fn backtrack(encoding: Encoding) -> Option<&'static Backtrack> {
-    static TABLES: [OnceLock<Option<Backtrack>>; 4] = [const { OnceLock::new() }; 4];
     let vocabulary = Vocabulary::of(encoding);
-    TABLES[vocabulary as usize]
+    BACKTRACK[vocabulary as usize]
         .get_or_init(|| {
             let ranks = ranks(encoding)?;
             let limit = vocabulary.rank_limit() as usize;
@@ -98,7 +98,8 @@ pub(super) fn backtrack(encoding: Encoding) -> Option<&'static Backtrack> {
 /// fast; from 16 CJK text is 20% slower; code and chat do not care.
 const BACKTRACK_FROM: usize = 8;
 
-/// Copies the ordinary ranks out of tiktoken-rs, whose rank map is private.
+/// Copies the ordinary ranks out of a tokenizer of tiktoken-rs (whose rank map is private),
+/// made for this and dropped after: the tables here are all counting needs.
 ///
 /// `_decode_native_and_split` hands out every rank's bytes with one clone each, about twice as
 /// fast as `decode_bytes` per rank (which allocates twice); o200k takes ~45 ms in all. It
@@ -106,7 +107,7 @@ const BACKTRACK_FROM: usize = 8;
 /// (`tests::rank_tables_equal_tiktoken_rs_ranks`), and a panic would only make `ranks` answer
 /// `None`.
 fn build_ranks(encoding: Encoding, vocabulary: Vocabulary) -> Option<Ranks> {
-    let bpe = encoding.bpe();
+    let bpe = encoding.fresh_bpe()?;
     let specials: FxHashSet<&[u8]> = bpe
         .special_tokens()
         .into_iter()
@@ -120,10 +121,15 @@ fn build_ranks(encoding: Encoding, vocabulary: Vocabulary) -> Option<Ranks> {
     Ranks::new(limit as usize, tokens)
 }
 
+/// Whether `encoding`'s tables have been built (by `warm` or a count).
+pub(super) fn loaded(encoding: Encoding) -> bool {
+    let vocabulary = Vocabulary::of(encoding) as usize;
+    RANKS[vocabulary].get().is_some() && BACKTRACK[vocabulary].get().is_some()
+}
+
 /// Builds what `count` needs for `encoding` (the rank table, the backtracking tables and the
 /// DFA) and warms this thread's DFA cache.
 pub(super) fn warm(encoding: Encoding) {
-    let _ = backtrack(encoding);
     let _ = count(
         encoding,
         "Warm up: the quick brown fox's 12345 jumps.\n\tÜber  ",
@@ -146,9 +152,8 @@ fn count_unguarded(encoding: Encoding, text: &str) -> Option<usize> {
     }
     let pretokenizer = scheme(encoding).pretokenizer()?;
     let ranks = ranks(encoding)?;
+    let backtrack = backtrack(encoding);
     let mut tokens = 0;
-    // Looked up on the first long piece only.
-    let mut long: Option<Option<&Backtrack>> = None;
     pretokenizer
         .split(text, |piece| {
             let piece = piece.as_bytes();
@@ -156,7 +161,7 @@ fn count_unguarded(encoding: Encoding, text: &str) -> Option<usize> {
                 ranks.count_piece(piece)
             } else if ranks.get(piece).is_some() {
                 1
-            } else if let Some(backtrack) = *long.get_or_insert_with(|| backtrack(encoding)) {
+            } else if let Some(backtrack) = backtrack {
                 backtrack.count(ranks, piece)
             } else {
                 ranks.merge_count(piece)

@@ -24,35 +24,80 @@ pub(crate) struct Trie {
 }
 
 impl Trie {
-    /// Builds the trie of `keys` (distinct, non-empty, each with a value below `MAX_VALUE`);
-    /// `None` if they do not fit the slot layout. Sorts `keys`.
-    pub(crate) fn new(keys: &mut [(&[u8], u32)]) -> Option<Trie> {
-        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        if keys
-            .iter()
-            .any(|&(key, value)| key.is_empty() || value >= MAX_VALUE)
-            || keys.windows(2).any(|w| w[0].0 == w[1].0)
-        {
+    /// Builds the trie of the keys `key(value)` of `values` (distinct, non-empty keys; values
+    /// below `MAX_VALUE`) and calls `on_key(value, prefix)` for each, with the value of its
+    /// longest proper prefix among the keys; `None` if they do not fit the slot layout. Sorts
+    /// `values` by key.
+    pub(crate) fn new<'k>(
+        values: &mut [u32],
+        key: impl Fn(u32) -> &'k [u8],
+        mut on_key: impl FnMut(u32, Option<u32>),
+    ) -> Option<Trie> {
+        // Sort by the first 8 bytes as a number (one compare instead of a `memcmp` call),
+        // comparing whole keys only on a tie.
+        let head = |value: u32| {
+            let key = key(value);
+            let mut bytes = [0u8; 8];
+            let n = key.len().min(8);
+            bytes[..n].copy_from_slice(&key[..n]);
+            u64::from_be_bytes(bytes)
+        };
+        let mut sorted: Vec<(u64, u32)> = values.iter().map(|&v| (head(v), v)).collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
+        for (value, (_, sorted)) in values.iter_mut().zip(sorted) {
+            *value = sorted;
+        }
+        if values.iter().any(|&value| value >= MAX_VALUE) {
             return None;
         }
+        // The keys again, in sorted order in one buffer: the build reads them byte by byte, and
+        // in key order `key` would jump around memory.
+        let mut flat = Vec::with_capacity(values.iter().map(|&v| key(v).len()).sum());
+        let mut ends = Vec::with_capacity(values.len() + 1);
+        ends.push(0);
+        for &value in values.iter() {
+            flat.extend_from_slice(key(value));
+            ends.push(flat.len());
+        }
+        let key = |i: usize| &flat[ends[i]..ends[i + 1]];
+        let n = values.len();
+        if (0..n).any(|i| key(i).is_empty()) || (1..n).any(|i| key(i - 1) == key(i)) {
+            return None;
+        }
+        // One node per distinct prefix: reserve them all at once (the build's memory peak).
+        let nodes = 1
+            + (0..n)
+                .map(|i| {
+                    key(i).len()
+                        - if i + 1 < n {
+                            common(key(i), key(i + 1))
+                        } else {
+                            0
+                        }
+                })
+                .sum::<usize>();
+        let mut slots = Vec::with_capacity(nodes + nodes / 8 + 512);
+        slots.resize(512, 0);
         let mut builder = Builder {
-            slots: vec![0; 512],
+            slots,
             used: vec![0; 8],
             bases: vec![0; 8],
             free_from: 1,
         };
         builder.slots[0] = USED;
         builder.mark_used(0);
-        // Depth-first: (slot, keys under it, depth).
+        // Depth-first: (slot, keys under it, depth, the deepest key above it).
         let mut stack = Vec::new();
-        if !keys.is_empty() {
-            stack.push((0usize, 0usize, keys.len(), 0usize));
+        if !values.is_empty() {
+            stack.push((0usize, 0usize, n, 0usize, None));
         }
         let mut children: Vec<(u8, usize, usize)> = Vec::new();
-        while let Some((slot, mut lo, hi, depth)) = stack.pop() {
-            if keys[lo].0.len() == depth {
+        while let Some((slot, mut lo, hi, depth, mut above)) = stack.pop() {
+            if key(lo).len() == depth {
                 // Sorted: the key that ends here comes first.
-                builder.slots[slot] |= u64::from(keys[lo].1 + 1) << VALUE_SHIFT;
+                builder.slots[slot] |= u64::from(values[lo] + 1) << VALUE_SHIFT;
+                on_key(values[lo], above);
+                above = Some(values[lo]);
                 lo += 1;
             }
             if lo == hi {
@@ -61,8 +106,8 @@ impl Trie {
             children.clear();
             let mut start = lo;
             for i in lo + 1..=hi {
-                if i == hi || keys[i].0[depth] != keys[start].0[depth] {
-                    children.push((keys[start].0[depth], start, i));
+                if i == hi || key(i)[depth] != key(start)[depth] {
+                    children.push((key(start)[depth], start, i));
                     start = i;
                 }
             }
@@ -71,13 +116,12 @@ impl Trie {
             for &(byte, lo, hi) in &children {
                 let child = base + usize::from(byte);
                 builder.slots[child] = USED | u64::from(byte) << LABEL_SHIFT;
-                stack.push((child, lo, hi, depth + 1));
+                stack.push((child, lo, hi, depth + 1, above));
             }
         }
         let mut slots = builder.slots;
-        // Every base + byte stays in bounds, so a walk needs no length check beyond `get`.
+        // Every base + byte stays in bounds.
         let end = slots.iter().rposition(|&s| s != 0).unwrap_or(0) + 257;
-        slots.truncate(end);
         slots.resize(end, 0);
         Some(Trie {
             slots: slots.into_boxed_slice(),
@@ -114,6 +158,11 @@ impl Trie {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.slots.len() * 8
     }
+}
+
+/// The length of the longest common prefix of `a` and `b`.
+fn common(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 struct Builder {
@@ -186,7 +235,7 @@ impl Builder {
             self.mark_used(base + usize::from(byte));
         }
         if self.slots.len() < base + 256 {
-            self.slots.resize((base + 256).next_power_of_two(), 0);
+            self.slots.resize(base + 256, 0);
         }
         Some(base)
     }
@@ -199,8 +248,20 @@ mod tests {
     #[test]
     fn longest_prefix_finds_the_longest_key() {
         let words: Vec<&[u8]> = vec![b"a", b"ab", b"abcd", b"b", b"bcd", b"\xff\x00", b"\x00"];
-        let mut keys: Vec<(&[u8], u32)> = words.iter().zip(0..).map(|(w, v)| (*w, v)).collect();
-        let trie = Trie::new(&mut keys).unwrap();
+        let mut values: Vec<u32> = (0..words.len() as u32).collect();
+        let mut prefixes = vec![None; words.len()];
+        let trie = Trie::new(
+            &mut values,
+            |v| words[v as usize],
+            |v, p| {
+                prefixes[v as usize] = p;
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            prefixes,
+            [None, Some(0), Some(1), None, Some(3), None, None]
+        );
         assert_eq!(trie.longest_prefix(b"abcde"), Some((2, 4)));
         assert_eq!(trie.longest_prefix(b"abc"), Some((1, 2)));
         assert_eq!(trie.longest_prefix(b"ax"), Some((0, 1)));
@@ -214,8 +275,9 @@ mod tests {
 
     #[test]
     fn rejects_duplicates_and_empty_keys() {
-        assert!(Trie::new(&mut [(b"a".as_slice(), 0), (b"a".as_slice(), 1)]).is_none());
-        assert!(Trie::new(&mut [(b"".as_slice(), 0)]).is_none());
+        let words: [&[u8]; 3] = [b"a", b"a", b""];
+        assert!(Trie::new(&mut [0, 1], |v| words[v as usize], |_, _| {}).is_none());
+        assert!(Trie::new(&mut [2], |v| words[v as usize], |_, _| {}).is_none());
     }
 
     /// Against a brute-force scan over random keys from a small alphabet (deep, dense tries).
@@ -230,8 +292,8 @@ mod tests {
             .collect();
         words.sort();
         words.dedup();
-        let mut keys: Vec<(&[u8], u32)> = words.iter().zip(0..).map(|(w, v)| (&w[..], v)).collect();
-        let trie = Trie::new(&mut keys).unwrap();
+        let mut values: Vec<u32> = (0..words.len() as u32).collect();
+        let trie = Trie::new(&mut values, |v| &words[v as usize][..], |_, _| {}).unwrap();
         for _ in 0..20_000 {
             let len = rng.below(16);
             let text: Vec<u8> = (0..len).map(|_| b"abc\x00\xff"[rng.below(5)]).collect();
