@@ -33,6 +33,18 @@ pub(crate) struct Ranks {
     slots: Box<[u64]>,
     /// `pairs[a << 8 | b]`: the rank of the token `[a, b]`, or `Rank::MAX`.
     pairs: Box<[Rank]>,
+    /// One bit per hash value (`filter_bit`), set for every token: most lookups
+    /// are misses (a merge asks about pairs that are no token), and this 128 KB bitmap stays
+    /// in cache where the 4 MB of slots do not. About 17% of misses still probe the slots.
+    filter: Box<[u64]>,
+}
+
+const FILTER_BITS: u32 = 20;
+
+#[inline]
+fn filter_bit(hash: u64) -> (usize, u64) {
+    let bit = (hash >> 32) as usize & ((1 << FILTER_BITS) - 1);
+    (bit / 64, 1 << (bit % 64))
 }
 
 /// Slot layout, high to low: place (24 bits: the token's bytes if it has at most
@@ -73,6 +85,7 @@ impl Ranks {
         let mut slots = vec![0u64; capacity].into_boxed_slice();
         let mut arena = Vec::with_capacity(max_tokens * 8);
         let mut pairs = vec![Rank::MAX; 1 << 16].into_boxed_slice();
+        let mut filter = vec![0u64; 1 << (FILTER_BITS - 6)].into_boxed_slice();
         let mut count = 0;
         for (bytes, rank) in tokens {
             let (offset, len) = (arena.len(), bytes.len());
@@ -84,6 +97,8 @@ impl Ranks {
                 return None; // more than `max_tokens`
             }
             let hash = hash(&bytes);
+            let (word, bit) = filter_bit(hash);
+            filter[word] |= bit;
             let key = (len as u64) << LEN_SHIFT | tag(hash) << TAG_SHIFT;
             let mut i = hash as usize & mask;
             while slots[i] != 0 {
@@ -107,6 +122,7 @@ impl Ranks {
             arena: arena.into_boxed_slice(),
             slots,
             pairs,
+            filter,
         })
     }
 
@@ -150,6 +166,10 @@ impl Ranks {
             return (rank != Rank::MAX).then_some(rank);
         }
         let hash = hash(bytes);
+        let (word, bit) = filter_bit(hash);
+        if self.filter[word] & bit == 0 {
+            return None;
+        }
         let mask = self.slots.len() - 1;
         let key = (bytes.len() as u64) << LEN_SHIFT | tag(hash) << TAG_SHIFT;
         let mut i = hash as usize & mask;
