@@ -29,6 +29,10 @@ SHAPE_ORDER = (
     "code_60k_cl100k",
     "cjk",
     "repeated_char_100k",
+    "base64_100k",
+    "minified_js_100k",
+    "japanese",
+    "korean",
     "cache_60k_x50",
 )
 SPAN_GROUPS = ("span_request_cost", "span_with_tokens")

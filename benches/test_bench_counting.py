@@ -21,6 +21,7 @@ Full run (about 25 s on 2 cores)::
 
 from __future__ import annotations
 
+import base64
 import random
 import sysconfig
 from collections.abc import Callable, Iterator
@@ -142,6 +143,129 @@ def repeated_char_variants(n: int, size: int = 100_000, char: str = "a") -> list
     return [char * (size + i) for i in range(n)]
 
 
+def base64_variants(n: int, size: int = 100_000) -> list[str]:
+    """``n`` distinct ``size``-byte base64 strings of seeded random bytes, on one line (an
+    attachment pasted into a prompt): many short pieces, split at every change of letter case."""
+    raw = size * 3 // 4
+    return [
+        base64.b64encode(random.Random(i).randbytes(raw)).decode("ascii")[:size] for i in range(n)
+    ]
+
+
+_JS_NAMES = ("e", "t", "n", "r", "i", "o", "a", "s", "u", "c", "l", "f", "d", "h", "p", "m")
+_JS_PROPS = (
+    "length", "prototype", "call", "apply", "push", "indexOf", "createElement", "nodeType",
+    "getAttribute", "addEventListener", "preventDefault", "style", "display", "innerHTML",
+    "className", "parentNode", "toLowerCase", "replace", "exports", "default", "then", "value",
+)  # fmt: skip
+_JS_STRINGS = ('"none"', '"block"', '"click"', '"div"', '"string"', '"object"', '"use strict"')
+
+
+def _minified_statement(rng: random.Random) -> str:
+    """One statement in the style of a minifier's output: one-letter names, no spaces."""
+    a, b, c = (rng.choice(_JS_NAMES) for _ in range(3))
+    prop, other = rng.choice(_JS_PROPS), rng.choice(_JS_PROPS)
+    num = rng.randrange(1000)
+    word = rng.choice(_JS_STRINGS)
+    return rng.choice(
+        (
+            f"var {a}={b}.{prop}({c},{num})||{{}};",
+            f"if({a}&&{a}.{prop}>{num}){{{b}.{other}({c});return!0}}",
+            f"for(var {a}=0,{b}={c}.{prop};{a}<{b};{a}++){c}[{a}].{other}={word};",
+            f"{a}.{prop}=function({b},{c}){{return typeof {b}==={word}?{c}:{b}.{other}}};",
+            f"{a}[{b}]=({c}.{prop}||[]).concat([{num},{num * 7 % 997}]);",
+            f"!function({a}){{{a}.{prop}={a}.{other}.bind({a})}}({b});",
+        )
+    )
+
+
+def minified_js_variants(n: int, size: int = 100_000) -> list[str]:
+    """``n`` distinct ``size``-byte runs of minifier-style JavaScript (seeded statements)."""
+    texts = []
+    for i in range(n):
+        rng = random.Random(i)
+        parts: list[str] = ['"use strict";']
+        used = len(parts[0])
+        while used < size:
+            parts.append(_minified_statement(rng))
+            used += len(parts[-1])
+        texts.append("".join(parts)[:size])
+    return texts
+
+
+# Japanese and Korean prose (written for these benchmarks, plus the Japanese openings above):
+# sentences built from alternatives, so copies vary in wording and order, not just order.
+_JA_SUBJECTS = ("私は", "先生は", "子供たちは", "彼女は", "友人は", "祖母は", "町の人々は")
+_JA_PLACES = (
+    "駅前の喫茶店で",
+    "図書館の窓際で",
+    "海辺の小さな宿で",
+    "山あいの村で",
+    "会社の会議室で",
+)
+_JA_ACTIONS = (
+    "古い手紙を読み返していた。",
+    "明日の予定について静かに話し合った。",
+    "雨が止むのを待ちながら本を開いた。",
+    "季節の野菜を使った料理を作った。",
+    "新しい計画の資料を丁寧に確認した。",
+    "遠くから聞こえる鐘の音に耳を澄ませた。",
+)
+_KO_SUBJECTS = ("나는", "선생님은", "아이들은", "그녀는", "친구는", "할머니께서는", "동네 사람들은")
+_KO_PLACES = (
+    "역 앞 카페에서",
+    "도서관 창가에서",
+    "바닷가 작은 숙소에서",
+    "산골 마을에서",
+    "회사 회의실에서",
+)
+_KO_ACTIONS = (
+    "오래된 편지를 다시 읽고 있었다.",
+    "내일 일정에 대해 조용히 이야기를 나누었다.",
+    "비가 그치기를 기다리며 책을 펼쳤다.",
+    "제철 채소로 맛있는 음식을 만들었다.",
+    "새로운 계획의 자료를 꼼꼼하게 확인했다.",
+    "멀리서 들려오는 종소리에 귀를 기울였다.",
+    "데이터를 분석한 결과 사용자 수가 지난달보다 크게 늘어났다.",
+    "고객의 의견을 반영하여 서비스 품질을 꾸준히 개선하고 있습니다.",
+)
+_JA_OPENINGS = tuple(s for s in _CJK_SENTENCES if any("\u3040" <= ch <= "\u30ff" for ch in s))
+
+
+def _prose_variants(n: int, size: int, sentence: Callable[[random.Random], str]) -> list[str]:
+    texts = []
+    for i in range(n):
+        rng = random.Random(i)
+        parts: list[str] = []
+        used = 0
+        while used < size:
+            parts.append(sentence(rng))
+            used += len(parts[-1].encode("utf-8")) + 1
+        texts.append(_fit_bytes("\n".join(parts), size))
+    assert len(set(texts)) == n
+    return texts
+
+
+def japanese_variants(n: int, size: int = 40_000) -> list[str]:
+    """``n`` distinct ~``size``-byte Japanese texts: built sentences and literary openings."""
+
+    def sentence(rng: random.Random) -> str:
+        if rng.random() < 0.3:
+            return rng.choice(_JA_OPENINGS)
+        return rng.choice(_JA_SUBJECTS) + rng.choice(_JA_PLACES) + rng.choice(_JA_ACTIONS)
+
+    return _prose_variants(n, size, sentence)
+
+
+def korean_variants(n: int, size: int = 40_000) -> list[str]:
+    """``n`` distinct ~``size``-byte Korean texts (Hangul words between spaces)."""
+
+    def sentence(rng: random.Random) -> str:
+        return f"{rng.choice(_KO_SUBJECTS)} {rng.choice(_KO_PLACES)} {rng.choice(_KO_ACTIONS)}"
+
+    return _prose_variants(n, size, sentence)
+
+
 # --------------------------------------------------------------------------------------------
 # Cases
 # --------------------------------------------------------------------------------------------
@@ -179,6 +303,10 @@ CASES = {
         ),
         Case("cjk", "o200k_base", cjk_variants, 1, 1, 300, 3),
         Case("repeated_char_100k", "o200k_base", repeated_char_variants, 1, 1, 80, 2),
+        Case("base64_100k", "o200k_base", base64_variants, 1, 1, 100, 2),
+        Case("minified_js_100k", "o200k_base", minified_js_variants, 1, 1, 100, 2),
+        Case("japanese", "o200k_base", japanese_variants, 1, 1, 300, 3),
+        Case("korean", "o200k_base", korean_variants, 1, 1, 300, 3),
         Case(
             "cache_60k_x50",
             "o200k_base",
@@ -332,6 +460,30 @@ def test_cjk(benchmark, counter_for, all_counters):
 def test_repeated_char_100k(benchmark, counter_for, all_counters):
     """100 KB of one repeated letter: one 100 KB pretokenizer piece, the BPE merge's worst case."""
     run_case(benchmark, counter_for("o200k_base"), all_counters, "repeated_char_100k")
+
+
+@pytest.mark.benchmark(group="base64_100k")
+def test_base64_100k(benchmark, counter_for, all_counters):
+    """100 KB of base64 on one line, o200k_base."""
+    run_case(benchmark, counter_for("o200k_base"), all_counters, "base64_100k")
+
+
+@pytest.mark.benchmark(group="minified_js_100k")
+def test_minified_js_100k(benchmark, counter_for, all_counters):
+    """100 KB of minifier-style JavaScript (no whitespace, one-letter names), o200k_base."""
+    run_case(benchmark, counter_for("o200k_base"), all_counters, "minified_js_100k")
+
+
+@pytest.mark.benchmark(group="japanese")
+def test_japanese(benchmark, counter_for, all_counters):
+    """40 KB of Japanese prose, o200k_base."""
+    run_case(benchmark, counter_for("o200k_base"), all_counters, "japanese")
+
+
+@pytest.mark.benchmark(group="korean")
+def test_korean(benchmark, counter_for, all_counters):
+    """40 KB of Korean prose, o200k_base."""
+    run_case(benchmark, counter_for("o200k_base"), all_counters, "korean")
 
 
 @pytest.mark.benchmark(group="cache_60k_x50")

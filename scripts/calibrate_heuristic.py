@@ -22,7 +22,11 @@ The script runs four steps:
    its samples and then scored on them. Some constants are not fitted:
    - ``ASCII_LONG_AFTER`` (12) and ``RUN_MIN`` (3) are design choices. ``--grid`` refits
      over 8-16 and 2-4 and shows that the loss hardly moves.
-   - ``W_MARK``, the whitespace weights and ``RUN_LOG2`` are measured.
+   - ``W_MARK``, the whitespace weights, ``RUN_LOG2`` and the weights of ideographs that are
+     several tokens (``W_HAN_RARE``, ``W_HAN_EXT``, ``W_HAN_SUPPLEMENTARY``) are measured.
+     ``rust/heuristic_han.bin``, the bitmap of which ideographs of U+4E00..U+9FFF are one
+     token, is read off the vocabulary too: ``--han-table`` rewrites it and prints the
+     measured weights.
 
    Use ``--no-fit`` to skip this step.
 4. **Report.** The script writes ``tests/data/heuristic_errors.json``: per category and
@@ -36,7 +40,7 @@ The script runs four steps:
 
 Usage (``TIKTOKEN_CACHE_DIR`` defaults to ``../shared/tiktoken-cache`` if that exists):
     python scripts/calibrate_heuristic.py [--no-recount] [--no-fit]
-        [--estimates cargo|package] [--folds 5] [--grid]
+        [--estimates cargo|package] [--folds 5] [--grid] [--han-table]
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RUST_SOURCE = ROOT / "rust" / "heuristic.rs"
+HAN_TABLE = ROOT / "rust" / "heuristic_han.bin"
+HAN_TABLE_FIRST, HAN_TABLE_LAST = 0x4E00, 0x9FFF
 CORPUS = ROOT / "tests" / "data" / "heuristic_corpus.jsonl"
 REPORT = ROOT / "tests" / "data" / "heuristic_errors.json"
 SHARED_TIKTOKEN_CACHE = ROOT.parent / "shared" / "tiktoken-cache"
@@ -130,7 +136,20 @@ CASELESS, UPPER, LOWER = range(3)
     S_HANGUL,
     S_KANA,
     S_HAN,
-) = range(12)
+    S_HAN_RARE,
+) = range(13)
+_HAN_SINGLE_TOKEN: bytes | None = None
+
+
+def han_single_token(o: int) -> bool:
+    """Mirror of Rust `han_single_token`: bit ``o - 0x4E00`` of ``rust/heuristic_han.bin``."""
+    global _HAN_SINGLE_TOKEN
+    if _HAN_SINGLE_TOKEN is None:
+        _HAN_SINGLE_TOKEN = HAN_TABLE.read_bytes()
+    i = o - HAN_TABLE_FIRST
+    return bool(_HAN_SINGLE_TOKEN[i // 8] >> (i % 8) & 1)
+
+
 # Weight sources of punctuation and whitespace (resolved against the constants).
 P_PUNCT, P_SYMBOL, P_EMOJI, P_EMOJI_MOD = "W_PUNCT", "W_SYMBOL", "W_EMOJI", "W_EMOJI_MOD"
 
@@ -223,8 +242,10 @@ def classify(c: str) -> tuple[int, Any, int]:
         return LETTER, S_HANGUL, CASELESS
     if _in(o, (0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F)):
         return LETTER, S_KANA, CASELESS
-    if _in(o, (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF)):
+    if _in(o, (0x4E00, 0x9FFF)) and han_single_token(o):
         return LETTER, S_HAN, CASELESS
+    if _in(o, (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF)):
+        return LETTER, S_HAN_RARE, CASELESS
     if _in(o, (0xFE00, 0xFE0F), (0xE0100, 0xE01EF)):
         return LETTER, S_ZERO_WIDTH, CASELESS
     if _in(
@@ -374,6 +395,16 @@ class Extractor:
             col, units = FIXED, 0
         elif script == S_HAN:
             col, units = COL["W_HAN_JA" if self.seen_kana else "W_HAN"], 1
+        elif script == S_HAN_RARE:
+            o = ord(c)
+            name = (
+                "W_HAN_RARE"
+                if 0x4E00 <= o <= 0x9FFF
+                else "W_HAN_SUPPLEMENTARY"
+                if o >= 0x10000
+                else "W_HAN_EXT"
+            )
+            col, units = FIXED, self.c[name]
         else:
             if script == S_CYRILLIC_EXT:
                 self.seen_cyrillic_ext = True
@@ -655,6 +686,42 @@ def rust_estimates_package(texts: Sequence[str]) -> list[int]:
 # --------------------------------------------------------------------------- main
 
 
+def write_han_table() -> None:
+    """Rewrites ``rust/heuristic_han.bin`` from the vocabulary and prints the measured weights
+    of the ideographs that are several tokens (mean o200k tokens per ideograph, in units)."""
+    enc = _encoding()
+    bits = bytearray((HAN_TABLE_LAST - HAN_TABLE_FIRST + 1 + 7) // 8)
+    costs: dict[str, list[int]] = defaultdict(list)
+    blocks = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF))
+    for lo, hi in blocks:
+        for o in range(lo, hi + 1):
+            n = len(enc.encode_ordinary(chr(o)))
+            if n == 1 and HAN_TABLE_FIRST <= o <= HAN_TABLE_LAST:
+                i = o - HAN_TABLE_FIRST
+                bits[i // 8] |= 1 << (i % 8)
+            elif HAN_TABLE_FIRST <= o <= HAN_TABLE_LAST:
+                costs["W_HAN_RARE"].append(n)
+            elif n > 1:
+                costs["W_HAN_SUPPLEMENTARY" if o >= 0x10000 else "W_HAN_EXT"].append(n)
+            else:
+                raise SystemExit(f"U+{o:04X} is one token: widen the table")
+    HAN_TABLE.write_bytes(bytes(bits))
+    ones = sum(bin(b).count("1") for b in bits)
+    print(f"wrote {HAN_TABLE.relative_to(ROOT)}: {ones} single-token ideographs")
+    for name, values in costs.items():
+        mean = sum(values) / len(values)
+        print(f"const {name}: u64 = {round(mean * 1024)};  // {mean:.3f} tokens, n={len(values)}")
+
+
+def _encoding() -> Any:
+    # Offline like tests/conftest.py: the workspace keeps tiktoken's files next to the repo.
+    if "TIKTOKEN_CACHE_DIR" not in os.environ and SHARED_TIKTOKEN_CACHE.is_dir():
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED_TIKTOKEN_CACHE)
+    import tiktoken
+
+    return tiktoken.get_encoding(ENCODING)
+
+
 def load_corpus() -> list[dict[str, Any]]:
     with CORPUS.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -759,7 +826,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--estimates", choices=("cargo", "package"), default="cargo")
     ap.add_argument("--folds", type=int, default=5, help="k-fold check of the fit (0 to skip)")
     ap.add_argument("--grid", action="store_true", help="also refit over a grid of 2 integers")
+    ap.add_argument("--han-table", action="store_true", help="rewrite rust/heuristic_han.bin first")
     args = ap.parse_args(argv)
+    if args.han_table:
+        write_han_table()
 
     consts = read_rust_constants()
     samples = load_corpus()

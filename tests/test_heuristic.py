@@ -75,7 +75,7 @@ def test_corpus_is_varied(samples: list[dict[str, Any]]) -> None:
     categories = {s["category"] for s in samples}
     for needed in ("english", "code", "json", "chinese", "japanese", "korean", "cyrillic"):
         assert needed in categories
-    for needed in ("arabic", "thai", "emoji", "repeated"):
+    for needed in ("arabic", "thai", "emoji", "repeated", "cjk_rare"):
         assert needed in categories
     for s in samples:
         assert s["text"]

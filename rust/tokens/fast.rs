@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use rustc_hash::FxHashSet;
 use tiktoken_rs::Rank;
 
+use super::backtrack::Backtrack;
 use super::bpe::{Ranks, MAX_PIECE_BYTES};
 use super::pretokenize::{Pretokenizer, Scheme};
 use super::Encoding;
@@ -59,12 +60,14 @@ pub(super) const fn scheme(encoding: Encoding) -> Scheme {
     }
 }
 
-/// The rank table of `encoding`'s vocabulary, built on first use from `encoding.bpe()`.
+static RANKS: [OnceLock<Option<Ranks>>; 4] = [const { OnceLock::new() }; 4];
+static BACKTRACK: [OnceLock<Option<Backtrack>>; 4] = [const { OnceLock::new() }; 4];
+
+/// The rank table of `encoding`'s vocabulary, built on first use (`build_ranks`).
 /// `None` if it could not be built (then the slow path is used for good).
 pub(super) fn ranks(encoding: Encoding) -> Option<&'static Ranks> {
-    static TABLES: [OnceLock<Option<Ranks>>; 4] = [const { OnceLock::new() }; 4];
     let vocabulary = Vocabulary::of(encoding);
-    TABLES[vocabulary as usize]
+    RANKS[vocabulary as usize]
         .get_or_init(|| {
             catch_unwind(AssertUnwindSafe(|| build_ranks(encoding, vocabulary)))
                 .ok()
@@ -73,7 +76,30 @@ pub(super) fn ranks(encoding: Encoding) -> Option<&'static Ranks> {
         .as_ref()
 }
 
-/// Copies the ordinary ranks out of tiktoken-rs, whose rank map is private.
+/// The backtracking counter's tables for `encoding`'s vocabulary, built from the rank table with
+/// it. `None` if they could not be built (then long pieces merge as well).
+pub(super) fn backtrack(encoding: Encoding) -> Option<&'static Backtrack> {
+    let vocabulary = Vocabulary::of(encoding);
+    BACKTRACK[vocabulary as usize]
+        .get_or_init(|| {
+            let ranks = ranks(encoding)?;
+            let limit = vocabulary.rank_limit() as usize;
+            catch_unwind(AssertUnwindSafe(|| {
+                Backtrack::new(ranks, limit, vocabulary as u8)
+            }))
+            .ok()
+            .flatten()
+        })
+        .as_ref()
+}
+
+/// Pieces at least this long that are not one token go to the backtracking counter; shorter
+/// ones merge (`Ranks::merge_count`). Measured on the benchmark's shapes: 6 to 12 are equally
+/// fast; from 16 CJK text is 20% slower; code and chat do not care.
+const BACKTRACK_FROM: usize = 8;
+
+/// Copies the ordinary ranks out of a tokenizer of tiktoken-rs (whose rank map is private),
+/// made for this and dropped after: the tables here are all counting needs.
 ///
 /// `_decode_native_and_split` hands out every rank's bytes with one clone each, about twice as
 /// fast as `decode_bytes` per rank (which allocates twice); o200k takes ~45 ms in all. It
@@ -81,7 +107,7 @@ pub(super) fn ranks(encoding: Encoding) -> Option<&'static Ranks> {
 /// (`tests::rank_tables_equal_tiktoken_rs_ranks`), and a panic would only make `ranks` answer
 /// `None`.
 fn build_ranks(encoding: Encoding, vocabulary: Vocabulary) -> Option<Ranks> {
-    let bpe = encoding.bpe();
+    let bpe = encoding.fresh_bpe()?;
     let specials: FxHashSet<&[u8]> = bpe
         .special_tokens()
         .into_iter()
@@ -95,8 +121,14 @@ fn build_ranks(encoding: Encoding, vocabulary: Vocabulary) -> Option<Ranks> {
     Ranks::new(limit as usize, tokens)
 }
 
-/// Builds what `count` needs for `encoding` (the rank table and the DFA) and warms this thread's
-/// DFA cache.
+/// Whether `encoding`'s tables have been built (by `warm` or a count).
+pub(super) fn loaded(encoding: Encoding) -> bool {
+    let vocabulary = Vocabulary::of(encoding) as usize;
+    RANKS[vocabulary].get().is_some() && BACKTRACK[vocabulary].get().is_some()
+}
+
+/// Builds what `count` needs for `encoding` (the rank table, the backtracking tables and the
+/// DFA) and warms this thread's DFA cache.
 pub(super) fn warm(encoding: Encoding) {
     let _ = count(
         encoding,
@@ -120,9 +152,21 @@ fn count_unguarded(encoding: Encoding, text: &str) -> Option<usize> {
     }
     let pretokenizer = scheme(encoding).pretokenizer()?;
     let ranks = ranks(encoding)?;
+    let backtrack = backtrack(encoding);
     let mut tokens = 0;
     pretokenizer
-        .split(text, |piece| tokens += ranks.count_piece(piece.as_bytes()))
+        .split(text, |piece| {
+            let piece = piece.as_bytes();
+            tokens += if piece.len() < BACKTRACK_FROM {
+                ranks.count_piece(piece)
+            } else if ranks.get(piece).is_some() {
+                1
+            } else if let Some(backtrack) = backtrack {
+                backtrack.count(ranks, piece)
+            } else {
+                ranks.merge_count(piece)
+            };
+        })
         .ok()?;
     Some(tokens)
 }

@@ -1,6 +1,7 @@
 //! Exact BPE token counting: the encodings we ship, the model table, and counting with the
 //! count cache in front of the BPE pass.
 
+mod backtrack;
 mod bpe;
 pub mod cache;
 mod chat;
@@ -9,9 +10,9 @@ mod models;
 mod pretokenize;
 #[cfg(test)]
 mod testing;
+mod trie;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tiktoken_rs::CoreBPE;
@@ -71,18 +72,10 @@ impl Encoding {
         self as u8
     }
 
-    /// The loaded tokenizer, built on first use. Building one base64-decodes the whole rank file
-    /// (tens of milliseconds), so it happens once per process and every caller shares it.
+    /// tiktoken-rs's tokenizer, built on first use and shared by every caller. Counting does not
+    /// need it (the fast path has its own tables, see `fast`): only the fallback and the tests
+    /// load it, since it holds about 50 MB for o200k.
     pub fn bpe(self) -> &'static CoreBPE {
-        let bpe = self.load();
-        let loaded = &LOADED[self.id() as usize];
-        if !loaded.load(Ordering::Relaxed) {
-            loaded.store(true, Ordering::Relaxed);
-        }
-        bpe
-    }
-
-    fn load(self) -> &'static CoreBPE {
         match self {
             Encoding::Gpt2 | Encoding::R50kBase => tiktoken_rs::r50k_base_singleton(),
             Encoding::P50kBase => tiktoken_rs::p50k_base_singleton(),
@@ -93,21 +86,30 @@ impl Encoding {
         }
     }
 
-    /// Loads the tokenizer now and returns how long this call spent loading it (zero when it was
-    /// already loaded, by a count or by another thread).
+    /// A tokenizer of our own, to copy the ranks out of and drop (`fast::ranks`).
+    fn fresh_bpe(self) -> Option<CoreBPE> {
+        match self {
+            Encoding::Gpt2 | Encoding::R50kBase => tiktoken_rs::r50k_base(),
+            Encoding::P50kBase => tiktoken_rs::p50k_base(),
+            Encoding::P50kEdit => tiktoken_rs::p50k_edit(),
+            Encoding::Cl100kBase => tiktoken_rs::cl100k_base(),
+            Encoding::O200kBase => tiktoken_rs::o200k_base(),
+            Encoding::O200kHarmony => tiktoken_rs::o200k_harmony(),
+        }
+        .ok()
+    }
+
+    /// Builds what counting needs now (the first count would otherwise) and returns how long
+    /// this call spent (zero when it was already built, by a count or by another thread).
     pub fn warm(self) -> Duration {
-        if LOADED[self.id() as usize].load(Ordering::Relaxed) {
+        if fast::loaded(self) {
             return Duration::ZERO;
         }
         let started = Instant::now();
         fast::warm(self);
-        let _ = self.bpe();
         started.elapsed()
     }
 }
-
-/// Which encodings have been loaded (set after the first `bpe()` of each).
-static LOADED: [AtomicBool; 7] = [const { AtomicBool::new(false) }; 7];
 
 /// How a count was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,11 +151,10 @@ pub fn count_exact_uncached(encoding: Encoding, text: &str) -> Result<usize> {
     if text.is_empty() {
         return Ok(0);
     }
-    let bpe = encoding.bpe();
     // The vendored tokenizer unwraps regex results; a panic must never cross into Python
     // (PyO3 would raise PanicException, which `except Exception` does not catch).
     catch_unwind(AssertUnwindSafe(|| {
-        fast::count(encoding, text).unwrap_or_else(|| bpe.encode_ordinary(text).len())
+        fast::count(encoding, text).unwrap_or_else(|| encoding.bpe().encode_ordinary(text).len())
     }))
     .map_err(|panic| {
         let why = panic
