@@ -1,0 +1,196 @@
+"""The local stores under real faults: a write that fails part way (a file-size limit), a JSON
+Lines file deleted or its directory replaced while a service runs, a fork while the flusher is
+inside a SQLite transaction. Each case checks that nothing counted as exported is missing,
+nothing is duplicated, and no line is torn or fused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from instrumentation_sdk import configure, flush, llm_span, shutdown, stats
+from instrumentation_sdk import pipeline as sdk_pipeline
+from instrumentation_sdk.exporters import InMemoryExporter, JsonlExporter
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX processes")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("INSTRUMENTATION_SDK_") or name == "OTEL_SERVICE_NAME":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("INSTRUMENTATION_SDK_DB", str(tmp_path / "default.db"))
+    monkeypatch.setenv("INSTRUMENTATION_SDK_RETRY_BACKOFF", "0.01")
+    # The faults these tests cause stay out of other tests' stats().
+    monkeypatch.setattr(sdk_pipeline, "_faults", sdk_pipeline._Faults())
+    configure(exporter=InMemoryExporter(), flush_interval=0.05, exit_timeout=2.0)
+    yield
+    shutdown(timeout=5.0)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of a JSON Lines file, each one whole JSON (a fused or torn line fails)."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    assert raw == b"" or raw.endswith(b"\n"), "the file ends in a partial line"
+    records = []
+    for number, line in enumerate(raw.split(b"\n")[:-1], 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"line {number} is not one JSON record: {line[:200]!r}") from None
+    return records
+
+
+def span_ids(records: list[dict[str, Any]]) -> list[str]:
+    ids = [record["span_id"] for record in records]
+    duplicates = {span_id: n for span_id, n in Counter(ids).items() if n > 1}
+    assert duplicates == {}, f"{len(duplicates)} spans in the file more than once"
+    return ids
+
+
+def run_script(tmp_path: Path, body: str, *args: str, **env: str) -> dict[str, Any]:
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body), "utf-8")
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("INSTRUMENTATION_SDK_") and name != "OTEL_SERVICE_NAME"
+    }
+    environ.update(env)
+    result = subprocess.run(
+        [sys.executable, str(script), *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines, result.stderr
+    report: dict[str, Any] = json.loads(lines[-1])
+    return report
+
+
+# -- JSON Lines: a write that fails part way ----------------------------------------------------
+
+FILE_SIZE_LIMIT = """\
+import json, os, resource, signal, sys, time
+import instrumentation_sdk as sdk
+from instrumentation_sdk import llm_span
+from instrumentation_sdk.exporters import JsonlExporter
+
+path, fault = sys.argv[1], sys.argv[2]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+sdk.configure(exporter=JsonlExporter(path), batch_size=512, flush_interval=60.0,
+              export_retries=2)
+
+
+def spans(count):
+    for i in range(count):
+        with llm_span("gpt-4o", "openai") as span:
+            span.set_metadata("padding", "x" * 200)
+
+
+spans(100)
+assert sdk.flush(10.0)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+# Room for a few lines of the next batch (about 100 KB): the write lands part way, then fails.
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + 3000, hard))
+spans(300)
+sdk.flush(0)  # wakes the flusher
+if fault == "clears":
+    deadline = time.monotonic() + 20
+    while sdk.stats()["export_errors"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # before the first retry
+    assert sdk.flush(20.0)
+else:
+    assert sdk.flush(20.0)  # every retry fails: the batch is dropped
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+spans(50)
+assert sdk.flush(10.0)
+figures = sdk.stats()
+print(json.dumps({key: figures[key] for key in ("produced", "exported", "dropped",
+                                                "export_errors")}))
+"""
+
+
+@pytest.mark.parametrize("fault", ["clears", "outlasts"])
+def test_a_write_failing_part_way_lands_whole_or_not_at_all(tmp_path: Path, fault: str) -> None:
+    """RLIMIT_FSIZE lets part of a batch's write land, then fails it. Whether the limit is
+    lifted before the retry or outlasts every retry, the file holds whole lines only, each span
+    once, and exactly as many as stats() counts as exported."""
+    path = tmp_path / "spans.jsonl"
+    figures = run_script(
+        tmp_path, FILE_SIZE_LIMIT, str(path), fault, INSTRUMENTATION_SDK_RETRY_BACKOFF="0.3"
+    )
+    ids = span_ids(read_lines(path))
+    assert figures["export_errors"] >= 1, figures  # the fault happened
+    assert len(ids) == figures["exported"], figures
+    assert figures["produced"] == 450
+    if fault == "clears":
+        assert figures["exported"] == 450, figures
+    else:
+        assert figures["exported"] == 150, figures  # the 300 were dropped, counted
+        assert figures["dropped"] == 300, figures
+
+
+# -- JSON Lines: the file deleted or replaced ----------------------------------------------------
+
+
+def make_spans(tag: str, count: int) -> set[str]:
+    ids = set()
+    for _ in range(count):
+        with llm_span("gpt-4o", "openai", name=tag) as span:
+            pass
+        ids.add(span.span_id)
+    return ids
+
+
+def test_a_deleted_or_replaced_jsonl_file_is_reopened(tmp_path: Path) -> None:
+    directory = tmp_path / "logs"
+    path = directory / "spans.jsonl"
+    configure(exporter=JsonlExporter(path), flush_interval=0.05, export_retries=1)
+    make_spans("before", 20)
+    assert flush(5.0)
+    path.unlink()  # `rm spans.jsonl` while the service runs
+    after_delete = make_spans("after_delete", 30)
+    assert flush(5.0)
+    assert set(span_ids(read_lines(path))) == after_delete
+
+    directory.rename(tmp_path / "logs.old")  # the directory moved away: recreated
+    after_move = make_spans("after_move", 40)
+    assert flush(5.0)
+    assert set(span_ids(read_lines(path))) == after_move
+
+    directory.rename(tmp_path / "logs.older")
+    directory.write_text("not a directory")  # the path cannot be created: counted as failed
+    lost = make_spans("lost", 10)
+    assert flush(5.0)
+    figures = stats()
+    assert figures["dropped_export_failed"] == len(lost), figures
+    assert str(path) in figures["last_export_error"]["JsonlExporter"], figures
+    directory.unlink()
+    last = make_spans("last", 5)
+    assert flush(5.0)
+    assert set(span_ids(read_lines(path))) == last
+    in_files = [
+        *read_lines(tmp_path / "logs.old" / "spans.jsonl"),
+        *read_lines(tmp_path / "logs.older" / "spans.jsonl"),
+        *read_lines(path),
+    ]
+    # Everything counted as exported is in a file (the first 20 went with the deleted file).
+    assert len(in_files) + 20 == stats()["exported"] == 20 + 30 + 40 + 5
+
