@@ -576,9 +576,13 @@ def test_forked_child_opens_its_own_connection(db: Path, exporter: SqliteExporte
     child.join(60)
     assert outcome == ("ok", True, True)
     assert child.exitcode == 0
-    # The parent's connection survived the child (which neither used nor closed it).
-    assert exporter._conn is parent_conn
+    # The parent closed its connection before the fork (a child must not inherit an open
+    # database) and opens a new one for its next batch.
+    assert exporter._conn is None
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        parent_conn.execute("SELECT 1")
     exporter.export([make_record(2)])
+    assert exporter._conn is not None
     assert count(db) == 3
 
 

@@ -194,3 +194,76 @@ def test_a_deleted_or_replaced_jsonl_file_is_reopened(tmp_path: Path) -> None:
     # Everything counted as exported is in a file (the first 20 went with the deleted file).
     assert len(in_files) + 20 == stats()["exported"] == 20 + 30 + 40 + 5
 
+
+# -- SQLite: a fork while the flusher is inside a transaction ------------------------------------
+
+FORK_MID_TRANSACTION = """\
+import json, os, sqlite3, sys, threading, time
+import instrumentation_sdk as sdk
+from instrumentation_sdk import llm_span
+from instrumentation_sdk.exporters import SqliteExporter
+
+path, children = sys.argv[1], int(sys.argv[2])
+in_transaction = threading.Event()
+
+
+class SlowCommitExporter(SqliteExporter):
+    # Each batch holds its transaction (the write lock taken, rows inserted) a moment before
+    # COMMIT, so a fork lands inside it.
+    def _connection(self):
+        conn = super()._connection()
+        conn.set_trace_callback(self._trace)
+        return conn
+
+    def _trace(self, statement):
+        if statement == "COMMIT" and os.getpid() == parent:
+            in_transaction.set()
+            time.sleep(0.05)
+            in_transaction.clear()
+
+
+parent = os.getpid()
+sdk.configure(exporter=SlowCommitExporter(path), flush_interval=0.01, batch_size=64)
+busy = True
+
+
+def produce():
+    while busy:
+        with llm_span("gpt-4o", "openai", name="parent"):
+            pass
+        time.sleep(0.0005)
+
+
+producer = threading.Thread(target=produce)
+producer.start()
+pids = []
+for child in range(children):
+    assert in_transaction.wait(10)  # the flusher is between BEGIN and COMMIT
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(50):
+            with llm_span("gpt-4o", "openai", name=f"child{child}"):
+                pass
+        os._exit(0 if sdk.flush(5.0) and sdk.stats()["exported"] == 50 else 3)
+    pids.append(pid)
+codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+busy = False
+producer.join()
+assert sdk.flush(10.0)
+print(json.dumps({"codes": codes}))
+"""
+
+
+def test_children_forked_mid_transaction_export_their_spans(tmp_path: Path) -> None:
+    """Children forked while the parent's flusher holds a SQLite write transaction each store
+    all their spans within the flush timeout: none inherits the parent's lock state."""
+    import sqlite3
+
+    path = tmp_path / "spans.db"
+    children = 12
+    report = run_script(tmp_path, FORK_MID_TRANSACTION, str(path), str(children))
+    assert report["codes"] == [0] * children, report
+    with sqlite3.connect(path) as conn:
+        counts = dict(conn.execute("SELECT name, count(*) FROM spans GROUP BY name").fetchall())
+    assert {f"child{child}": 50 for child in range(children)}.items() <= counts.items(), counts
+    assert counts["parent"] > 0

@@ -42,6 +42,7 @@ from .. import _core
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
     "DB_ENV_VAR",
+    "FORK_WAIT_SECONDS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "SqliteExporter",
@@ -346,13 +347,40 @@ _ABANDONED: list[sqlite3.Connection] = []
 _LIVE_EXPORTERS: weakref.WeakSet[SqliteExporter] = weakref.WeakSet()
 
 
+#: How long a fork() waits for an exporter's transaction in flight to finish, so that its
+#: connection can be closed first. Past it the fork goes ahead with that connection open, and the
+#: child may meet the parent's lock state ("database is locked") until it exits.
+FORK_WAIT_SECONDS: Final = 2.0
+
+# Exporters whose lock the before-fork hook holds, released after the fork in the parent.
+_HELD_FOR_FORK: list[SqliteExporter] = []
+
+
+def _before_fork() -> None:
+    """Close every connection before a fork, waiting (bounded) for a transaction in flight: a
+    child must not inherit an open database. SQLite keeps each file's lock state per process;
+    a child that inherits it meets the parent's locks even on a connection of its own."""
+    _HELD_FOR_FORK.extend(e for e in list(_LIVE_EXPORTERS) if e._close_before_fork())
+
+
+def _after_fork_in_parent() -> None:
+    """Let the parent's exporters go on: each reopens its connection on its next batch."""
+    while _HELD_FOR_FORK:
+        _HELD_FOR_FORK.pop()._lock.release()
+
+
 def _after_fork_in_child() -> None:
+    _HELD_FOR_FORK.clear()  # the child's exporters get fresh locks below
     for exporter in list(_LIVE_EXPORTERS):
         exporter._forget_parent_state()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 class SqliteExporter:
@@ -360,8 +388,10 @@ class SqliteExporter:
 
     ``path`` is the database file; ``None`` means ``default_db_path()``. Nothing is opened until
     the first non-empty ``export``: then the parent directories are created, the connection is
-    opened (WAL, ``synchronous=NORMAL``, ``busy_timeout``) and the schema migrated. In a forked
-    child the inherited connection is left alone and a new one opened.
+    opened (WAL, ``synchronous=NORMAL``, ``busy_timeout``) and the schema migrated. Before a
+    ``fork()`` the connection is closed (after the batch in flight, waiting at most
+    ``FORK_WAIT_SECONDS``) and the parent reopens it on its next batch; a child opens its own
+    (one inherited through a fork without Python's hooks is left alone, unused).
 
     ``export`` writes the batch in one transaction: all of it or nothing. It raises
     ``sqlite3.OperationalError`` for transient trouble (the lock held past the busy timeout, a
@@ -423,6 +453,20 @@ class SqliteExporter:
         # Fallback for forks that bypass os.register_at_fork (e.g. a C extension's fork()).
         if os.getpid() != self._pid:
             self._forget_parent_state()
+
+    def _close_before_fork(self) -> bool:
+        """Take the lock (waiting at most ``FORK_WAIT_SECONDS`` for a transaction in flight)
+        and close the connection; True if the lock is now held (the caller releases it)."""
+        if os.getpid() != self._pid or not self._lock.acquire(timeout=FORK_WAIT_SECONDS):
+            return False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._same_file():
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            else:  # not closed: see _connection
+                _ABANDONED.append(conn)
+        return True
 
     def _forget_parent_state(self) -> None:
         """In a forked child: drop the parent's connection (unused, unclosed) and its lock (it
