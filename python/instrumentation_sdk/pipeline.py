@@ -461,7 +461,8 @@ class Pipeline:
             self.counts["unencodable"] += unencodable
             _faults.note(
                 "unencodable",
-                "a metadata value could not be encoded as JSON; exported its repr() instead",
+                "a metadata value could not be encoded as JSON (exported its repr() instead) or "
+                "was not encoded within the flusher's time budget (exported its type name)",
                 count=False,
             )
         if truncated:
@@ -754,7 +755,8 @@ def stats() -> dict[str, Any]:
     round), ``"records"``, ``"jsonl"``, ``"otlp"``, or ``"records_then_<format>"`` when a Python
     processor makes batches go through records first.
     ``truncated``/``unencodable`` count metadata values that were cut or replaced by their
-    ``repr``; ``export_errors`` failed export calls, ``retries`` the retries among them,
+    ``repr`` (or, past the flusher's encoding time budget, their type name); ``export_errors``
+    failed export calls, ``retries`` the retries among them,
     ``export_rejected`` batches refused for good (e.g. an HTTP 400: not retried);
     ``rejected_spans`` spans a backend delivered to refused (OTLP partial success);
     ``span_faults`` the SDK's own swallowed faults (by kind in ``faults``: export failures,

@@ -3,11 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::context::{fault, HOOKS};
 use super::jsonl::JsonlFile;
@@ -344,6 +344,22 @@ impl Batch {
     }
 }
 
+/// How long encoding one batch's caller objects may take on the flusher: past it, objects are
+/// recorded by their type name (counted as unencodable), so one slow `__repr__` cannot stall
+/// export. Plain msgspec encoding takes microseconds per object; this is for caller code.
+pub const ENCODE_BUDGET: Duration = Duration::from_millis(500);
+
+/// What an object that was not encoded within the budget is recorded as: its type's name.
+fn over_budget(object: &Bound<'_, PyAny>) -> Encoded {
+    let name = object.get_type().name().map_or_else(
+        |_| "object".to_owned(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    Encoded::Text(format!(
+        "<{name}: not encoded, over the flusher's time budget>"
+    ))
+}
+
 /// A batch of finished spans in the flusher's hands.
 #[pyclass(module = "instrumentation_sdk._core")]
 pub struct Batch {
@@ -359,9 +375,13 @@ impl Batch {
     }
 
     /// Encode every deferred metadata value with `encode(obj) -> bytes` (msgspec); a value it
-    /// cannot encode is replaced by its `repr`. Returns how many were replaced.
+    /// cannot encode is replaced by its `repr`. The caller's code (a `__repr__`, an encoder
+    /// hook) may be slow: once the batch has spent `ENCODE_BUDGET`, the object that went over
+    /// it and every later one are recorded by their type name instead, not encoded. Returns how
+    /// many were replaced (by a `repr` or a type name).
     fn encode_deferred(&mut self, py: Python<'_>, encode: &Bound<'_, PyAny>) -> u64 {
         let mut replaced = 0;
+        let started = Instant::now();
         self.encoded = self
             .spans
             .iter()
@@ -369,7 +389,20 @@ impl Batch {
                 span.objects
                     .iter()
                     .map(|object| {
-                        let (encoded, fell_back) = encode_object(object.bind(py), encode);
+                        let object = object.bind(py);
+                        // A str runs no caller code: always kept.
+                        let text = object.is_exact_instance_of::<PyString>();
+                        let spent = || !text && started.elapsed() > ENCODE_BUDGET;
+                        let (encoded, fell_back) = if spent() {
+                            (over_budget(object), true)
+                        } else {
+                            let done = encode_object(object, encode);
+                            if spent() {
+                                (over_budget(object), true)
+                            } else {
+                                done
+                            }
+                        };
                         replaced += u64::from(fell_back);
                         encoded
                     })
