@@ -309,3 +309,80 @@ def test_a_slow_repr_does_not_stall_export(tmp_path: Path, exporter_kind: str) -
     assert values.count("slow") == 0  # the one that went over the budget is named too
     assert values == ["<SlowRepr: not encoded, over the flusher's time budget>"] * 10
     assert stats()["unencodable"] - before == 10
+
+
+# -- SQLite: retention ---------------------------------------------------------------------------
+
+
+def test_the_store_stays_at_its_byte_bound_with_the_newest_spans(tmp_path: Path) -> None:
+    """200,000 spans through a store bounded to 4 MiB: its pages in use never pass the bound
+    by more than a batch, the file stops growing near it, the newest spans are all there, and
+    every span deleted is counted (stored + evicted == exported)."""
+    import sqlite3
+
+    path = tmp_path / "spans.db"
+    bound = 4 << 20
+    before = stats()
+    configure(exporter="sqlite", sqlite_path=path, store_max_bytes=bound, flush_interval=0.05)
+    newest: list[str] = []
+    for _ in range(40):
+        newest = []
+        for _ in range(5000):
+            with llm_span("gpt-4o", "openai") as span:
+                span.set_metadata("prompt_tokens", 12)
+            newest.append(span.span_id)
+        assert flush(30.0)
+    figures = stats()
+    exported = figures["exported"] - before["exported"]
+    evicted = figures["evicted"] - before["evicted"]
+    assert exported == 200_000, figures
+    with sqlite3.connect(path) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        stored = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
+        kept = {row[0] for row in conn.execute("SELECT span_id FROM spans")}
+    assert (pages - free) * page_size <= bound
+    assert pages * page_size <= bound + (1 << 20)  # the file: the bound and one batch or so
+    assert stored + evicted == exported, (stored, evicted)
+    assert 0 < stored < exported
+    assert set(newest[-1000:]) <= kept  # the newest are kept; the oldest went first
+
+
+def test_the_store_drops_spans_older_than_its_age_bound(tmp_path: Path) -> None:
+    from instrumentation_sdk.exporters import SqliteExporter
+
+    path = tmp_path / "spans.db"
+    exporter = SqliteExporter(path, max_age=3600)
+    now = time.time_ns()
+    records = [
+        {
+            "trace_id": "0" * 31 + "1",
+            "span_id": f"{index:016x}",
+            "parent_span_id": None,
+            "name": "llm",
+            "model": "gpt-4o",
+            "provider": None,
+            "service_name": "svc",
+            "user_id": None,
+            "session_id": None,
+            "status": "ok",
+            "error_type": None,
+            "error_message": None,
+            "start_time_unix_nano": now - age * 1_000_000_000,
+            "end_time_unix_nano": now - age * 1_000_000_000 + 1,
+            "metadata": {},
+        }
+        for index, age in enumerate([7200, 7200, 3000, 10])
+    ]
+    exporter.export(records)
+    assert exporter.evicted == 2
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == 2
+    exporter.shutdown()
+    with pytest.raises(ValueError, match="max_bytes"):
+        SqliteExporter(path, max_bytes=-1)
+    with pytest.raises(ValueError, match="store_max_age"):
+        configure(store_max_age=float("nan"))

@@ -70,7 +70,11 @@ def _build_exporter(settings: Settings) -> Exporter:
     from . import exporters
 
     if exporter == "sqlite":
-        return exporters.SqliteExporter(settings.sqlite_path)
+        return exporters.SqliteExporter(
+            settings.sqlite_path,
+            max_bytes=settings.store_max_bytes,
+            max_age=settings.store_max_age,
+        )
     if exporter == "jsonl":
         return exporters.JsonlExporter(settings.jsonl_path)
     if exporter == "console":
@@ -570,6 +574,9 @@ class Pipeline:
         # `dropped_at_shutdown` spans were accepted, then given up on: they are in `resolved`.
         counts["buffered"] = buffered
         counts["produced"] = sink["accepted"] + sink["dropped"] + sink["rejected_closed"]
+        evicted = getattr(self.exporter, "evicted", 0)  # the SQLite store's retention
+        if type(evicted) is int:
+            counts["evicted"] = evicted
         return dict(counts)
 
 
@@ -662,6 +669,8 @@ def configure(
     processors: list[Processor] | tuple[Processor, ...] | None = None,
     capture_content: bool | None = None,
     max_content_bytes: int | None = None,
+    store_max_bytes: int | None = None,
+    store_max_age: float | None = None,
 ) -> None:
     """Replace the span pipeline: new spans go to the new one at once, then the old one is
     flushed and shut down (waiting at most its ``exit_timeout``).
@@ -675,8 +684,11 @@ def configure(
     first, then callables taking a record and returning it or ``None`` to drop it).
     ``capture_content=True`` records prompts and completions (bounded by ``max_content_bytes``);
     it wins over the variables ``INSTRUMENTATION_SDK_CAPTURE_CONTENT`` and
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. Raises ``ValueError`` for a bad value
-    and ``TypeError`` for an unknown keyword, leaving the running pipeline untouched.
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. ``store_max_bytes`` (default 1 GiB)
+    and ``store_max_age`` (seconds, default 30 days; 0 means unbounded) bound the ``"sqlite"``
+    store: the flusher deletes its oldest spans past either (``stats()["evicted"]``). Raises
+    ``ValueError`` for a bad value and ``TypeError`` for an unknown keyword, leaving the running
+    pipeline untouched.
 
     >>> from instrumentation_sdk.exporters import InMemoryExporter
     >>> configure(exporter=InMemoryExporter(), batch_size=64, flush_interval=0.5)
@@ -697,6 +709,8 @@ def configure(
             ("processors", None if processors is None else tuple(processors)),
             ("capture_content", capture_content),
             ("max_content_bytes", max_content_bytes),
+            ("store_max_bytes", store_max_bytes),
+            ("store_max_age", store_max_age),
         )
         if value is not None
     }
@@ -762,6 +776,8 @@ def stats() -> dict[str, Any]:
     ``span_faults`` the SDK's own swallowed faults (by kind in ``faults``: export failures,
     span misuse such as ``exit_order``, ...); ``last_export_error`` the cause of each
     exporter's latest failure (``{"SqliteExporter": "OperationalError: ..."}``).
+    ``evicted`` counts spans the SQLite store deleted (oldest first) to stay within
+    ``store_max_bytes`` and ``store_max_age``: they were exported, so they are not ``dropped``.
     """
     with _lock:
         current = _running()
@@ -797,6 +813,7 @@ def stats() -> dict[str, Any]:
             "retries",
             "export_rejected",
             "rejected_spans",
+            "evicted",
         )
     }
     result["dropped"] = sum(figures[kind] for kind in dropped_kinds)
