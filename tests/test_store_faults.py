@@ -81,6 +81,7 @@ def run_script(tmp_path: Path, body: str, *args: str, **env: str) -> dict[str, A
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert lines, result.stderr
     report: dict[str, Any] = json.loads(lines[-1])
+    report["stderr"] = result.stderr[-2000:]
     return report
 
 
@@ -221,12 +222,12 @@ class SlowCommitExporter(SqliteExporter):
     def _trace(self, statement):
         if statement == "COMMIT" and os.getpid() == parent:
             in_transaction.set()
-            time.sleep(0.05)
+            time.sleep(0.02)
             in_transaction.clear()
 
 
 parent = os.getpid()
-sdk.configure(exporter=SlowCommitExporter(path), flush_interval=0.01, batch_size=64)
+sdk.configure(exporter=SlowCommitExporter(path), flush_interval=0.05, batch_size=64)
 busy = True
 
 
@@ -247,7 +248,12 @@ for child in range(children):
         for _ in range(50):
             with llm_span("gpt-4o", "openai", name=f"child{child}"):
                 pass
-        os._exit(0 if sdk.flush(5.0) and sdk.stats()["exported"] == 50 else 3)
+        flushed = sdk.flush(10.0)
+        figures = sdk.stats()
+        if not flushed or figures["exported"] != 50:
+            os.write(2, f"child{child}: {figures}\\n".encode())
+            os._exit(3)
+        os._exit(0)
     pids.append(pid)
 codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
 busy = False
@@ -386,3 +392,39 @@ def test_the_store_drops_spans_older_than_its_age_bound(tmp_path: Path) -> None:
         SqliteExporter(path, max_bytes=-1)
     with pytest.raises(ValueError, match="store_max_age"):
         configure(store_max_age=float("nan"))
+
+
+# -- one span's size -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exporter_kind", ["records", "jsonl"])
+def test_one_span_is_bounded_by_max_span_bytes(tmp_path: Path, exporter_kind: str) -> None:
+    """Hostile spans: 5,000 metadata keys of 16 KB values, a 10 MB key, 10 MB text fields. Each
+    exported span stays within max_span_bytes, every text field and key within max_value_bytes
+    (plus the marker), and every cut is counted in truncated."""
+    memory = InMemoryExporter()
+    path = tmp_path / "spans.jsonl"
+    chosen = memory if exporter_kind == "records" else JsonlExporter(path)
+    bound = 64 << 10
+    before = stats()["truncated"]
+    configure(exporter=chosen, flush_interval=0.05, max_span_bytes=bound, max_value_bytes=1024)
+    huge = "h" * (10 << 20)
+    with llm_span("gpt-4o", "openai") as many_keys:
+        for index in range(5000):
+            many_keys.set_metadata(f"key{index}", "v" * 16_000)
+    with llm_span("gpt-4o", "openai") as huge_key:
+        huge_key.set_metadata(huge, 1)
+    with llm_span(huge, huge, user_id=huge, session_id=huge, service_name=huge):
+        pass
+    assert flush(20.0)
+    records = memory.spans if exporter_kind == "records" else read_lines(path)
+    assert len(records) == 3
+    for record in records:
+        assert len(json.dumps(record)) <= bound
+        for key in ("model", "provider", "user_id", "session_id", "service_name"):
+            assert len(record[key] or "") <= 1024 + 64, key
+        assert all(len(key) <= 1024 + 64 for key in record["metadata"])
+    kept = len(records[0]["metadata"])
+    assert 0 < kept < 5000
+    # The values kept, each cut to 1024 bytes; the entries left out; the key; 5 text fields.
+    assert stats()["truncated"] - before == kept + (5000 - kept) + 1 + 5

@@ -62,6 +62,9 @@ class Settings:
     #: seconds (0: unbounded). The oldest spans are deleted first.
     store_max_bytes: int = 1 << 30
     store_max_age: float = 30 * 86400.0
+    #: Bound on one exported span: each text field and metadata key to ``max_value_bytes``,
+    #: and the whole span (metadata entries and events past it are left out).
+    max_span_bytes: int = 1 << 20
 
     def validated(self) -> Settings:
         """Return self, or raise ``ValueError`` naming the first bad field."""
@@ -70,6 +73,7 @@ class Settings:
             "buffer_capacity",
             "max_value_bytes",
             "max_content_bytes",
+            "max_span_bytes",
             "export_retries",
         ):
             _check_field(name, getattr(self, name))
@@ -106,9 +110,10 @@ def _check_field(name: str, value: object) -> None:
         "buffer_capacity",
         "max_value_bytes",
         "max_content_bytes",
+        "max_span_bytes",
         "export_retries",
     ):
-        low = 0 if name == "export_retries" else 1
+        low = {"export_retries": 0, "max_span_bytes": 1024}.get(name, 1)
         high = MAX_BUFFER_CAPACITY if name in ("batch_size", "buffer_capacity") else 1 << 40
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"{name} must be an int from {low} to {high}, got {value!r}")
@@ -217,6 +222,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sqlite_path": str,
     "store_max_bytes": int,
     "store_max_age": float,
+    "max_span_bytes": int,
 }
 
 

@@ -210,7 +210,11 @@ class Pipeline:
         if self.format == "otlp" and default_service == "unknown_service":
             default_service = self.exporter.otlp_encoding.service_name or default_service  # type: ignore[union-attr]
         self.plan = _core.ExportPlan(
-            default_service, settings.max_value_bytes, settings.max_content_bytes, builtin
+            default_service,
+            settings.max_value_bytes,
+            settings.max_content_bytes,
+            builtin,
+            settings.max_span_bytes,
         )
         # The whole JSON Lines round in the core (drain, process, encode, append, detached),
         # unless a Python processor needs the batch as records.
@@ -304,7 +308,8 @@ class Pipeline:
         exported = False
         try:
             self._note_values(0, batch.encode_deferred(self._encode))
-            filtered, failed = batch.process(self.plan)
+            filtered, failed, cut = batch.process(self.plan)
+            self._note_values(cut, 0)
             if failed:
                 note_fault(
                     "processor", "a built-in processor failed on a span; the span was dropped"
@@ -474,8 +479,9 @@ class Pipeline:
             _faults.note(
                 "truncated",
                 f"a value was over max_value_bytes ({self.settings.max_value_bytes}) or "
-                f"max_content_bytes ({self.settings.max_content_bytes}); exported it truncated "
-                "with a marker",
+                f"max_content_bytes ({self.settings.max_content_bytes}), or a span over "
+                f"max_span_bytes ({self.settings.max_span_bytes}); exported it truncated (cut "
+                "text is marked; metadata entries and events past the span's bound are left out)",
                 count=False,
             )
 
@@ -671,6 +677,7 @@ def configure(
     max_content_bytes: int | None = None,
     store_max_bytes: int | None = None,
     store_max_age: float | None = None,
+    max_span_bytes: int | None = None,
 ) -> None:
     """Replace the span pipeline: new spans go to the new one at once, then the old one is
     flushed and shut down (waiting at most its ``exit_timeout``).
@@ -711,6 +718,7 @@ def configure(
             ("max_content_bytes", max_content_bytes),
             ("store_max_bytes", store_max_bytes),
             ("store_max_age", store_max_age),
+            ("max_span_bytes", max_span_bytes),
         )
         if value is not None
     }
@@ -768,7 +776,9 @@ def stats() -> dict[str, Any]:
     ``export_path`` names the running pipeline's path: ``"core_jsonl"`` (the core's own JSON Lines
     round), ``"records"``, ``"jsonl"``, ``"otlp"``, or ``"records_then_<format>"`` when a Python
     processor makes batches go through records first.
-    ``truncated``/``unencodable`` count metadata values that were cut or replaced by their
+    ``truncated`` counts values cut to ``max_value_bytes``/``max_content_bytes`` and the text
+    fields, metadata keys, metadata entries and events a span over ``max_span_bytes`` lost;
+    ``unencodable`` counts metadata values that were replaced by their
     ``repr`` (or, past the flusher's encoding time budget, their type name); ``export_errors``
     failed export calls, ``retries`` the retries among them,
     ``export_rejected`` batches refused for good (e.g. an HTTP 400: not retried);

@@ -16,7 +16,7 @@ use super::record::record_dict;
 use super::value::encode_object;
 use crate::buffer::{Push, SpanBuffer};
 use crate::processor::{self, Outcome, SpanView};
-use crate::record::{write_jsonl, EncodeReport};
+use crate::record::{fit_span, write_jsonl, EncodeReport};
 use crate::span::{Encoded, SpanData};
 
 /// A finished span on its way to the exporter.
@@ -330,13 +330,27 @@ impl Batch {
         if self.spans.is_empty() {
             return (round, None);
         }
+        let fitted = self.fit(plan);
         let (text, report) = self.encode_jsonl(plan);
         drop(self);
-        round.truncated = report.truncated;
+        round.truncated = report.truncated + fitted;
         match file.append(text.as_bytes()) {
             Ok(()) => (round, None),
             Err(error) => (round, Some((text, error))),
         }
+    }
+
+    /// Fits every span within the plan's per-span bound (`fit_span`); returns how much was cut.
+    fn fit(&mut self, plan: &ExportPlan) -> u64 {
+        let encoded = &self.encoded;
+        self.spans
+            .iter_mut()
+            .enumerate()
+            .map(|(index, span)| {
+                let deferred = encoded.get(index).map_or(&[][..], Vec::as_slice);
+                fit_span(&mut span.data, deferred, plan.limits)
+            })
+            .sum()
     }
 
     fn encode_jsonl(&self, plan: &ExportPlan) -> (String, EncodeReport) {
@@ -412,12 +426,14 @@ impl Batch {
         replaced
     }
 
-    /// Run the plan's processors (detached); the spans they drop leave the batch. Returns
-    /// (filtered, failed): dropped by a processor, and dropped because one failed.
-    fn process(&mut self, py: Python<'_>, plan: &ExportPlan) -> (usize, usize) {
+    /// Run the plan's processors (detached); the spans they drop leave the batch; then fit
+    /// the rest within the plan's per-span bound. Returns (filtered, failed, cut): dropped by a
+    /// processor, dropped because one failed, and fields, keys, entries and events cut.
+    fn process(&mut self, py: Python<'_>, plan: &ExportPlan) -> (usize, usize, u64) {
         let outcomes = py.detach(|| self.run_processors(plan));
         let processed = self.keep(&outcomes);
-        (processed.filtered, processed.failed)
+        let cut = py.detach(|| self.fit(plan));
+        (processed.filtered, processed.failed, cut)
     }
 
     /// The batch as JSON Lines (one record per line), encoded with the interpreter detached.
