@@ -463,12 +463,16 @@ impl SpanData {
 pub struct Limits {
     pub max_value_bytes: usize,
     pub max_content_bytes: usize,
+    /// One whole span (`fit_span`): its text fields, metadata keys, and how many metadata
+    /// entries and events fit.
+    pub max_span_bytes: usize,
 }
 
 impl Limits {
     pub const UNBOUNDED: Limits = Limits {
         max_value_bytes: usize::MAX,
         max_content_bytes: usize::MAX,
+        max_span_bytes: usize::MAX,
     };
 
     pub const fn of(self, bound: Bound) -> usize {
@@ -500,6 +504,187 @@ pub fn bounded(text: &str, limit: usize) -> (Cow<'_, str>, bool) {
     let dropped = text.len() - cut;
     let marker = TRUNCATION_MARKER.replace("{}", &dropped.to_string());
     (Cow::Owned(format!("{}{marker}", &text[..cut])), true)
+}
+
+/// What one span's fields, other than its metadata, events and content, may take in a record:
+/// the ids, times, status and keys, and their JSON punctuation.
+const SPAN_OVERHEAD_BYTES: usize = 512;
+/// A metadata entry's or event's share of JSON punctuation.
+const ENTRY_OVERHEAD_BYTES: usize = 8;
+
+/// The bytes `value` takes in a record once bounded to `limit` (text by its length; JSON
+/// escaping may add a little).
+fn value_bytes(value: &Value, deferred: &[Encoded], limit: usize) -> usize {
+    let marker = TRUNCATION_MARKER.len() + 20;
+    match resolve(value, deferred) {
+        Resolved::Null | Resolved::Bool(_) | Resolved::Int(_) | Resolved::Float(_) => 24,
+        Resolved::Text(text) | Resolved::Json(text) if text.len() > limit => limit + marker,
+        Resolved::Text(text) | Resolved::Json(text) => text.len() + 2,
+    }
+}
+
+fn entries_bytes(entries: &[(Key, Value)], deferred: &[Encoded], limits: Limits) -> usize {
+    entries
+        .iter()
+        .map(|(key, value)| {
+            key.len().min(limits.max_value_bytes)
+                + value_bytes(value, deferred, limits.max_value_bytes)
+                + ENTRY_OVERHEAD_BYTES
+        })
+        .sum()
+}
+
+/// A span's text fields, as `fit_span` bounds them.
+fn texts(span: &SpanData) -> [Option<&str>; 8] {
+    [
+        Some(&*span.name),
+        Some(&*span.model),
+        span.provider.as_deref(),
+        span.service_name.as_deref(),
+        span.user_id.as_deref(),
+        span.session_id.as_deref(),
+        span.error_type.as_deref(),
+        span.error_message.as_deref(),
+    ]
+}
+
+fn content_bytes(value: Option<&Value>, deferred: &[Encoded], limits: Limits) -> usize {
+    value.map_or(0, |value| {
+        value_bytes(value, deferred, limits.max_content_bytes)
+    })
+}
+
+fn event_bytes(event: &Event, deferred: &[Encoded], limits: Limits) -> usize {
+    event.name.len().min(limits.max_value_bytes)
+        + entries_bytes(&event.attributes, deferred, limits)
+        + 40
+}
+
+/// Whether `fit_span` has anything to do: a text or key over `max_value_bytes`, or the whole
+/// span over `max_span_bytes`.
+fn needs_fitting(span: &SpanData, deferred: &[Encoded], limits: Limits) -> bool {
+    let limit = limits.max_value_bytes;
+    let texts = texts(span);
+    if texts.iter().flatten().any(|text| text.len() > limit)
+        || span.metadata.iter().any(|(key, _)| key.len() > limit)
+        || span.events.iter().any(|event| {
+            event.name.len() > limit || event.attributes.iter().any(|(key, _)| key.len() > limit)
+        })
+    {
+        return true;
+    }
+    let total = SPAN_OVERHEAD_BYTES
+        + texts.iter().flatten().map(|text| text.len()).sum::<usize>()
+        + content_bytes(span.prompt.as_ref(), deferred, limits)
+        + content_bytes(span.completion.as_ref(), deferred, limits)
+        + entries_bytes(&span.metadata, deferred, limits)
+        + span
+            .events
+            .iter()
+            .map(|event| event_bytes(event, deferred, limits))
+            .sum::<usize>();
+    total > limits.max_span_bytes
+}
+
+/// Cuts every text field and metadata key (the span's and its events') to `limit`; returns
+/// how many were cut.
+fn bound_texts_and_keys(span: &mut SpanData, limit: usize) -> u64 {
+    let mut cut = 0u64;
+    let mut bound_text = |text: &mut Text| {
+        if text.len() > limit {
+            *text = Text::from(bounded(text, limit).0);
+            cut += 1;
+        }
+    };
+    bound_text(&mut span.model);
+    for text in [
+        &mut span.provider,
+        &mut span.service_name,
+        &mut span.user_id,
+        &mut span.session_id,
+        &mut span.error_type,
+        &mut span.error_message,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        bound_text(text);
+    }
+    for event in &mut span.events {
+        bound_text(&mut event.name);
+    }
+    if span.name.len() > limit {
+        span.name = Cow::Owned(bounded(&span.name, limit).0.into_owned());
+        cut += 1;
+    }
+    let mut bound_keys = |entries: &mut Vec<(Key, Value)>| {
+        for (key, _) in entries.iter_mut() {
+            if key.len() > limit {
+                *key = Cow::Owned(bounded(key, limit).0.into_owned());
+                cut += 1;
+            }
+        }
+    };
+    bound_keys(&mut span.metadata);
+    for event in &mut span.events {
+        bound_keys(&mut event.attributes);
+    }
+    cut
+}
+
+/// Keeps the captured prompt and completion, the metadata entries and the events, in that
+/// order, while the span fits `max_span_bytes`; leaves out the rest (nothing after the first
+/// that does not fit). Returns how many were left out.
+fn leave_out_past_bound(span: &mut SpanData, deferred: &[Encoded], limits: Limits) -> u64 {
+    let fixed: usize = texts(span).iter().flatten().map(|text| text.len()).sum();
+    let mut room = limits
+        .max_span_bytes
+        .saturating_sub(SPAN_OVERHEAD_BYTES + fixed);
+    let mut left_out = 0u64;
+    for slot in [&mut span.prompt, &mut span.completion] {
+        let size = content_bytes(slot.as_ref(), deferred, limits);
+        if size <= room {
+            room -= size;
+        } else if slot.is_some() {
+            *slot = None;
+            left_out += 1;
+        }
+    }
+    let mut keep = |size: usize| {
+        if size <= room {
+            room -= size;
+            true
+        } else {
+            room = 0; // keep the order: nothing after an entry left out
+            false
+        }
+    };
+    let entries = span.metadata.len();
+    span.metadata.retain(|(key, value)| {
+        keep(
+            key.len() + value_bytes(value, deferred, limits.max_value_bytes) + ENTRY_OVERHEAD_BYTES,
+        )
+    });
+    let events = span.events.len();
+    span.events
+        .retain(|event| keep(event_bytes(event, deferred, limits)));
+    left_out + (entries - span.metadata.len()) as u64 + (events - span.events.len()) as u64
+}
+
+/// Fits one span within `limits`, in place (a shared span is copied first), before any
+/// encoder sees it, so every format exports the same bounded span: each text field and each
+/// metadata key (of the span and of its events) is cut to `max_value_bytes`; then, in this
+/// order, the captured prompt and completion, the metadata entries and the events are kept
+/// while the span stays within `max_span_bytes`, and the rest of them are left out. Returns how
+/// many fields, keys, entries and events were cut or left out. A span within every bound is
+/// only measured.
+pub fn fit_span(data: &mut std::sync::Arc<SpanData>, deferred: &[Encoded], limits: Limits) -> u64 {
+    if !needs_fitting(data, deferred, limits) {
+        return 0;
+    }
+    let span = std::sync::Arc::make_mut(data);
+    bound_texts_and_keys(span, limits.max_value_bytes)
+        + leave_out_past_bound(span, deferred, limits)
 }
 
 /// What a value holds once its deferred part is looked up: text to bound, JSON to keep whole
@@ -804,6 +989,7 @@ mod tests {
         let limits = Limits {
             max_value_bytes: 16,
             max_content_bytes: 32,
+            max_span_bytes: usize::MAX,
         };
         let (out, report) = json(&span, &[], limits);
         assert_eq!(report.truncated, 2);
@@ -915,6 +1101,49 @@ mod tests {
             ids,
             r#""00000000000000000000000000000abc""ffffffffffffffff""#
         );
+    }
+
+    #[test]
+    fn a_span_is_fitted_within_its_bound_and_every_cut_counted() {
+        let limits = Limits {
+            max_value_bytes: 100,
+            max_content_bytes: 1000,
+            max_span_bytes: 8192,
+        };
+        let mut span = std::sync::Arc::new(sample());
+        assert_eq!(
+            fit_span(&mut span, &[], limits),
+            0,
+            "within bounds: untouched"
+        );
+        let data = std::sync::Arc::make_mut(&mut span);
+        data.model = "m".repeat(10_000).into();
+        data.user_id = Some("u".repeat(10_000).into());
+        data.metadata = (0..1000)
+            .map(|i| {
+                (
+                    Cow::Owned(format!("key{i}")),
+                    Value::Str("v".repeat(90).into()),
+                )
+            })
+            .collect();
+        data.metadata
+            .insert(0, (Cow::Owned("k".repeat(10_000)), Value::Int(1)));
+        let shared = std::sync::Arc::clone(&span);
+        let cut = fit_span(&mut span, &[], limits);
+        assert_eq!(
+            shared.metadata.len(),
+            1001,
+            "a shared span is copied, not changed"
+        );
+        let (out, _) = json(&span, &[], limits);
+        assert!(out.len() <= limits.max_span_bytes, "{} bytes", out.len());
+        assert!(span.model.len() < 200 && span.user_id.as_ref().unwrap().len() < 200);
+        assert!(span.metadata[0].0.starts_with("kkk") && span.metadata[0].0.len() < 200);
+        let kept = span.metadata.len();
+        assert!(kept > 10 && kept < 1001, "{kept}");
+        // model, user_id, the long key, and each entry left out.
+        assert_eq!(cut, 3 + (1001 - kept) as u64);
     }
 
     #[test]

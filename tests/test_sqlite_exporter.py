@@ -10,6 +10,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from instrumentation_sdk.exporters.sqlite import (
 )
 from record_schema import RECORD_KEYS
 
-BASE_NS = 1_750_000_000_000_000_000
+# A day ago, in whole seconds: within the store's default retention (30 days).
+BASE_NS = (time.time_ns() // 1_000_000_000 - 86_400) * 1_000_000_000
 
 EXPECTED_COLUMNS = [
     ("span_id", "TEXT"),
@@ -576,9 +578,13 @@ def test_forked_child_opens_its_own_connection(db: Path, exporter: SqliteExporte
     child.join(60)
     assert outcome == ("ok", True, True)
     assert child.exitcode == 0
-    # The parent's connection survived the child (which neither used nor closed it).
-    assert exporter._conn is parent_conn
+    # The parent closed its connection before the fork (a child must not inherit an open
+    # database) and opens a new one for its next batch.
+    assert exporter._conn is None
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        parent_conn.execute("SELECT 1")
     exporter.export([make_record(2)])
+    assert exporter._conn is not None
     assert count(db) == 3
 
 
@@ -726,7 +732,7 @@ def test_a_v1_database_gains_the_new_columns_and_keeps_its_rows(db: Path) -> Non
         "'000000000000000000000000000000bb', 'llm', 'gpt-4o', 'ok', 1, 2, 1, '{}')"
     )
     conn.close()
-    exporter = SqliteExporter(db)
+    exporter = SqliteExporter(db, max_age=0)  # keeps the old row (start 1 ns after 1970)
     record = make_record(
         2,
         events=[{"name": "retry", "time_unix_nano": 5, "attributes": {"attempt": 1}}],

@@ -530,8 +530,17 @@ def test_stats_json_is_exact(db: Path) -> None:
     ]
 
 
+def stats_table(*args: str) -> tuple[list[str], str]:
+    """The table ``stats`` prints, and its last line about the store."""
+    table, store = ok("stats", *args).split("\n\nstore: ")
+    return table.splitlines(), store
+
+
 def test_stats_table(db: Path) -> None:
-    lines = ok("stats", "--db", str(db)).splitlines()
+    lines, store = stats_table("--db", str(db))
+    assert store.startswith(f"{db}, 105 spans, ")
+    assert " MiB in use (" in store
+    assert " MiB on disk), oldest 20" in store
     assert lines[0].split() == [
         "MODEL",
         "COUNT",
@@ -560,10 +569,10 @@ def test_stats_table(db: Path) -> None:
 
 
 def test_stats_by_service_and_since(db: Path) -> None:
-    lines = ok("stats", "--db", str(db), "--by", "service", "--since", "1h").splitlines()
+    lines, _ = stats_table("--db", str(db), "--by", "service", "--since", "1h")
     assert lines[0].split()[0] == "SERVICE"
     assert [line.split()[:3] for line in lines[1:]] == [["api", "100", "5"], ["worker", "4", "1"]]
-    lines = ok("stats", "--db", str(db), "--by", "provider").splitlines()
+    lines, _ = stats_table("--db", str(db), "--by", "provider")
     assert lines[0].split()[0] == "PROVIDER"
     assert [line.split()[:2] for line in lines[1:]] == [
         ["openai", "100"],

@@ -58,6 +58,13 @@ class Settings:
     capture_content: bool = False
     #: Bound on a captured prompt or completion (a message list by its JSON size).
     max_content_bytes: int = 65536
+    #: The SQLite store's retention: bytes of pages in use, and the age of the oldest span in
+    #: seconds (0: unbounded). The oldest spans are deleted first.
+    store_max_bytes: int = 1 << 30
+    store_max_age: float = 30 * 86400.0
+    #: Bound on one exported span: each text field and metadata key to ``max_value_bytes``,
+    #: and the whole span (metadata entries and events past it are left out).
+    max_span_bytes: int = 1 << 20
 
     def validated(self) -> Settings:
         """Return self, or raise ``ValueError`` naming the first bad field."""
@@ -66,11 +73,14 @@ class Settings:
             "buffer_capacity",
             "max_value_bytes",
             "max_content_bytes",
+            "max_span_bytes",
             "export_retries",
         ):
             _check_field(name, getattr(self, name))
         for name in ("flush_interval", "retry_backoff", "retry_backoff_max", "exit_timeout"):
             _check_field(name, getattr(self, name))
+        _check_field("store_max_bytes", self.store_max_bytes)
+        _check_field("store_max_age", self.store_max_age)
         _check_field("service_name", self.service_name)
         _check_field("exporter", self.exporter)
         _check_field("processors", self.processors)
@@ -100,9 +110,10 @@ def _check_field(name: str, value: object) -> None:
         "buffer_capacity",
         "max_value_bytes",
         "max_content_bytes",
+        "max_span_bytes",
         "export_retries",
     ):
-        low = 0 if name == "export_retries" else 1
+        low = {"export_retries": 0, "max_span_bytes": 1024}.get(name, 1)
         high = MAX_BUFFER_CAPACITY if name in ("batch_size", "buffer_capacity") else 1 << 40
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"{name} must be an int from {low} to {high}, got {value!r}")
@@ -116,6 +127,22 @@ def _check_field(name: str, value: object) -> None:
             raise ValueError(
                 f"{name} must be a number of seconds above 0 and at most {MAX_SECONDS:g}, "
                 f"got {value!r}"
+            )
+    elif name == "store_max_bytes":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 62:
+            raise ValueError(
+                f"store_max_bytes must be an int from 0 (unbounded) to {1 << 62}, got {value!r}"
+            )
+    elif name == "store_max_age":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 <= value <= MAX_SECONDS * 100
+        ):
+            raise ValueError(
+                f"store_max_age must be a number of seconds from 0 (unbounded) to "
+                f"{MAX_SECONDS * 100:g}, got {value!r}"
             )
     elif name == "sqlite_path":
         if not isinstance(value, str) or not value.strip():
@@ -193,6 +220,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "exit_timeout": float,
     "jsonl_path": str,
     "sqlite_path": str,
+    "store_max_bytes": int,
+    "store_max_age": float,
+    "max_span_bytes": int,
 }
 
 

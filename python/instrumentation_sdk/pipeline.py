@@ -70,7 +70,11 @@ def _build_exporter(settings: Settings) -> Exporter:
     from . import exporters
 
     if exporter == "sqlite":
-        return exporters.SqliteExporter(settings.sqlite_path)
+        return exporters.SqliteExporter(
+            settings.sqlite_path,
+            max_bytes=settings.store_max_bytes,
+            max_age=settings.store_max_age,
+        )
     if exporter == "jsonl":
         return exporters.JsonlExporter(settings.jsonl_path)
     if exporter == "console":
@@ -206,7 +210,11 @@ class Pipeline:
         if self.format == "otlp" and default_service == "unknown_service":
             default_service = self.exporter.otlp_encoding.service_name or default_service  # type: ignore[union-attr]
         self.plan = _core.ExportPlan(
-            default_service, settings.max_value_bytes, settings.max_content_bytes, builtin
+            default_service,
+            settings.max_value_bytes,
+            settings.max_content_bytes,
+            builtin,
+            settings.max_span_bytes,
         )
         # The whole JSON Lines round in the core (drain, process, encode, append, detached),
         # unless a Python processor needs the batch as records.
@@ -300,7 +308,8 @@ class Pipeline:
         exported = False
         try:
             self._note_values(0, batch.encode_deferred(self._encode))
-            filtered, failed = batch.process(self.plan)
+            filtered, failed, cut = batch.process(self.plan)
+            self._note_values(cut, 0)
             if failed:
                 note_fault(
                     "processor", "a built-in processor failed on a span; the span was dropped"
@@ -461,7 +470,8 @@ class Pipeline:
             self.counts["unencodable"] += unencodable
             _faults.note(
                 "unencodable",
-                "a metadata value could not be encoded as JSON; exported its repr() instead",
+                "a metadata value could not be encoded as JSON (exported its repr() instead) or "
+                "was not encoded within the flusher's time budget (exported its type name)",
                 count=False,
             )
         if truncated:
@@ -469,8 +479,9 @@ class Pipeline:
             _faults.note(
                 "truncated",
                 f"a value was over max_value_bytes ({self.settings.max_value_bytes}) or "
-                f"max_content_bytes ({self.settings.max_content_bytes}); exported it truncated "
-                "with a marker",
+                f"max_content_bytes ({self.settings.max_content_bytes}), or a span over "
+                f"max_span_bytes ({self.settings.max_span_bytes}); exported it truncated (cut "
+                "text is marked; metadata entries and events past the span's bound are left out)",
                 count=False,
             )
 
@@ -569,6 +580,9 @@ class Pipeline:
         # `dropped_at_shutdown` spans were accepted, then given up on: they are in `resolved`.
         counts["buffered"] = buffered
         counts["produced"] = sink["accepted"] + sink["dropped"] + sink["rejected_closed"]
+        evicted = getattr(self.exporter, "evicted", 0)  # the SQLite store's retention
+        if type(evicted) is int:
+            counts["evicted"] = evicted
         return dict(counts)
 
 
@@ -661,6 +675,9 @@ def configure(
     processors: list[Processor] | tuple[Processor, ...] | None = None,
     capture_content: bool | None = None,
     max_content_bytes: int | None = None,
+    store_max_bytes: int | None = None,
+    store_max_age: float | None = None,
+    max_span_bytes: int | None = None,
 ) -> None:
     """Replace the span pipeline: new spans go to the new one at once, then the old one is
     flushed and shut down (waiting at most its ``exit_timeout``).
@@ -674,8 +691,11 @@ def configure(
     first, then callables taking a record and returning it or ``None`` to drop it).
     ``capture_content=True`` records prompts and completions (bounded by ``max_content_bytes``);
     it wins over the variables ``INSTRUMENTATION_SDK_CAPTURE_CONTENT`` and
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. Raises ``ValueError`` for a bad value
-    and ``TypeError`` for an unknown keyword, leaving the running pipeline untouched.
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. ``store_max_bytes`` (default 1 GiB)
+    and ``store_max_age`` (seconds, default 30 days; 0 means unbounded) bound the ``"sqlite"``
+    store: the flusher deletes its oldest spans past either (``stats()["evicted"]``). Raises
+    ``ValueError`` for a bad value and ``TypeError`` for an unknown keyword, leaving the running
+    pipeline untouched.
 
     >>> from instrumentation_sdk.exporters import InMemoryExporter
     >>> configure(exporter=InMemoryExporter(), batch_size=64, flush_interval=0.5)
@@ -696,6 +716,9 @@ def configure(
             ("processors", None if processors is None else tuple(processors)),
             ("capture_content", capture_content),
             ("max_content_bytes", max_content_bytes),
+            ("store_max_bytes", store_max_bytes),
+            ("store_max_age", store_max_age),
+            ("max_span_bytes", max_span_bytes),
         )
         if value is not None
     }
@@ -753,13 +776,18 @@ def stats() -> dict[str, Any]:
     ``export_path`` names the running pipeline's path: ``"core_jsonl"`` (the core's own JSON Lines
     round), ``"records"``, ``"jsonl"``, ``"otlp"``, or ``"records_then_<format>"`` when a Python
     processor makes batches go through records first.
-    ``truncated``/``unencodable`` count metadata values that were cut or replaced by their
-    ``repr``; ``export_errors`` failed export calls, ``retries`` the retries among them,
+    ``truncated`` counts values cut to ``max_value_bytes``/``max_content_bytes`` and the text
+    fields, metadata keys, metadata entries and events a span over ``max_span_bytes`` lost;
+    ``unencodable`` counts metadata values that were replaced by their
+    ``repr`` (or, past the flusher's encoding time budget, their type name); ``export_errors``
+    failed export calls, ``retries`` the retries among them,
     ``export_rejected`` batches refused for good (e.g. an HTTP 400: not retried);
     ``rejected_spans`` spans a backend delivered to refused (OTLP partial success);
     ``span_faults`` the SDK's own swallowed faults (by kind in ``faults``: export failures,
     span misuse such as ``exit_order``, ...); ``last_export_error`` the cause of each
     exporter's latest failure (``{"SqliteExporter": "OperationalError: ..."}``).
+    ``evicted`` counts spans the SQLite store deleted (oldest first) to stay within
+    ``store_max_bytes`` and ``store_max_age``: they were exported, so they are not ``dropped``.
     """
     with _lock:
         current = _running()
@@ -795,6 +823,7 @@ def stats() -> dict[str, Any]:
             "retries",
             "export_rejected",
             "rejected_spans",
+            "evicted",
         )
     }
     result["dropped"] = sum(figures[kind] for kind in dropped_kinds)

@@ -27,6 +27,7 @@ can read while services are writing (the database is in WAL mode).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -59,6 +60,7 @@ __all__ = [
     "parse_since",
     "percentile",
     "span_stats",
+    "store_size",
 ]
 
 GroupBy: TypeAlias = Literal["model", "provider", "service"]
@@ -283,6 +285,33 @@ def count_spans(db: DbArg) -> int:
     with _using(db) as store:
         cursor = store._query("SELECT count(*) FROM spans")
         return int(cursor.fetchone()[0]) if cursor is not None else 0
+
+
+def store_size(db: DbArg) -> dict[str, Any]:
+    """The store's size and age: ``spans``, ``used_bytes`` (pages in use, what
+    ``store_max_bytes`` bounds), ``file_bytes`` (the database file and its WAL on disk) and
+    ``oldest_start_unix_nano`` (``None`` when empty)."""
+    with _using(db) as store:
+        file_bytes = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                file_bytes += os.path.getsize(f"{store.path}{suffix}")
+        info: dict[str, Any] = {
+            "spans": 0,
+            "used_bytes": 0,
+            "file_bytes": file_bytes,
+            "oldest_start_unix_nano": None,
+        }
+        cursor = store._query("SELECT count(*), min(start_time_unix_nano) FROM spans")
+        if cursor is None:
+            return info
+        info["spans"], info["oldest_start_unix_nano"] = cursor.fetchone()
+        pages = store._query(
+            "SELECT page_size * (page_count - freelist_count) "
+            "FROM pragma_page_size, pragma_page_count, pragma_freelist_count"
+        )
+        info["used_bytes"] = int(pages.fetchone()[0]) if pages is not None else 0
+        return info
 
 
 def percentile(sorted_values: list[float], p: float) -> float:

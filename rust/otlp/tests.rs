@@ -43,6 +43,7 @@ fn options() -> Options<'static> {
         limits: Limits {
             max_value_bytes: 1024,
             max_content_bytes: 1 << 16,
+            max_span_bytes: usize::MAX,
         },
         max_request_bytes: 4 << 20,
         openinference: false,

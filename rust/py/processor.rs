@@ -56,18 +56,20 @@ pub struct ExportPlan {
 #[pymethods]
 impl ExportPlan {
     #[new]
-    #[pyo3(signature = (default_service, max_value_bytes, max_content_bytes, processors = Vec::new()))]
+    #[pyo3(signature = (default_service, max_value_bytes, max_content_bytes, processors = Vec::new(), max_span_bytes = usize::MAX))]
     fn new(
         default_service: String,
         max_value_bytes: usize,
         max_content_bytes: usize,
         processors: Vec<PyRef<'_, RustProcessor>>,
+        max_span_bytes: usize,
     ) -> Self {
         ExportPlan {
             processors: processors.iter().map(|p| Arc::clone(&p.inner)).collect(),
             limits: Limits {
                 max_value_bytes,
                 max_content_bytes,
+                max_span_bytes,
             },
             default_service,
         }

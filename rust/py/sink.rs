@@ -3,11 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::context::{fault, HOOKS};
 use super::jsonl::JsonlFile;
@@ -16,7 +16,7 @@ use super::record::record_dict;
 use super::value::encode_object;
 use crate::buffer::{Push, SpanBuffer};
 use crate::processor::{self, Outcome, SpanView};
-use crate::record::{write_jsonl, EncodeReport};
+use crate::record::{fit_span, write_jsonl, EncodeReport};
 use crate::span::{Encoded, SpanData};
 
 /// A finished span on its way to the exporter.
@@ -330,18 +330,48 @@ impl Batch {
         if self.spans.is_empty() {
             return (round, None);
         }
+        let fitted = self.fit(plan);
         let (text, report) = self.encode_jsonl(plan);
         drop(self);
-        round.truncated = report.truncated;
+        round.truncated = report.truncated + fitted;
         match file.append(text.as_bytes()) {
             Ok(()) => (round, None),
             Err(error) => (round, Some((text, error))),
         }
     }
 
+    /// Fits every span within the plan's per-span bound (`fit_span`); returns how much was cut.
+    fn fit(&mut self, plan: &ExportPlan) -> u64 {
+        let encoded = &self.encoded;
+        self.spans
+            .iter_mut()
+            .enumerate()
+            .map(|(index, span)| {
+                let deferred = encoded.get(index).map_or(&[][..], Vec::as_slice);
+                fit_span(&mut span.data, deferred, plan.limits)
+            })
+            .sum()
+    }
+
     fn encode_jsonl(&self, plan: &ExportPlan) -> (String, EncodeReport) {
         write_jsonl(self.spans_with_values(), &plan.default_service, plan.limits)
     }
+}
+
+/// How long encoding one batch's caller objects may take on the flusher: past it, objects are
+/// recorded by their type name (counted as unencodable), so one slow `__repr__` cannot stall
+/// export. Plain msgspec encoding takes microseconds per object; this is for caller code.
+pub const ENCODE_BUDGET: Duration = Duration::from_millis(500);
+
+/// What an object that was not encoded within the budget is recorded as: its type's name.
+fn over_budget(object: &Bound<'_, PyAny>) -> Encoded {
+    let name = object.get_type().name().map_or_else(
+        |_| "object".to_owned(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    Encoded::Text(format!(
+        "<{name}: not encoded, over the flusher's time budget>"
+    ))
 }
 
 /// A batch of finished spans in the flusher's hands.
@@ -359,9 +389,13 @@ impl Batch {
     }
 
     /// Encode every deferred metadata value with `encode(obj) -> bytes` (msgspec); a value it
-    /// cannot encode is replaced by its `repr`. Returns how many were replaced.
+    /// cannot encode is replaced by its `repr`. The caller's code (a `__repr__`, an encoder
+    /// hook) may be slow: once the batch has spent `ENCODE_BUDGET`, the object that went over
+    /// it and every later one are recorded by their type name instead, not encoded. Returns how
+    /// many were replaced (by a `repr` or a type name).
     fn encode_deferred(&mut self, py: Python<'_>, encode: &Bound<'_, PyAny>) -> u64 {
         let mut replaced = 0;
+        let started = Instant::now();
         self.encoded = self
             .spans
             .iter()
@@ -369,7 +403,20 @@ impl Batch {
                 span.objects
                     .iter()
                     .map(|object| {
-                        let (encoded, fell_back) = encode_object(object.bind(py), encode);
+                        let object = object.bind(py);
+                        // A str runs no caller code: always kept.
+                        let text = object.is_exact_instance_of::<PyString>();
+                        let spent = || !text && started.elapsed() > ENCODE_BUDGET;
+                        let (encoded, fell_back) = if spent() {
+                            (over_budget(object), true)
+                        } else {
+                            let done = encode_object(object, encode);
+                            if spent() {
+                                (over_budget(object), true)
+                            } else {
+                                done
+                            }
+                        };
                         replaced += u64::from(fell_back);
                         encoded
                     })
@@ -379,12 +426,14 @@ impl Batch {
         replaced
     }
 
-    /// Run the plan's processors (detached); the spans they drop leave the batch. Returns
-    /// (filtered, failed): dropped by a processor, and dropped because one failed.
-    fn process(&mut self, py: Python<'_>, plan: &ExportPlan) -> (usize, usize) {
+    /// Run the plan's processors (detached); the spans they drop leave the batch; then fit
+    /// the rest within the plan's per-span bound. Returns (filtered, failed, cut): dropped by a
+    /// processor, dropped because one failed, and fields, keys, entries and events cut.
+    fn process(&mut self, py: Python<'_>, plan: &ExportPlan) -> (usize, usize, u64) {
         let outcomes = py.detach(|| self.run_processors(plan));
         let processed = self.keep(&outcomes);
-        (processed.filtered, processed.failed)
+        let cut = py.detach(|| self.fit(plan));
+        (processed.filtered, processed.failed, cut)
     }
 
     /// The batch as JSON Lines (one record per line), encoded with the interpreter detached.

@@ -1,9 +1,11 @@
 """``JsonlExporter``: one JSON object per line, appended to a file.
 
-Safe for several processes appending to one file: the Rust core writes each batch with one
-``write`` on a file opened for appending, under an exclusive advisory lock (``flock`` on POSIX,
-``LockFileEx`` on Windows), so lines from different processes never interleave; a forked child
-reopens the file. It declares the ``"jsonl"`` export format and hands the pipeline its
+Safe for several processes appending to one file: the Rust core writes each batch on a file
+opened for appending, under an exclusive advisory lock (``flock`` on POSIX, ``LockFileEx`` on
+Windows), so lines from different processes never interleave; a forked child reopens the file.
+A write that fails part way is cut back to the file's length before the batch, so a retry
+appends the batch whole, once; a file deleted or replaced meanwhile is noticed (device and
+inode, per batch) and reopened. It declares the ``"jsonl"`` export format and hands the pipeline its
 ``jsonl_file``, so the core drains, processes, encodes and appends whole batches without the
 interpreter.
 """

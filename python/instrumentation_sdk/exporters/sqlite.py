@@ -26,10 +26,12 @@ The schema is versioned with ``PRAGMA user_version`` and grows by appending to `
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +44,9 @@ from .. import _core
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
     "DB_ENV_VAR",
+    "DEFAULT_STORE_MAX_AGE",
+    "DEFAULT_STORE_MAX_BYTES",
+    "FORK_WAIT_SECONDS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "SqliteExporter",
@@ -55,6 +60,17 @@ DB_ENV_VAR: Final = "INSTRUMENTATION_SDK_DB"
 
 #: How long a writer waits for another process's write lock before the batch fails (retried).
 BUSY_TIMEOUT_SECONDS: Final = 5.0
+
+#: Retention defaults: the store keeps at most this many bytes of pages in use, and no span that
+#: started longer ago than this many seconds (30 days). 0 means unbounded.
+DEFAULT_STORE_MAX_BYTES: Final = 1 << 30
+DEFAULT_STORE_MAX_AGE: Final = 30 * 86400.0
+
+#: Retention deletes the oldest spans this many rows at a time, at most ``_EVICT_STEPS`` times
+#: per exported batch: small transactions that keep pace with a batch (512 spans by default)
+#: without holding the write lock long.
+_EVICT_ROWS: Final = 1000
+_EVICT_STEPS: Final = 8
 
 #: Schema migrations in order: ``MIGRATIONS[i]`` takes a database from ``user_version == i`` to
 #: ``i + 1``. Each is a sequence of single SQL statements run inside one ``BEGIN IMMEDIATE``
@@ -346,13 +362,40 @@ _ABANDONED: list[sqlite3.Connection] = []
 _LIVE_EXPORTERS: weakref.WeakSet[SqliteExporter] = weakref.WeakSet()
 
 
+#: How long a fork() waits for an exporter's transaction in flight to finish, so that its
+#: connection can be closed first. Past it the fork goes ahead with that connection open, and the
+#: child may meet the parent's lock state ("database is locked") until it exits.
+FORK_WAIT_SECONDS: Final = 2.0
+
+# Exporters whose lock the before-fork hook holds, released after the fork in the parent.
+_HELD_FOR_FORK: list[SqliteExporter] = []
+
+
+def _before_fork() -> None:
+    """Close every connection before a fork, waiting (bounded) for a transaction in flight: a
+    child must not inherit an open database. SQLite keeps each file's lock state per process;
+    a child that inherits it meets the parent's locks even on a connection of its own."""
+    _HELD_FOR_FORK.extend(e for e in list(_LIVE_EXPORTERS) if e._close_before_fork())
+
+
+def _after_fork_in_parent() -> None:
+    """Let the parent's exporters go on: each reopens its connection on its next batch."""
+    while _HELD_FOR_FORK:
+        _HELD_FOR_FORK.pop()._lock.release()
+
+
 def _after_fork_in_child() -> None:
+    _HELD_FOR_FORK.clear()  # the child's exporters get fresh locks below
     for exporter in list(_LIVE_EXPORTERS):
         exporter._forget_parent_state()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 class SqliteExporter:
@@ -360,8 +403,10 @@ class SqliteExporter:
 
     ``path`` is the database file; ``None`` means ``default_db_path()``. Nothing is opened until
     the first non-empty ``export``: then the parent directories are created, the connection is
-    opened (WAL, ``synchronous=NORMAL``, ``busy_timeout``) and the schema migrated. In a forked
-    child the inherited connection is left alone and a new one opened.
+    opened (WAL, ``synchronous=NORMAL``, ``busy_timeout``) and the schema migrated. Before a
+    ``fork()`` the connection is closed (after the batch in flight, waiting at most
+    ``FORK_WAIT_SECONDS``) and the parent reopens it on its next batch; a child opens its own
+    (one inherited through a fork without Python's hooks is left alone, unused).
 
     ``export`` writes the batch in one transaction: all of it or nothing. It raises
     ``sqlite3.OperationalError`` for transient trouble (the lock held past the busy timeout, a
@@ -377,8 +422,31 @@ class SqliteExporter:
     >>> exporter.shutdown()
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        max_bytes: int = DEFAULT_STORE_MAX_BYTES,
+        max_age: float = DEFAULT_STORE_MAX_AGE,
+    ) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"max_bytes must be an int >= 0 (0: unbounded), got {max_bytes!r}")
+        if (
+            isinstance(max_age, bool)
+            or not isinstance(max_age, int | float)
+            or not math.isfinite(max_age)
+            or max_age < 0
+        ):
+            raise ValueError(
+                f"max_age must be a number of seconds >= 0 (0: unbounded), got {max_age!r}"
+            )
         self.path: Path = Path(path).expanduser() if path is not None else default_db_path()
+        #: Retention: bytes of pages in use, and seconds since a span started (0: unbounded).
+        self.max_bytes = max_bytes
+        self.max_age = float(max_age)
+        #: Spans this process deleted to keep the store within its bounds (``stats()``).
+        self.evicted = 0
+        self._page_size = 0
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -406,6 +474,50 @@ class SqliteExporter:
             except BaseException:
                 self._rollback(conn)
                 raise
+            try:
+                self._evict(conn)
+            except sqlite3.Error as error:
+                # The batch is stored; only retention failed this time (the next batch retries).
+                from ..pipeline import note_fault
+
+                note_fault("store_retention", f"store retention failed: {error}")
+
+    def _evict(self, conn: sqlite3.Connection) -> None:
+        """Delete the oldest spans, a few small transactions at a time, while the store is past
+        ``max_age`` or ``max_bytes``. With the lock held. Cheap when within bounds: an index
+        lookup and two ``PRAGMA`` reads. Deleted pages go to the free list, which later inserts
+        reuse, so the file stops growing at about ``max_bytes``."""
+        if self.max_age:
+            cutoff = time.time_ns() - int(self.max_age * 1e9)
+            for _ in range(_EVICT_STEPS):
+                deleted = conn.execute(
+                    "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans "
+                    "WHERE start_time_unix_nano < ? ORDER BY start_time_unix_nano LIMIT ?)",
+                    (cutoff, _EVICT_ROWS),
+                ).rowcount
+                self.evicted += max(deleted, 0)
+                if deleted < _EVICT_ROWS:
+                    break
+        if self.max_bytes:
+            for _ in range(_EVICT_STEPS):
+                if self._used_bytes(conn) <= self.max_bytes:
+                    break
+                deleted = conn.execute(
+                    "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans "
+                    "ORDER BY start_time_unix_nano LIMIT ?)",
+                    (_EVICT_ROWS,),
+                ).rowcount
+                self.evicted += max(deleted, 0)
+                if deleted <= 0:
+                    break
+
+    def _used_bytes(self, conn: sqlite3.Connection) -> int:
+        """Bytes of the database's pages in use (its size less its free list)."""
+        if not self._page_size:
+            self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * self._page_size
 
     def shutdown(self) -> None:
         """Close the connection (if this process opened one). Idempotent; ``export`` raises
@@ -424,12 +536,27 @@ class SqliteExporter:
         if os.getpid() != self._pid:
             self._forget_parent_state()
 
+    def _close_before_fork(self) -> bool:
+        """Take the lock (waiting at most ``FORK_WAIT_SECONDS`` for a transaction in flight)
+        and close the connection; True if the lock is now held (the caller releases it)."""
+        if os.getpid() != self._pid or not self._lock.acquire(timeout=FORK_WAIT_SECONDS):
+            return False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._same_file():
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            else:  # not closed: see _connection
+                _ABANDONED.append(conn)
+        return True
+
     def _forget_parent_state(self) -> None:
         """In a forked child: drop the parent's connection (unused, unclosed) and its lock (it
         may have been held by a parent thread that does not exist here). A shutdown in the
         parent does not carry over: the child's pipeline may use the exporter afresh."""
         self._lock = threading.Lock()
         self._closed = False
+        self.evicted = 0  # the child counts its own
         if self._conn is not None:
             _ABANDONED.append(self._conn)
             self._conn = None
@@ -481,6 +608,7 @@ class SqliteExporter:
             conn.close()
             raise
         self._conn = conn
+        self._page_size = 0  # read again: the file may be a new one
         self._file_id = _file_id(self.path)
         return conn
 
