@@ -36,6 +36,17 @@ MAX_BUFFER_CAPACITY = 1 << 22
 MAX_SECONDS = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
 
 
+#: Settings that are ints in a range (checked by ``_check_field``).
+_INT_FIELDS = (
+    "batch_size",
+    "buffer_capacity",
+    "max_value_bytes",
+    "max_content_bytes",
+    "max_span_bytes",
+    "export_retries",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """One pipeline's settings. Every field has an ``INSTRUMENTATION_SDK_<FIELD>`` variable."""
@@ -68,14 +79,7 @@ class Settings:
 
     def validated(self) -> Settings:
         """Return self, or raise ``ValueError`` naming the first bad field."""
-        for name in (
-            "batch_size",
-            "buffer_capacity",
-            "max_value_bytes",
-            "max_content_bytes",
-            "max_span_bytes",
-            "export_retries",
-        ):
+        for name in _INT_FIELDS:
             _check_field(name, getattr(self, name))
         for name in ("flush_interval", "retry_backoff", "retry_backoff_max", "exit_timeout"):
             _check_field(name, getattr(self, name))
@@ -105,14 +109,7 @@ class Settings:
 
 def _check_field(name: str, value: object) -> None:
     """Raise ``ValueError`` if one field's value is out of its own range."""
-    if name in (
-        "batch_size",
-        "buffer_capacity",
-        "max_value_bytes",
-        "max_content_bytes",
-        "max_span_bytes",
-        "export_retries",
-    ):
+    if name in _INT_FIELDS:
         low = {"export_retries": 0, "max_span_bytes": 1024}.get(name, 1)
         high = MAX_BUFFER_CAPACITY if name in ("batch_size", "buffer_capacity") else 1 << 40
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

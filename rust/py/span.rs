@@ -123,6 +123,21 @@ impl SpanState {
         self.entered
     }
 
+    /// Stamps the span's start and end times (and ids, if its start never ran: it is still
+    /// reported). Returns the clock used.
+    fn stamp_end(&mut self) -> Clock {
+        let started = self.clock;
+        let data = self.data_mut();
+        let clock = started.unwrap_or_else(|| {
+            data.trace_id = new_trace_id();
+            data.span_id = new_span_id();
+            Clock::start()
+        });
+        data.start_time_unix_nano = clock.start_unix_nano();
+        data.end_time_unix_nano = clock.end_unix_nano();
+        clock
+    }
+
     /// A converted value as span data: an object goes to the side table, deferred.
     fn keep(&mut self, value: Converted) -> Value {
         match value {
@@ -795,16 +810,8 @@ fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
             return;
         }
         state.depth = 0;
-        let started = state.clock;
+        let clock = state.stamp_end();
         let data = state.data_mut();
-        let clock = started.unwrap_or_else(|| {
-            // Ended without a successful start: still report it, with fresh ids.
-            data.trace_id = new_trace_id();
-            data.span_id = new_span_id();
-            Clock::start()
-        });
-        data.start_time_unix_nano = clock.start_unix_nano();
-        data.end_time_unix_nano = clock.end_unix_nano();
         match error {
             None => data.status = Status::Ok,
             Some((kind, message)) => {
@@ -940,16 +947,8 @@ impl Drop for SpanCore {
 /// interpreter had set when collection started is kept.
 fn report_not_ended(py: Python<'_>, state: &mut SpanState) {
     let pending = PyErr::take(py);
-    let started = state.clock;
+    state.stamp_end();
     let data = state.data_mut();
-    let clock = started.unwrap_or_else(|| {
-        // Its start failed: still report it, with fresh ids (as `end` does).
-        data.trace_id = new_trace_id();
-        data.span_id = new_span_id();
-        Clock::start()
-    });
-    data.start_time_unix_nano = clock.start_unix_nano();
-    data.end_time_unix_nano = clock.end_unix_nano();
     data.status = Status::Error;
     data.error_type = Some(Text::const_new("SpanNotEnded"));
     data.error_message = Some(Text::const_new(
