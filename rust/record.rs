@@ -280,12 +280,19 @@ const fn standard(key: &'static str, kind: KeyKind, otlp: &'static str) -> Stand
 }
 
 /// The spec's "standard dashboard keys" and the SDK's own token-count keys.
-pub const STANDARD_KEYS: [StandardKey; 8] = [
+pub const STANDARD_KEYS: [StandardKey; 9] = [
     standard("prompt_tokens", KeyKind::Int, "gen_ai.usage.input_tokens"),
     standard(
         "completion_tokens",
         KeyKind::Int,
         "gen_ai.usage.output_tokens",
+    ),
+    // Of `prompt_tokens`, how many the provider read from its prompt cache (billed at the
+    // cached-input price; see the dashboard's price table).
+    standard(
+        "cached_prompt_tokens",
+        KeyKind::Int,
+        "gen_ai.usage.cache_read.input_tokens",
     ),
     standard(
         "retry_count",
