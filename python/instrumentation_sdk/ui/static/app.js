@@ -67,7 +67,8 @@
   }
   function fmtCost(value) {
     if (value === null || value === undefined) return "-";
-    return "$" + (value >= 1 ? value.toFixed(2) : value.toFixed(4));
+    // A short call costs millionths of a dollar: show them rather than "$0.0000".
+    return "$" + (value >= 1 ? value.toFixed(2) : value >= 0.01 ? value.toFixed(4) : value.toFixed(6));
   }
   function fmtPct(value) {
     return value === null || value === undefined ? "-" : (value * 100).toFixed(1) + "%";
@@ -160,6 +161,9 @@
           if (v === null || v === undefined) { pen = false; return; }
           d += `${pen ? "L" : "M"}${x(i).toFixed(1)} ${y(v).toFixed(1)} `;
           pen = true;
+          const dot = svg("circle", { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 1.8, class: "dot " + s.cls });
+          dot.append(svg("title", { text: `${s.label}: ${format(v)} at ${fmtTime(point.start_unix_nano)}` }));
+          root.append(dot);
         });
         if (d) root.append(svg("path", { d, class: "line " + s.cls }));
       }
@@ -368,10 +372,10 @@
     const error = [span.error_type, span.error_message].filter(Boolean).join(": ");
     const tokens = (span.metadata || {});
     return el("tr", { class: span.status === "error" ? "error" : "", "data-span": span.span_id },
-      el("td", {}, fmtTime(span.start_time_unix_nano)),
+      el("td", { class: "time" }, fmtTime(span.start_time_unix_nano)),
       el("td", {}, el("a", { href: "/traces/" + encodeURIComponent(span.trace_id), class: "mono" }, span.trace_id.slice(0, 8))),
-      el("td", {}, span.name),
-      el("td", { class: "model" }, span.model),
+      el("td", { class: "name" }, span.name),
+      el("td", { class: "model", title: span.model }, span.model),
       el("td", {}, span.service_name || "-"),
       el("td", {}, el("span", { class: "status " + span.status }, span.status)),
       el("td", { class: "num" }, fmtMs(span.duration_ms)),
@@ -469,7 +473,7 @@
       const row = el("tr", { class: "span-row " + (span.status === "error" ? "error" : ""), "data-span": span.span_id, "data-depth": depth, tabindex: 0 },
         name,
         el("td", {}, span.service_name || "-"),
-        el("td", { class: "model" }, span.model),
+        el("td", { class: "model", title: span.model }, span.model),
         el("td", {}, el("span", { class: "status " + span.status }, span.status)),
         el("td", { class: "num" }, `+${fmtMs(offset)}`),
         el("td", { class: "num" }, fmtMs(span.duration_ms)),
