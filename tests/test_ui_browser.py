@@ -208,7 +208,8 @@ def test_trace_deep_link_shows_tree_and_waterfall(page: Any, ui: UiServer) -> No
     # The streamed span carries its TTFT marker: 120 ms after its start at 120 ms.
     marker = page.locator("#trace-table tbody tr:nth-child(3) .ttft")
     assert marker.count() == 1
-    assert float(marker.evaluate("m => parseFloat(m.style.left)")) == pytest.approx(240 / 9, abs=0.01)
+    marker_left = float(marker.evaluate("m => parseFloat(m.style.left)"))
+    assert marker_left == pytest.approx(240 / 9, abs=0.01)
     # Clicking a span shows every metadata key, its events and captured content.
     rows.nth(2).click()
     detail = page.locator("#span-detail")
