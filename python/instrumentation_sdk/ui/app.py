@@ -31,7 +31,6 @@ from ..exporters.sqlite import default_db_path
 from ..store import GROUP_COLUMNS, SpanStore, StoreError, open_store, parse_since
 from .openapi import build_openapi
 from .queries import (
-    EMPTY_AGGREGATE,
     MAX_LIMIT,
     MAX_POINTS,
     SpanFilter,
@@ -172,11 +171,15 @@ class DashboardApp:
     ) -> tuple[int, bytes, bytes, Headers] | None:
         """``None`` when the request carries the token; a redirect that sets the cookie for a
         page load with a right ``?token=``; else ``ApiError(401)``."""
+        assert self._digest is not None
+        cookie_token = self._digest.hex().encode()
         token = query.get("token")
         if token is not None and not path.startswith("/api/") and self._matches(token.encode()):
             rest = "&".join(f"{quote(k)}={quote(v)}" for k, v in query.items() if k != "token")
             location = quote(path) + (f"?{rest}" if rest else "")
-            cookie = f"{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict"
+            # The cookie holds the token's SHA-256, not the token: no quoting issues, and the
+            # token itself is not stored in the browser.
+            cookie = f"{COOKIE_NAME}={cookie_token.decode()}; Path=/; HttpOnly; SameSite=Strict"
             return (
                 303,
                 b"",
@@ -194,7 +197,9 @@ class DashboardApp:
             elif name == b"cookie":
                 for part in value.split(b";"):
                     key, _, cookie_value = part.strip().partition(b"=")
-                    if key == COOKIE_NAME.encode() and self._matches(cookie_value):
+                    if key == COOKIE_NAME.encode() and hmac.compare_digest(
+                        cookie_value, cookie_token
+                    ):
                         return None
         raise ApiError(
             401,
@@ -277,11 +282,8 @@ class DashboardApp:
             raise ApiError(400, f"by must be one of {', '.join(GROUP_COLUMNS)}, got {by[:40]!r}")
         span_filter = _filter(query)
         with self._open() as store:
-            groups = group_stats(store, span_filter, by)
-            total = group_stats(store, span_filter, None)
-        summary = {**total[0]} if total else {"group": None, **EMPTY_AGGREGATE}
-        del summary["group"]
-        return {"by": by, "filter": span_filter.as_dict(), "total": summary, "groups": groups}
+            groups, total = group_stats(store, span_filter, by)
+        return {"by": by, "filter": span_filter.as_dict(), "total": total, "groups": groups}
 
     def _timeseries(self, query: dict[str, str]) -> Any:
         _allow(query, (*_FILTER_PARAMS, "since", "until", "points"))

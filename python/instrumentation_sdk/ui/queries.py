@@ -128,6 +128,16 @@ class SpanFilter:
             params.append(self.until_ns)
         return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
+    def scan_hint(self) -> str:
+        """How an aggregate over these spans should read the table: by start time when only
+        the window (and status or text) narrows it. Left to itself, SQLite walks the
+        (model, start) index to spare the GROUP BY a sort, and pays a table lookup per row in
+        index order instead."""
+        narrowed = (self.model, self.provider, self.service, self.session_id, self.user_id)
+        if self.since_ns is None or any(value is not None for value in narrowed):
+            return ""
+        return " INDEXED BY spans_start_time"
+
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -261,11 +271,12 @@ def _bucket_value(bucket: int) -> float:
 
 
 def _percentiles(
-    histogram: list[tuple[int, int]], ps: Iterable[int], low: float, high: float
+    histogram: dict[int, int], ps: Iterable[int], low: float, high: float
 ) -> dict[int, float | None]:
-    """Nearest-rank percentiles of a histogram of (bucket, count) sorted by bucket, clamped to
-    the exact minimum and maximum (so one value, or all equal, comes out exact)."""
-    total = sum(count for _bucket, count in histogram)
+    """Nearest-rank percentiles of a histogram (bucket -> count), clamped to the exact minimum
+    and maximum (so the extremes, one value, or all equal values come out exact)."""
+    total = sum(histogram.values())
+    ordered = sorted(histogram.items())
     result: dict[int, float | None] = {}
     for p in ps:
         if total == 0:
@@ -276,7 +287,7 @@ def _percentiles(
             result[p] = low if rank == 1 else high
             continue
         seen = 0
-        for bucket, count in histogram:
+        for bucket, count in ordered:
             seen += count
             if seen >= rank:
                 result[p] = min(max(_bucket_value(bucket), low), high)
@@ -297,136 +308,155 @@ def ensure_math(conn: sqlite3.Connection) -> None:
         conn.create_function("ln", 1, math.log, deterministic=True)
 
 
-def group_stats(store: SpanStore, span_filter: SpanFilter, by: str | None) -> list[dict[str, Any]]:
-    """Per model, provider or service: ``count``, ``errors``, ``error_rate``, latency
-    ``p50_ms``/``p95_ms``/``p99_ms``, ``ttft_p50_ms``/``ttft_p95_ms`` (streams only),
-    ``prompt_tokens``, ``completion_tokens``, ``cost_usd`` (``None`` when nothing was priced),
-    busiest first. Every group in the filtered range is listed. ``by=None``: one group (``None``)
-    of all the filtered spans, or none when nothing matches."""
-    column = "NULL" if by is None else GROUP_COLUMNS.get(by)
-    if column is None:
-        raise ValueError(f"by must be one of {', '.join(GROUP_COLUMNS)}, got {by!r}")
-    where, params = span_filter.where()
-    ttft_ns = _ttft_ns(store)
-    cost = "sum(cost_usd)" if store.has_cost else "NULL"
-    totals = _rows(
-        store,
-        f"SELECT {column}, count(*), sum(status = 'error'), min(duration_ns), max(duration_ns), "
-        f"sum(prompt_tokens), sum(completion_tokens), {cost}, min({ttft_ns}), max({ttft_ns}) "
-        f"FROM spans{where} GROUP BY {column}",
-        params,
+def _add(a: Any, b: Any) -> Any:
+    """SQL's sum: ``None`` only when every part is ``None``."""
+    return b if a is None else a if b is None else a + b
+
+
+class _Aggregate:
+    """Counts, sums and histograms of some spans; mergeable (the total is the groups' merge)."""
+
+    __slots__ = (
+        "completion",
+        "cost",
+        "count",
+        "errors",
+        "high",
+        "hist",
+        "low",
+        "prompt",
+        "t_high",
+        "t_hist",
+        "t_low",
     )
-    durations = _histograms(store, column, "duration_ns", where, params)
-    ttfts = _histograms(store, column, ttft_ns, where, params)
-    groups = []
-    for key, count, errors, low, high, prompt, completion, cost_usd, t_low, t_high in totals:
-        latency = _percentiles(durations.get(key, []), (50, 95, 99), low / 1e6, high / 1e6)
-        ttft = (
-            _percentiles(ttfts.get(key, []), (50, 95), t_low / 1e6, t_high / 1e6)
-            if t_low is not None
-            else {50: None, 95: None}
-        )
-        groups.append(
-            {
-                "group": key,
-                "count": count,
-                "errors": errors,
-                "error_rate": errors / count,
-                "p50_ms": latency[50],
-                "p95_ms": latency[95],
-                "p99_ms": latency[99],
-                "ttft_p50_ms": ttft[50],
-                "ttft_p95_ms": ttft[95],
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "cost_usd": cost_usd,
-            }
-        )
-    groups.sort(key=lambda g: (-g["count"], g["group"] is None, g["group"] or ""))
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.prompt: int | None = None
+        self.completion: int | None = None
+        self.cost: float | None = None
+        self.low = math.inf
+        self.high = -math.inf
+        self.hist: dict[int, int] = {}
+        self.t_low = math.inf
+        self.t_high = -math.inf
+        self.t_hist: dict[int, int] = {}
+
+    def merge(self, other: _Aggregate) -> None:
+        self.count += other.count
+        self.errors += other.errors
+        self.prompt = _add(self.prompt, other.prompt)
+        self.completion = _add(self.completion, other.completion)
+        self.cost = _add(self.cost, other.cost)
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        self.t_low, self.t_high = min(self.t_low, other.t_low), max(self.t_high, other.t_high)
+        for bucket, count in other.hist.items():
+            self.hist[bucket] = self.hist.get(bucket, 0) + count
+        for bucket, count in other.t_hist.items():
+            self.t_hist[bucket] = self.t_hist.get(bucket, 0) + count
+
+    def result(self) -> dict[str, Any]:
+        if not self.count:
+            return dict(EMPTY_AGGREGATE)
+        latency = _percentiles(self.hist, (50, 95, 99), self.low / 1e6, self.high / 1e6)
+        ttft = _percentiles(self.t_hist, (50, 95), self.t_low / 1e6, self.t_high / 1e6)
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "error_rate": self.errors / self.count,
+            "p50_ms": latency[50],
+            "p95_ms": latency[95],
+            "p99_ms": latency[99],
+            "ttft_p50_ms": ttft[50],
+            "ttft_p95_ms": ttft[95],
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "cost_usd": self.cost,
+        }
+
+
+def _aggregates(store: SpanStore, key: str, span_filter: SpanFilter) -> dict[Any, _Aggregate]:
+    """Per value of the SQL expression ``key``: the aggregate of the matching spans. Two
+    scans: totals with the latency histogram (grouped by key and bucket), then the TTFT
+    histogram of the streamed spans."""
+    where, params = span_filter.where()
+    table = f"spans{span_filter.scan_hint()}"
+    groups: dict[Any, _Aggregate] = {}
+    cost = "sum(cost_usd)" if store.has_cost else "NULL"
+    for group, bucket, count, errors, prompt, completion, cost_usd, low, high in _rows(
+        store,
+        f"SELECT {key}, {_log_bucket('duration_ns')}, count(*), sum(status = 'error'), "
+        f"sum(prompt_tokens), sum(completion_tokens), {cost}, min(duration_ns), "
+        f"max(duration_ns) FROM {table}{where} GROUP BY 1, 2",
+        params,
+    ):
+        aggregate = groups.get(group)
+        if aggregate is None:
+            aggregate = groups[group] = _Aggregate()
+        aggregate.count += count
+        aggregate.errors += errors
+        aggregate.prompt = _add(aggregate.prompt, prompt)
+        aggregate.completion = _add(aggregate.completion, completion)
+        aggregate.cost = _add(aggregate.cost, cost_usd)
+        aggregate.low, aggregate.high = min(aggregate.low, low), max(aggregate.high, high)
+        aggregate.hist[bucket] = count
+    if not store.has_cost:
+        return groups
+    ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)"
+    present = "time_to_first_token_ms IS NOT NULL"
+    condition = f"{where} AND {present}" if where else f" WHERE {present}"
+    for group, bucket, count, low, high in _rows(
+        store,
+        f"SELECT {key}, {_log_bucket(ttft_ns)}, count(*), min({ttft_ns}), max({ttft_ns}) "
+        f"FROM {table}{condition} GROUP BY 1, 2",
+        params,
+    ):
+        aggregate = groups[group]
+        aggregate.t_low, aggregate.t_high = min(aggregate.t_low, low), max(aggregate.t_high, high)
+        aggregate.t_hist[bucket] = count
     return groups
 
 
-def _ttft_ns(store: SpanStore) -> str:
-    """The time to first token in nanoseconds as SQL (NULL where unknown)."""
-    if store.has_cost:
-        return "CAST(time_to_first_token_ms * 1000000 AS INTEGER)"
-    return "NULL"
-
-
-def _histograms(
-    store: SpanStore, key: str, value: str, where: str, params: list[Any]
-) -> dict[Any, list[tuple[int, int]]]:
-    if value == "NULL":
-        return {}
-    present = f"{value} IS NOT NULL"
-    condition = f"{where} AND {present}" if where else f" WHERE {present}"
-    histograms: dict[Any, list[tuple[int, int]]] = {}
-    for group, bucket, count in _rows(
-        store,
-        f"SELECT {key}, {_log_bucket(value)} AS bucket, count(*) FROM spans{condition} "
-        f"GROUP BY 1, 2 ORDER BY 1, 2",
-        params,
-    ):
-        histograms.setdefault(group, []).append((bucket, count))
-    return histograms
+def group_stats(
+    store: SpanStore, span_filter: SpanFilter, by: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per model, provider or service, and for all the filtered spans together: ``count``,
+    ``errors``, ``error_rate``, latency ``p50_ms``/``p95_ms``/``p99_ms``,
+    ``ttft_p50_ms``/``ttft_p95_ms`` (streamed spans only), ``prompt_tokens``,
+    ``completion_tokens`` and ``cost_usd`` (``None`` when nothing was priced). Returns
+    ``(groups, total)``: every group in the filtered range, busiest first, each with its
+    ``group``; the total is ``EMPTY_AGGREGATE`` when nothing matches."""
+    column = GROUP_COLUMNS.get(by)
+    if column is None:
+        raise ValueError(f"by must be one of {', '.join(GROUP_COLUMNS)}, got {by!r}")
+    aggregates = _aggregates(store, column, span_filter)
+    total = _Aggregate()
+    groups = []
+    for key, aggregate in aggregates.items():
+        total.merge(aggregate)
+        groups.append({"group": key, **aggregate.result()})
+    groups.sort(key=lambda g: (-g["count"], g["group"] is None, g["group"] or ""))
+    return groups, total.result()
 
 
 def time_series(
     store: SpanStore, span_filter: SpanFilter, *, since_ns: int, until_ns: int, points: int
 ) -> dict[str, Any]:
     """The filtered spans in ``points`` equal time buckets from ``since_ns`` to ``until_ns``:
-    per bucket its start, ``count``, ``errors``, ``error_rate``, latency ``p50_ms``/``p95_ms``/
-    ``p99_ms``, ``ttft_p50_ms``/``ttft_p95_ms``, ``prompt_tokens``, ``completion_tokens`` and
-    ``cost_usd``. Empty buckets are listed with zero counts and ``None`` percentiles."""
+    per bucket its start (``start_unix_nano``) and the aggregates of ``group_stats``. Empty
+    buckets are listed with zero counts and ``None`` elsewhere."""
     if isinstance(points, bool) or not 1 <= points <= MAX_POINTS:
         raise ValueError(f"points must be from 1 to {MAX_POINTS}, got {points!r}")
     if until_ns <= since_ns:
         raise ValueError("until must be later than since")
     width = max(1, -(-(until_ns - since_ns) // points))
     ranged = SpanFilter(**{**span_filter.as_dict(), "since_ns": since_ns, "until_ns": until_ns})
-    where, params = ranged.where()
     slot = f"(start_time_unix_nano - {int(since_ns)}) / {int(width)}"
-    ttft_ns = _ttft_ns(store)
-    cost = "sum(cost_usd)" if store.has_cost else "NULL"
-    totals = {
-        row[0]: row
-        for row in _rows(
-            store,
-            f"SELECT {slot}, count(*), sum(status = 'error'), min(duration_ns), "
-            f"max(duration_ns), sum(prompt_tokens), sum(completion_tokens), {cost}, "
-            f"min({ttft_ns}), max({ttft_ns}) FROM spans{where} GROUP BY 1",
-            params,
-        )
-    }
-    durations = _histograms(store, slot, "duration_ns", where, params)
-    ttfts = _histograms(store, slot, ttft_ns, where, params)
+    aggregates = _aggregates(store, slot, ranged)
     series = []
     for index in range(points):
-        row = totals.get(index)
-        point: dict[str, Any] = {"start_unix_nano": since_ns + index * width}
-        if row is None:
-            point.update(EMPTY_AGGREGATE)
-            series.append(point)
-            continue
-        _slot, count, errors, low, high, prompt, completion, cost_usd, t_low, t_high = row
-        latency = _percentiles(durations.get(index, []), (50, 95, 99), low / 1e6, high / 1e6)
-        ttft = (
-            _percentiles(ttfts.get(index, []), (50, 95), t_low / 1e6, t_high / 1e6)
-            if t_low is not None
-            else {50: None, 95: None}
-        )
-        point.update(
-            count=count,
-            errors=errors,
-            error_rate=errors / count,
-            p50_ms=latency[50],
-            p95_ms=latency[95],
-            p99_ms=latency[99],
-            ttft_p50_ms=ttft[50],
-            ttft_p95_ms=ttft[95],
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cost_usd=cost_usd,
-        )
-        series.append(point)
+        aggregate = aggregates.get(index)
+        result = aggregate.result() if aggregate is not None else dict(EMPTY_AGGREGATE)
+        series.append({"start_unix_nano": since_ns + index * width, **result})
     return {"bucket_ns": width, "points": series}

@@ -401,10 +401,14 @@
     if (cursor) {
       const more = el("button", { type: "button", id: "older" }, "Older spans");
       more.addEventListener("click", async () => {
-        const next = await api("/api/spans", { ...params, limit: 50, cursor });
-        append(body, next.spans.map(spanRow));
-        cursor = next.next_cursor;
-        if (!cursor) more.remove();
+        try {
+          const next = await api("/api/spans", { ...params, limit: 50, cursor });
+          append(body, next.spans.map(spanRow));
+          cursor = next.next_cursor;
+          if (!cursor) more.remove();
+        } catch (error) {
+          showStoreError(error);
+        }
       });
       box.append(more);
     }
