@@ -110,6 +110,11 @@ def test_spans_time_window(ui: UiServer) -> None:
     assert names(get(ui, "/api/spans", service="legacy", since="4d")) == ["llm"]
     until = NOW - 2 * 86400 * SEC
     assert names(get(ui, "/api/spans", until=str(until))) == ["llm"]
+    # A window reaching before 1970 means since 1970 (found by schemathesis: was a 500).
+    assert len(get(ui, "/api/spans", since="4020987602523w", limit=100)["spans"]) == 37
+    huge = get(ui, "/api/timeseries", since="4020987602523w", points=3)
+    assert huge["since_unix_nano"] == 0
+    assert sum(p["count"] for p in huge["points"]) == 37
     four_minutes = get(ui, "/api/spans", since="4m")
     assert names(four_minutes) == ["<script>window.__xss=2</script>"]
 

@@ -344,7 +344,8 @@ def _int(query: dict[str, str], name: str, default: int, low: int, high: int) ->
 
 
 def _time(query: dict[str, str], name: str, now: int) -> int:
-    """A time parameter: Unix nanoseconds (digits) or a look-back window (``15m``, ``30d``)."""
+    """A time parameter: Unix nanoseconds (digits) or a look-back window (``15m``, ``30d``).
+    A window reaching before 1970 means "since 1970" (span times are never earlier)."""
     text = query[name].strip()
     if text.isdigit():
         value = int(text)
@@ -352,7 +353,7 @@ def _time(query: dict[str, str], name: str, now: int) -> int:
             raise ApiError(400, f"{name} is past the year 2262, got {text[:40]!r}")
         return value
     try:
-        return now - parse_since(text)
+        return max(now - parse_since(text), 0)
     except ValueError as error:
         raise ApiError(
             400, f"{name} is Unix nanoseconds or a window such as 15m or 30d: {error}"

@@ -24,7 +24,11 @@ _FILTERS = [
     _param("model", "only spans of this model (exact)"),
     _param("provider", "only spans of this provider"),
     _param("service", "only spans of this service"),
-    _param("status", "only spans with this status", {"enum": ["unset", "ok", "error"]}),
+    _param(
+        "status",
+        "only spans with this status (empty: any)",
+        {"enum": ["", "unset", "ok", "error"]},
+    ),
     _param("session_id", "only spans of this session"),
     _param("user_id", "only spans of this user"),
     _param("q", "a substring of the span name, error type or error message"),
@@ -86,20 +90,23 @@ def _ok(schema: dict[str, Any], description: str) -> dict[str, Any]:
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     return {
         "200": {"description": description, "content": {"application/json": {"schema": schema}}},
-        "400": {"description": "a bad query parameter", **error},
+        "400": {
+            "description": "a bad or unknown query parameter, or until not after since",
+            **error,
+        },
         "401": {"description": "the auth token is missing or wrong", **error},
         "404": {"description": "nothing found", **error},
         "503": {"description": "no span database at the path", **error},
     }
 
 
-def _path_id(name: str, description: str) -> dict[str, Any]:
+def _path_id(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string"},
+        "schema": schema or {"type": "string"},
     }
 
 
@@ -145,7 +152,13 @@ def build_openapi(version: str) -> dict[str, Any]:
             "/api/traces/{trace_id}": {
                 "get": {
                     "summary": "Every span of one trace, oldest first",
-                    "parameters": [_path_id("trace_id", "the trace id (32 hex digits)")],
+                    "parameters": [
+                        _path_id(
+                            "trace_id",
+                            "the trace id (32 hex digits)",
+                            {"type": "string", "pattern": "^[0-9a-fA-F]{1,32}$"},
+                        )
+                    ],
                     "responses": _ok(
                         {
                             "type": "object",
