@@ -28,11 +28,15 @@ from ui_support import (
     write_store,
 )
 
+#: When the module's store was written (set by ``db``: the spans' ages are relative to it, and
+#: the module may run minutes after collection).
 NOW = time.time_ns()
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    global NOW
+    NOW = time.time_ns()
     path = tmp_path_factory.mktemp("ui") / "spans.db"
     write_store(path, known_spans(NOW))
     return path
