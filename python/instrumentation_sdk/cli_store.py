@@ -292,7 +292,9 @@ def _stats(args: argparse.Namespace) -> int:
     percentile_headers = [f"P{p} MS" for p in PERCENTILES]
     headers = [args.by.upper(), "COUNT", "ERRORS", "ERR %", *percentile_headers]
     headers += ["PROMPT TOK", "COMPL TOK"]
-    headers += [f"TTFT P{p} MS" for p in TTFT_PERCENTILES]
+    # Time to first token only means something for streamed spans: shown when some streamed.
+    ttft = [p for p in TTFT_PERCENTILES if any(g[f"ttft_p{p}_ms"] is not None for g in groups)]
+    headers += [f"TTFT P{p} MS" for p in ttft]
     rows = [
         [
             "-" if group["group"] is None else str(group["group"]),
@@ -302,7 +304,7 @@ def _stats(args: argparse.Namespace) -> int:
             *(f"{group[f'p{p}_ms']:.1f}" for p in PERCENTILES),
             _token_cell(group["prompt_tokens"]),
             _token_cell(group["completion_tokens"]),
-            *(_ms_cell(group[f"ttft_p{p}_ms"]) for p in TTFT_PERCENTILES),
+            *(_ms_cell(group[f"ttft_p{p}_ms"]) for p in ttft),
         ]
         for group in groups
     ]
