@@ -253,6 +253,7 @@ pub const EVENT_ATTRIBUTES: &str = "attributes";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Int,
+    Float,
     Str,
     Any,
 }
@@ -261,6 +262,7 @@ impl KeyKind {
     pub const fn name(self) -> &'static str {
         match self {
             KeyKind::Int => "int",
+            KeyKind::Float => "float",
             KeyKind::Str => "str",
             KeyKind::Any => "any",
         }
@@ -280,7 +282,7 @@ const fn standard(key: &'static str, kind: KeyKind, otlp: &'static str) -> Stand
 }
 
 /// The spec's "standard dashboard keys" and the SDK's own token-count keys.
-pub const STANDARD_KEYS: [StandardKey; 8] = [
+pub const STANDARD_KEYS: [StandardKey; 13] = [
     standard("prompt_tokens", KeyKind::Int, "gen_ai.usage.input_tokens"),
     standard(
         "completion_tokens",
@@ -308,6 +310,33 @@ pub const STANDARD_KEYS: [StandardKey; 8] = [
         "token_encoding",
         KeyKind::Any,
         "instrumentation_sdk.token_encoding",
+    ),
+    // Streams (`Span.wrap_stream`). The conventions give time to first chunk in seconds; the
+    // OTLP mapping converts.
+    standard(
+        "time_to_first_token_ms",
+        KeyKind::Float,
+        "gen_ai.response.time_to_first_chunk",
+    ),
+    standard(
+        "time_per_output_token_ms",
+        KeyKind::Float,
+        "instrumentation_sdk.time_per_output_token_ms",
+    ),
+    standard(
+        "stream_chunks",
+        KeyKind::Int,
+        "instrumentation_sdk.stream_chunks",
+    ),
+    standard(
+        "stream_status",
+        KeyKind::Str,
+        "instrumentation_sdk.stream_status",
+    ),
+    standard(
+        "completion_token_count_method",
+        KeyKind::Any,
+        "instrumentation_sdk.completion_token_count_method",
     ),
 ];
 
