@@ -10,6 +10,7 @@
 //! The span is told once when the stream ends (exhausted, closed, failed, or collected) and
 //! ends itself when both its `with` block and its streams are done (`span.rs`).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -17,7 +18,8 @@ use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
-use pyo3::types::{PyList, PyString, PyWeakrefReference};
+use pyo3::types::iterator::PySendResult;
+use pyo3::types::{PyIterator, PyList, PyString, PyWeakrefReference};
 
 use super::chunks::{absorb, carries_output};
 use super::context::fault;
@@ -25,8 +27,9 @@ use super::span::{error_of, Ready, SpanCore};
 use crate::span::{Clock, SpanData, Value};
 use crate::stream::{self, Completion, StreamFacts, StreamStatus};
 
-/// Chunks a stream keeps for the flusher; past this many they are read on the request thread
-/// (in one go, every this many), so a very long stream holds bounded memory.
+/// Chunks a stream keeps for the flusher; past this many, each new chunk has the oldest one read
+/// on the request thread, so a very long stream holds bounded memory (and never stalls on a
+/// batch of reads).
 const FOLD_AT: usize = 4096;
 
 /// Ids that tell a span's streams apart.
@@ -47,9 +50,9 @@ pub(crate) struct StreamTail {
     /// What chunks already read (folded) said.
     completion: Completion,
     /// Chunks not read yet, in order.
-    chunks: Vec<Py<PyAny>>,
+    chunks: VecDeque<Py<PyAny>>,
     /// What the caller's `text=` function returned per chunk (then chunks give no text).
-    texts: Vec<Py<PyAny>>,
+    texts: VecDeque<Py<PyAny>>,
     take_text: bool,
     capture: bool,
 }
@@ -121,8 +124,8 @@ struct Observer {
     chunks_seen: u64,
     first_token_unix_nano: Option<u64>,
     completion: Completion,
-    chunks: Vec<Py<PyAny>>,
-    texts: Vec<Py<PyAny>>,
+    chunks: VecDeque<Py<PyAny>>,
+    texts: VecDeque<Py<PyAny>>,
     text_fn: Option<Py<PyAny>>,
     capture: bool,
 }
@@ -152,21 +155,26 @@ impl Observer {
                 if self.first_token_unix_nano.is_none() && text.len().is_ok_and(|n| n > 0) {
                     self.first_token_unix_nano = Some(self.clock.end_unix_nano());
                 }
-                self.texts.push(text.unbind());
+                self.texts.push_back(text.unbind());
+                if self.texts.len() > FOLD_AT {
+                    if let Some(oldest) = self.texts.pop_front() {
+                        if let Ok(text) = oldest.bind(py).cast::<PyString>() {
+                            self.completion.push_text(0, &text.to_string_lossy());
+                        }
+                    }
+                }
             }
         } else if self.first_token_unix_nano.is_none() && carries_output(chunk) {
             self.first_token_unix_nano = Some(self.clock.end_unix_nano());
         }
-        self.chunks.push(chunk.clone().unbind());
-        if self.chunks.len() >= FOLD_AT {
-            let take_text = self.text_fn.is_none();
-            for chunk in std::mem::take(&mut self.chunks) {
-                absorb(chunk.bind(py), &mut self.completion, take_text);
-            }
-            for text in std::mem::take(&mut self.texts) {
-                if let Ok(text) = text.bind(py).cast::<PyString>() {
-                    self.completion.push_text(0, &text.to_string_lossy());
-                }
+        self.chunks.push_back(chunk.clone().unbind());
+        if self.chunks.len() > FOLD_AT {
+            if let Some(oldest) = self.chunks.pop_front() {
+                absorb(
+                    oldest.bind(py),
+                    &mut self.completion,
+                    self.text_fn.is_none(),
+                );
             }
         }
     }
@@ -214,8 +222,10 @@ impl Drop for Observer {
 /// A wrapper's mutable state, borrowed for one step at a time.
 #[pyclass(weakref, module = "instrumentation_sdk._core")]
 pub struct Cursor {
-    /// The iterator (or async iterator) being read, made on the first step.
-    iter: Option<Py<PyAny>>,
+    /// The iterator being read (sync streams), made on the first step.
+    iter: Option<Py<PyIterator>>,
+    /// The async iterator being read (async streams), made on the first step.
+    aiter: Option<Py<PyAny>>,
     observer: Observer,
 }
 
@@ -223,7 +233,10 @@ pub struct Cursor {
 impl Cursor {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         let observer = &self.observer;
-        for object in [&self.iter, &observer.text_fn].into_iter().flatten() {
+        if let Some(iter) = &self.iter {
+            visit.call(iter)?;
+        }
+        for object in [&self.aiter, &observer.text_fn].into_iter().flatten() {
             visit.call(object)?;
         }
         if let Some(span) = &observer.span {
@@ -239,6 +252,7 @@ impl Cursor {
     fn __clear__(&mut self) {
         Python::attach(|py| self.observer.end(py, StreamStatus::ClosedEarly, None, true));
         self.iter = None;
+        self.aiter = None;
         self.observer.text_fn = None;
     }
 }
@@ -283,6 +297,7 @@ impl Wrapped {
         drop(previous);
         if let Ok(mut cursor) = self.cursor.bind(py).try_borrow_mut() {
             cursor.iter = None;
+            cursor.aiter = None;
         }
     }
 
@@ -367,6 +382,7 @@ pub(crate) fn wrap(
         py,
         Cursor {
             iter: None,
+            aiter: None,
             observer: Observer {
                 span: None,
                 id,
@@ -374,8 +390,8 @@ pub(crate) fn wrap(
                 chunks_seen: 0,
                 first_token_unix_nano: None,
                 completion: Completion::default(),
-                chunks: Vec::new(),
-                texts: Vec::new(),
+                chunks: VecDeque::with_capacity(64),
+                texts: VecDeque::new(),
                 text_fn,
                 capture: false,
             },
@@ -427,19 +443,16 @@ impl Stream {
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let mut cursor = self.wrapped.cursor(py)?;
         let cursor = &mut *cursor;
-        let iter = match &cursor.iter {
+        let mut iter = match &cursor.iter {
             Some(iter) => iter.bind(py).clone(),
             None => {
-                let iter = self.wrapped.target(py).try_iter()?.into_any();
+                let iter = self.wrapped.target(py).try_iter()?;
                 cursor.iter = Some(iter.clone().unbind());
                 iter
             }
         };
-        // PyIter_Next through the iterator protocol: no exception object on a normal end.
-        let next = match iter.cast_into::<pyo3::types::PyIterator>() {
-            Ok(mut iterator) => iterator.next(),
-            Err(other) => Some(other.into_inner().call_method0(intern!(py, "__next__"))),
-        };
+        // PyIter_Next: no exception object on a normal end.
+        let next = iter.next();
         match next {
             Some(Ok(chunk)) => {
                 cursor.observer.observe(py, &chunk);
@@ -509,7 +522,7 @@ impl Stream {
             target.call_method0(intern!(py, "close"))?;
         } else if let Ok(cursor) = self.wrapped.cursor.bind(py).try_borrow() {
             if let Some(iter) = &cursor.iter {
-                let iter = iter.bind(py).clone();
+                let iter = iter.bind(py).clone().into_any();
                 drop(cursor);
                 if iter.hasattr(intern!(py, "close"))? {
                     iter.call_method0(intern!(py, "close"))?;
@@ -554,11 +567,11 @@ impl AsyncStream {
         let wrapped = &slf.get().wrapped;
         let iter = {
             let mut cursor = wrapped.cursor(py)?;
-            match &cursor.iter {
+            match &cursor.aiter {
                 Some(iter) => iter.bind(py).clone(),
                 None => {
                     let iter = wrapped.target(py).call_method0(intern!(py, "__aiter__"))?;
-                    cursor.iter = Some(iter.clone().unbind());
+                    cursor.aiter = Some(iter.clone().unbind());
                     iter
                 }
             }
@@ -620,7 +633,7 @@ impl AsyncStream {
             .bind(py)
             .try_borrow()
             .ok()
-            .and_then(|c| c.iter.as_ref().map(|i| i.bind(py).clone()));
+            .and_then(|c| c.aiter.as_ref().map(|i| i.bind(py).clone()));
         for object in std::iter::once(target).chain(iter) {
             for method in [intern!(py, "aclose"), intern!(py, "close")] {
                 if object.hasattr(method)? {
@@ -665,14 +678,16 @@ enum Then {
 #[pyclass(module = "instrumentation_sdk._core")]
 pub struct Awaiting {
     /// The awaited object's iterator (its `__await__()`).
-    inner: Py<PyAny>,
+    inner: Py<PyIterator>,
     then: Option<Then>,
 }
 
 impl Awaiting {
     fn new(awaitable: &Bound<'_, PyAny>, then: Then) -> PyResult<Awaiting> {
         let py = awaitable.py();
-        let inner = awaitable.call_method0(intern!(py, "__await__"))?;
+        let inner = awaitable
+            .call_method0(intern!(py, "__await__"))?
+            .cast_into::<PyIterator>()?;
         Ok(Awaiting {
             inner: inner.unbind(),
             then: Some(then),
@@ -741,15 +756,17 @@ impl Awaiting {
     }
 
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let inner = self.inner.bind(py).clone();
-        let outcome = inner.call_method1(intern!(py, "send"), (py.None(),));
-        self.step(py, outcome)
+        self.send(py, &py.None().into_bound(py))
     }
 
+    /// PyIter_Send: a return value comes back as a value, not as a `StopIteration`.
     fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let inner = self.inner.bind(py).clone();
-        let outcome = inner.call_method1(intern!(py, "send"), (value,));
-        self.step(py, outcome)
+        match inner.send(value) {
+            Ok(PySendResult::Next(yielded)) => Ok(yielded.unbind()),
+            Ok(PySendResult::Return(result)) => self.finish(py, Ok(result)),
+            Err(error) => self.step(py, Err(error)),
+        }
     }
 
     #[pyo3(signature = (kind, value = None, traceback = None))]
@@ -760,7 +777,7 @@ impl Awaiting {
         value: Option<&Bound<'_, PyAny>>,
         traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let inner = self.inner.bind(py).clone();
+        let inner = self.inner.bind(py).clone().into_any();
         let outcome = match (value, traceback) {
             (None, None) => inner.call_method1(intern!(py, "throw"), (kind,)),
             (value, None) => inner.call_method1(intern!(py, "throw"), (kind, value)),
@@ -772,7 +789,7 @@ impl Awaiting {
     }
 
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
-        let inner = self.inner.bind(py).clone();
+        let inner = self.inner.bind(py).clone().into_any();
         if inner.hasattr(intern!(py, "close"))? {
             inner.call_method0(intern!(py, "close"))?;
         }
