@@ -253,6 +253,7 @@ pub const EVENT_ATTRIBUTES: &str = "attributes";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Int,
+    Float,
     Str,
     Any,
 }
@@ -261,6 +262,7 @@ impl KeyKind {
     pub const fn name(self) -> &'static str {
         match self {
             KeyKind::Int => "int",
+            KeyKind::Float => "float",
             KeyKind::Str => "str",
             KeyKind::Any => "any",
         }
@@ -279,9 +281,10 @@ const fn standard(key: &'static str, kind: KeyKind, otlp: &'static str) -> Stand
     StandardKey { key, kind, otlp }
 }
 
-/// The spec's "standard dashboard keys", the SDK's own token-count keys, and what the client
-/// integrations record of a call (usage parts, request parameters, ids, the HTTP status).
-pub const STANDARD_KEYS: [StandardKey; 20] = [
+/// The spec's "standard dashboard keys", the SDK's own token-count keys, what streams record,
+/// and what the client integrations record of a call (usage parts, request parameters, ids, the
+/// HTTP status).
+pub const STANDARD_KEYS: [StandardKey; 25] = [
     standard("prompt_tokens", KeyKind::Int, "gen_ai.usage.input_tokens"),
     standard(
         "completion_tokens",
@@ -310,6 +313,33 @@ pub const STANDARD_KEYS: [StandardKey; 20] = [
         KeyKind::Any,
         "instrumentation_sdk.token_encoding",
     ),
+    // Streams (`Span.wrap_stream`). The conventions give time to first chunk in seconds; the
+    // OTLP mapping converts.
+    standard(
+        "time_to_first_token_ms",
+        KeyKind::Float,
+        "gen_ai.response.time_to_first_chunk",
+    ),
+    standard(
+        "time_per_output_token_ms",
+        KeyKind::Float,
+        "instrumentation_sdk.time_per_output_token_ms",
+    ),
+    standard(
+        "stream_chunks",
+        KeyKind::Int,
+        "instrumentation_sdk.stream_chunks",
+    ),
+    standard(
+        "stream_status",
+        KeyKind::Str,
+        "instrumentation_sdk.stream_status",
+    ),
+    standard(
+        "completion_token_count_method",
+        KeyKind::Any,
+        "instrumentation_sdk.completion_token_count_method",
+    ),
     standard(
         "prompt_tokens_estimate",
         KeyKind::Int,
@@ -335,9 +365,9 @@ pub const STANDARD_KEYS: [StandardKey; 20] = [
         KeyKind::Int,
         "gen_ai.usage.reasoning.output_tokens",
     ),
-    standard("temperature", KeyKind::Any, "gen_ai.request.temperature"),
+    standard("temperature", KeyKind::Float, "gen_ai.request.temperature"),
     standard("max_tokens", KeyKind::Int, "gen_ai.request.max_tokens"),
-    standard("top_p", KeyKind::Any, "gen_ai.request.top_p"),
+    standard("top_p", KeyKind::Float, "gen_ai.request.top_p"),
     standard("tool_count", KeyKind::Int, "instrumentation_sdk.tool_count"),
     standard("request_id", KeyKind::Str, "instrumentation_sdk.request_id"),
     standard("response_id", KeyKind::Str, "gen_ai.response.id"),

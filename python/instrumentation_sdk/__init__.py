@@ -16,7 +16,9 @@ from .integrations import (
 )
 from .pipeline import configure, flush, get_settings, shutdown, stats
 from .spans import (
+    AsyncStream,
     Span,
+    Stream,
     current_span,
     llm_span,
     llm_span_with_tokens,
@@ -36,7 +38,9 @@ from .tokens import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AsyncStream",
     "Span",
+    "Stream",
     "TokenCount",
     "__version__",
     "clear_token_cache",
