@@ -85,6 +85,17 @@ def _drop_usage_chunk(events: list[str]) -> list[str]:
     return kept
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that closes a stream early resets the connection: expected, not an error.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeProviders:
     """The server: ``with FakeProviders() as server: OpenAI(base_url=server.url + "/v1")``."""
 
@@ -104,7 +115,7 @@ class FakeProviders:
             def do_POST(self) -> None:
                 owner._handle(self)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

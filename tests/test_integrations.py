@@ -483,3 +483,250 @@ def test_concurrent_async_calls(server: FakeProviders, instrumented: InMemoryExp
     parents = asyncio.run(many())
     calls = [s for s in spans(instrumented) if s["name"] == "chat"]
     assert sorted(s["parent_span_id"] for s in calls) == sorted(parents)
+
+
+# --- streams (through Span.wrap_stream) ---------------------------------------------------------
+
+
+def stream_request(name: str, **headers: str) -> dict[str, Any]:
+    """A recorded streamed request, without ``stream_options`` (tests choose)."""
+    request = recorded(name, **headers)
+    request.pop("stream_options", None)
+    request["stream"] = True
+    return request
+
+
+def test_chat_stream_keeps_its_type_and_is_observed(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    client = oai(server)
+    request = stream_request("openai_chat_stream")
+    stream = client.chat.completions.create(**request, stream_options={"include_usage": True})
+    assert isinstance(stream, openai.Stream)
+    assert stream.response.status_code == 200
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == '"This is a test."'  # as recorded
+    span = the_span(instrumented)
+    meta = span["metadata"]
+    assert meta["stream_status"] == "completed"
+    assert meta["stream_chunks"] == len(chunks)
+    assert meta["time_to_first_token_ms"] > 0
+    usage = chunks[-1].usage
+    assert meta["prompt_tokens"] == usage.prompt_tokens == meta["prompt_tokens_estimate"]
+    assert meta["token_count_method"] == "tiktoken"  # the pre-count's method
+    assert meta["completion_tokens"] == usage.completion_tokens
+    assert meta["completion_token_count_method"] == "usage"
+    assert meta["finish_reason"] == "stop"
+    assert meta["actual_model"] == chunks[0].model
+    assert meta["request_id"] == stream.response.headers["x-request-id"]
+    assert meta["retry_count"] == 0
+
+
+def test_chat_stream_without_usage_counts_the_text(
+    server: FakeProviders, instrumented: InMemoryExporter, oracle: Any
+) -> None:
+    chunks = list(oai(server).chat.completions.create(**stream_request("openai_chat_stream")))
+    assert all(c.usage is None for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    meta = the_span(instrumented)["metadata"]
+    assert meta["completion_token_count_method"] == "tiktoken"
+    assert meta["completion_tokens"] == len(oracle("cl100k_base").encode_ordinary(text))
+    assert "prompt_tokens" not in meta
+
+
+def test_async_chat_stream(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    async def consume() -> list[Any]:
+        stream = await aoai(server).chat.completions.create(**stream_request("openai_chat_stream"))
+        assert isinstance(stream, openai.AsyncStream)
+        return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(consume())
+    meta = the_span(instrumented)["metadata"]
+    assert meta["stream_status"] == "completed"
+    assert meta["stream_chunks"] == len(chunks)
+
+
+def test_closing_a_stream_early_ends_its_span_at_once(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    stream = oai(server).chat.completions.create(**stream_request("openai_chat_stream"))
+    for _chunk in stream:
+        break
+    stream.close()
+    span = the_span(instrumented)  # exported while the stream object is still alive
+    assert span["metadata"]["stream_status"] == "closed_early"
+    assert stream.response.is_closed
+
+
+def test_break_inside_with_ends_the_span(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    client = oai(server)
+    with client.chat.completions.create(**stream_request("openai_chat_stream")) as stream:
+        for _chunk in stream:
+            break
+    assert the_span(instrumented)["metadata"]["stream_status"] == "closed_early"
+
+
+def test_async_stream_closed_early(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    async def consume() -> None:
+        client = aoai(server)
+        async with await client.chat.completions.create(
+            **stream_request("openai_chat_stream")
+        ) as stream:
+            async for _chunk in stream:
+                break
+
+    asyncio.run(consume())
+    assert the_span(instrumented)["metadata"]["stream_status"] == "closed_early"
+
+
+def test_stream_with_tool_calls(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    stream = oai(server).chat.completions.create(
+        **stream_request("openai_chat_stream_tools"), stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    meta = the_span(instrumented)["metadata"]
+    assert meta["finish_reason"] == "tool_calls"
+    assert meta["time_to_first_token_ms"] > 0  # the first tool-call delta
+    assert meta["prompt_tokens"] == chunks[-1].usage.prompt_tokens == 75
+    assert meta["prompt_tokens_estimate"] == 75
+
+
+def test_raw_response_stream(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    client = oai(server)
+    raw = client.chat.completions.with_raw_response.create(**stream_request("openai_chat_stream"))
+    stream = raw.parse()
+    assert isinstance(stream, openai.Stream)
+    assert len(list(stream)) > 3
+    assert the_span(instrumented)["metadata"]["stream_status"] == "completed"
+
+
+def test_streaming_response_stream(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    client = oai(server)
+    request = stream_request("openai_chat_stream")
+    with client.chat.completions.with_streaming_response.create(**request) as response:
+        chunks = list(response.parse())
+    assert len(chunks) > 3
+    assert the_span(instrumented)["metadata"]["stream_status"] == "completed"
+
+
+def test_responses_stream(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    events = list(oai(server).responses.create(**stream_request("openai_responses_stream")))
+    assert events[-1].type == "response.completed"
+    meta = the_span(instrumented)["metadata"]
+    assert meta["stream_status"] == "completed"
+    assert meta["completion_tokens"] == events[-1].response.usage.output_tokens
+    assert meta["prompt_tokens"] == events[-1].response.usage.input_tokens
+
+
+def test_a_stream_failing_part_way(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    request = stream_request("openai_chat_stream", **{"x-fake-stream-error-after": "3"})
+    stream = oai(server).chat.completions.create(**request)
+    with pytest.raises(openai.APIError):
+        for _chunk in stream:
+            pass
+    span = the_span(instrumented)
+    assert span["status"] == "error"
+    assert span["metadata"]["stream_status"] == "error"
+
+
+def test_anthropic_stream(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    stream = ant(server).messages.create(**stream_request("anthropic_cached_stream"))
+    assert isinstance(stream, anthropic.Stream)
+    events = list(stream)
+    start = next(e for e in events if e.type == "message_start").message.usage
+    meta = the_span(instrumented)["metadata"]
+    assert meta["prompt_tokens"] == (
+        start.input_tokens + start.cache_read_input_tokens + start.cache_creation_input_tokens
+    )
+    final = next(e for e in events if e.type == "message_delta")
+    assert meta["completion_tokens"] == final.usage.output_tokens
+    assert meta["finish_reason"] == final.delta.stop_reason
+    assert meta["stream_chunks"] == len(events)
+
+
+def test_anthropic_async_stream(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    async def consume() -> int:
+        stream = await aant(server).messages.create(**stream_request("anthropic_stream"))
+        assert isinstance(stream, anthropic.AsyncStream)
+        return len([event async for event in stream])
+
+    count = asyncio.run(consume())
+    meta = the_span(instrumented)["metadata"]
+    assert meta["stream_chunks"] == count
+    assert meta["stream_status"] == "completed"
+
+
+def test_anthropic_stream_helper(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    from anthropic.lib.streaming import MessageStream
+
+    request = recorded("anthropic_stream")
+    with llm_span("agent") as parent, ant(server).messages.stream(**request) as stream:
+        assert isinstance(stream, MessageStream)
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == final.content[0].text
+    span = next(s for s in spans(instrumented) if s["name"] == "chat")
+    assert span["parent_span_id"] == parent.span_id
+    meta = span["metadata"]
+    assert meta["stream_status"] == "completed"
+    assert meta["completion_tokens"] == final.usage.output_tokens
+    assert meta["finish_reason"] == final.stop_reason
+    assert meta["request_id"] == stream.response.headers["request-id"]
+
+
+def test_anthropic_stream_helper_closed_early(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    with ant(server).messages.stream(**recorded("anthropic_stream")) as stream:
+        for _event in stream:
+            break
+    assert the_span(instrumented)["metadata"]["stream_status"] == "closed_early"
+
+
+def test_anthropic_async_stream_helper(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    async def consume() -> Any:
+        async with aant(server).messages.stream(**recorded("anthropic_stream_tools")) as stream:
+            async for _text in stream.text_stream:
+                pass
+            return await stream.get_final_message()
+
+    final = asyncio.run(consume())
+    meta = the_span(instrumented)["metadata"]
+    assert meta["finish_reason"] == final.stop_reason == "tool_use"
+    assert meta["completion_tokens"] == final.usage.output_tokens
+    assert meta["tool_count"] == 2
+
+
+def test_anthropic_stream_helper_error(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    headers = {"x-fake-status": "529"}
+    with (
+        pytest.raises(anthropic.OverloadedError),
+        ant(server, max_retries=0).messages.stream(**recorded("anthropic_stream", **headers)),
+    ):
+        pass
+    span = the_span(instrumented)
+    assert span["status"] == "error"
+    assert span["metadata"]["http_status_code"] == 529
+
+
+def test_many_concurrent_streams(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    async def one(client: Any) -> int:
+        stream = await client.chat.completions.create(**stream_request("openai_chat_stream"))
+        return len([chunk async for chunk in stream])
+
+    async def many() -> list[int]:
+        client = aoai(server)
+        return await asyncio.gather(*(one(client) for _ in range(16)))
+
+    counts = asyncio.run(many())
+    found = spans(instrumented)
+    assert len(found) == 16
+    assert sorted(s["metadata"]["stream_chunks"] for s in found) == sorted(counts)
+    assert {s["metadata"]["stream_status"] for s in found} == {"completed"}
