@@ -13,9 +13,7 @@ from .. import _core
 from . import _calls
 from ._calls import Call, Library
 
-LIBRARY = Library(
-    name="anthropic", provider="anthropic", raw_value="raw", request_id_header="request-id"
-)
+LIBRARY = Library(name="anthropic", provider="anthropic", request_id_header="request-id")
 
 _PARAMETERS = ("temperature", "top_p", "max_tokens")
 
@@ -158,6 +156,7 @@ def install() -> None:
     from anthropic.resources.messages import AsyncMessages, Messages
 
     LIBRARY.stream_types = (anthropic.Stream, anthropic.AsyncStream)
+    _calls.patch_retry_sleep(LIBRARY, anthropic._base_client)
     LIBRARY.patch(Messages, "create", _sync_create)
     LIBRARY.patch(AsyncMessages, "create", _async_create)
     LIBRARY.patch(Messages, "stream", _stream)

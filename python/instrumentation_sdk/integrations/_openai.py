@@ -13,9 +13,7 @@ from . import _calls
 from ._calls import Call, Library
 from ._openai_prompt import chat_prompt_estimate, embeddings_estimate, text_estimate
 
-LIBRARY = Library(
-    name="openai", provider="openai", raw_value="true", request_id_header="x-request-id"
-)
+LIBRARY = Library(name="openai", provider="openai", request_id_header="x-request-id")
 
 #: Request parameters recorded, by argument name -> metadata key.
 _PARAMETERS = {
@@ -150,6 +148,7 @@ def install() -> None:
     from openai.resources.responses import AsyncResponses, Responses
 
     LIBRARY.stream_types = (openai.Stream, openai.AsyncStream)
+    _calls.patch_retry_sleep(LIBRARY, openai._base_client)
     for sync_cls, async_cls, describe, finish in (
         (Completions, AsyncCompletions, describe_chat, finish_chat),
         (Responses, AsyncResponses, describe_responses, finish_responses),
