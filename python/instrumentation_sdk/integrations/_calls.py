@@ -102,6 +102,8 @@ def raw_mode(kwargs: Mapping[str, Any]) -> str | None:
     """The raw-response mode the caller asked for (``with_raw_response`` /
     ``with_streaming_response`` set a header), or ``None`` for a plain call."""
     headers = kwargs.get("extra_headers")
+    if headers is None:
+        return None
     mode = headers.get(RAW_RESPONSE_HEADER) if isinstance(headers, Mapping) else None
     return mode if isinstance(mode, str) else None
 
@@ -259,7 +261,10 @@ def _settle(library: Library, span: Any, parsed: Any, finish: Callable[[Any, Any
             record_stream_response(library, span, parsed)
             observe_stream(span, parsed)
         elif parsed is not None:
-            request_id = getattr(parsed, "_request_id", None)
+            # The clients put the request id in the model's __dict__; read it there (getattr
+            # on a pydantic model goes through its slow __getattr__ first).
+            fields = getattr(parsed, "__dict__", None)
+            request_id = fields.get("_request_id") if type(fields) is dict else None
             if isinstance(request_id, str):
                 span.set_metadata("request_id", request_id)
             finish(span, parsed)

@@ -25,14 +25,20 @@ _PARAMETERS = {
 }
 
 
+_NUMBER = (int, float)
+
+
 def _parameters(kwargs: Mapping[str, Any], attributes: dict[str, Any]) -> None:
     for argument, key in _PARAMETERS.items():
-        value = kwargs.get(argument)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            attributes[key] = value
-    tools = kwargs.get("tools")
-    functions = kwargs.get("functions")
-    count = sum(len(x) for x in (tools, functions) if isinstance(x, list | tuple))
+        if argument in kwargs:
+            value = kwargs[argument]
+            if type(value) in _NUMBER:  # not bool, not None, not NOT_GIVEN
+                attributes[key] = value
+    count = 0
+    for name in ("tools", "functions"):
+        given = kwargs.get(name)
+        if type(given) is list or type(given) is tuple:
+            count += len(given)
     if count:
         attributes["tool_count"] = count
 

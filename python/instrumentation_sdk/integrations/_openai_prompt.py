@@ -37,6 +37,10 @@ Estimate = tuple[int, str, str | None]
 
 #: A part of a message's content that is not text (billed by rules the request does not tell).
 _MEDIA_PARTS = frozenset({"image_url", "input_audio", "file", "input_image", "input_file"})
+#: Keys of a message the cookbook rule counts as they are (when its content is text).
+_PLAIN_KEYS = frozenset({"role", "content", "name"})
+#: Keys rendered in a way of their own (tool calls) or not at all (ids, refusals, audio).
+_NOT_RENDERED_AS_IS = frozenset({"tool_calls", "tool_call_id", "function_call", "refusal", "audio"})
 #: Models whose chat format primes the reply with 2 tokens (``<|start|>assistant``, the
 #: "harmony" format) where earlier ones used 3: every recorded gpt-5 request bills 1 fewer.
 _HARMONY_MODELS = ("gpt-5",)
@@ -104,6 +108,29 @@ def render_functions(functions: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: The rendered definitions' token count of recent tool lists, by the list's identity: most
+#: callers pass the same list every call. A hit also requires the same definition objects in
+#: the same order (a definition changed in place without replacing it is not noticed).
+_DEFINITIONS_CACHE: dict[tuple[int, str], tuple[Any, tuple[int, ...], int]] = {}
+_DEFINITIONS_CACHE_SIZE = 64
+
+
+def _functions_tokens(
+    request: Mapping[str, Any], functions: list[Mapping[str, Any]], model: str
+) -> int:
+    given = request.get("tools") or request.get("functions")
+    key = (id(given), model)
+    members = tuple(map(id, functions))
+    hit = _DEFINITIONS_CACHE.get(key)
+    if hit is not None and hit[0] is given and hit[1] == members:
+        return hit[2]
+    tokens = _core.count_tokens(render_functions(functions), model).tokens
+    if len(_DEFINITIONS_CACHE) >= _DEFINITIONS_CACHE_SIZE:
+        _DEFINITIONS_CACHE.clear()
+    _DEFINITIONS_CACHE[key] = (given, members, tokens)  # keeps the list alive: ids stay unique
+    return tokens
+
+
 def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     functions = request.get("functions")
     if isinstance(functions, list | tuple):
@@ -113,7 +140,8 @@ def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         return [
             tool["function"]
             for tool in tools
-            if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping)
+            if (type(tool) is dict or isinstance(tool, Mapping))
+            and isinstance(tool.get("function"), dict | Mapping)
         ]
     return []
 
@@ -156,22 +184,33 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     messages = request.get("messages")
     if not isinstance(messages, list | tuple):
         return None
-    functions = _functions(request)
+    functions = _functions(request) if "tools" in request or "functions" in request else []
     plain: list[Mapping[str, Any]] = []  # what the cookbook rule counts as is
     extra_texts: list[str] = []  # counted on their own, each adding its tokens
     extra = 0
     media = False
     padded_system = False
+    has_system = False
     call_names: dict[str, str] = {}  # tool_call_id -> function name
     for item in messages:
-        message = _as_mapping(item)
+        message = item if type(item) is dict else _as_mapping(item)
         if message is None:
             continue
         role = message.get("role")
         content = message.get("content")
+        has_system = has_system or role == "system"
+        # The common message (role, text, maybe a name) is counted as given, not copied.
+        if (
+            message.keys() <= _PLAIN_KEYS
+            and type(content) is str
+            and role != "tool"
+            and not (functions and role == "system")
+        ):
+            plain.append(message)
+            continue
         counted: dict[str, Any] = {}
         for key, value in message.items():
-            if key in ("tool_calls", "tool_call_id", "function_call", "refusal", "audio"):
+            if key in _NOT_RENDERED_AS_IS:
                 continue
             if key == "content" and isinstance(value, list | tuple):
                 texts = []
@@ -195,13 +234,13 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             if name is not None:
                 counted["role"] = f"functions.{name}"
         plain.append(counted)
-        extra_texts.extend(_tool_call_texts(message, call_names))
+        if "tool_calls" in message or "function_call" in message:
+            extra_texts.extend(_tool_call_texts(message, call_names))
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if functions:
-        extra_texts.append(render_functions(functions))
-        tokens += 9
-        if any(m.get("role") == "system" for m in plain if isinstance(m, Mapping)):
+        tokens += _functions_tokens(request, functions, model) + 9
+        if has_system:
             tokens -= 4
         choice = request.get("tool_choice", request.get("function_call"))
         if choice == "none":
