@@ -41,7 +41,7 @@ mod _core {
     #[pymodule_export]
     use crate::py::span::{capture_content, events_dropped, set_capture_content, Ready, SpanCore};
     #[pymodule_export]
-    use crate::py::stream::{AsyncStream, Awaiting, Cursor, Stream};
+    use crate::py::stream::{streams_open, AsyncStream, Awaiting, Cursor, Stream};
     #[pymodule_export]
     use crate::py::tokens::{
         clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,

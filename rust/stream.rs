@@ -123,7 +123,7 @@ fn absent(data: &SpanData, key: &str) -> bool {
 /// `time_to_first_token_ms` (from the span's start) and a `first_token` event, then, from the
 /// chunks, `finish_reason`, `actual_model`, `completion_tokens` with
 /// `completion_token_count_method` and `time_per_output_token_ms`; with `capture`, the text
-/// becomes the span's completion. Keys the caller set themselves are kept.
+/// of a single choice becomes the span's completion. Keys the caller set themselves are kept.
 pub fn record(data: &mut SpanData, facts: &StreamFacts, completion: &Completion, capture: bool) {
     let ms = |nanos: u64| nanos as f64 / 1e6;
     data.set(
@@ -204,11 +204,9 @@ pub fn record(data: &mut SpanData, facts: &StreamFacts, completion: &Completion,
             );
         }
     }
-    if capture && data.completion.is_none() && completion.text_len() > 0 {
-        data.completion = Some(match completion.choices.as_slice() {
-            [one] => Value::Str(Text::from(one.as_str())),
-            many => Value::Json(serde_json::to_string(many).unwrap_or_else(|_| String::from("[]"))),
-        });
+    // Several choices are a list, an object the binding layer records (as prompts are).
+    if let (true, None, [one]) = (capture, &data.completion, completion.choices.as_slice()) {
+        data.completion = Some(Value::Str(Text::from(one.as_str())));
     }
 }
 
@@ -308,7 +306,10 @@ mod tests {
             data.get("completion_token_count_method"),
             Some(&Value::Str("heuristic".into()))
         );
-        assert!(matches!(data.completion, Some(Value::Json(ref j)) if j.starts_with("[\"aaa")));
+        assert!(
+            data.completion.is_none(),
+            "several choices: a list, made by the caller"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ from .exporters.sqlite import DB_ENV_VAR
 from .store import (
     GROUP_COLUMNS,
     PERCENTILES,
+    TTFT_PERCENTILES,
     StoreError,
     count_spans,
     list_spans,
@@ -92,10 +93,11 @@ def add_store_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
     stats = subparsers.add_parser(
         "stats",
-        help="latency percentiles, error rates and token totals per model/provider/service",
+        help="latency and TTFT percentiles, error rates, token totals per model/provider/service",
         description=(
             "Per model, provider or service: span count, errors, error rate, p50/p95/p99 "
-            "latency (exact, nearest-rank) and prompt/completion token totals."
+            "latency (exact, nearest-rank), prompt/completion token totals and, for streamed "
+            "spans, time to first token p50/p95."
         ),
     )
     stats.add_argument("--since", metavar="WINDOW", help=since_help)
@@ -290,6 +292,9 @@ def _stats(args: argparse.Namespace) -> int:
     percentile_headers = [f"P{p} MS" for p in PERCENTILES]
     headers = [args.by.upper(), "COUNT", "ERRORS", "ERR %", *percentile_headers]
     headers += ["PROMPT TOK", "COMPL TOK"]
+    # Time to first token only means something for streamed spans: shown when some streamed.
+    ttft = [p for p in TTFT_PERCENTILES if any(g[f"ttft_p{p}_ms"] is not None for g in groups)]
+    headers += [f"TTFT P{p} MS" for p in ttft]
     rows = [
         [
             "-" if group["group"] is None else str(group["group"]),
@@ -299,6 +304,7 @@ def _stats(args: argparse.Namespace) -> int:
             *(f"{group[f'p{p}_ms']:.1f}" for p in PERCENTILES),
             _token_cell(group["prompt_tokens"]),
             _token_cell(group["completion_tokens"]),
+            *(_ms_cell(group[f"ttft_p{p}_ms"]) for p in ttft),
         ]
         for group in groups
     ]
@@ -320,6 +326,10 @@ def _store_line(path: object, size: dict[str, Any]) -> str:
 
 def _mib(count: int) -> str:
     return f"{count / (1 << 20):.1f} MiB"
+
+
+def _ms_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _token_cell(value: object) -> str:

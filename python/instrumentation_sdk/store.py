@@ -74,6 +74,9 @@ GROUP_COLUMNS: Final[dict[str, str]] = {
 
 #: The latency percentiles ``span_stats`` reports, as ``p<N>_ms`` keys.
 PERCENTILES: Final = (50, 95, 99)
+#: Time to first token of streamed spans: the metadata key and the percentiles ``stats`` gives.
+TTFT_KEY: Final = "time_to_first_token_ms"
+TTFT_PERCENTILES: Final = (50, 95)
 
 #: The record's keys and their columns, from the core's field table.
 _RECORD_COLUMNS: Final = tuple(key for key, _type, _otlp, _column in RECORD_FIELDS)
@@ -353,7 +356,9 @@ def span_stats(
     - ``p50_ms``, ``p95_ms``, ``p99_ms``: exact nearest-rank percentiles (see ``percentile``) of
       the group's durations, in milliseconds, computed over every span of the group;
     - ``prompt_tokens``, ``completion_tokens``: totals over the spans that recorded an int
-      count (``None`` when no span of the group did).
+      count (``None`` when no span of the group did);
+    - ``ttft_p50_ms``, ``ttft_p95_ms``: percentiles of time to first token over the group's
+      streamed spans (``Span.wrap_stream``), ``None`` when none streamed.
 
     Groups are sorted by count, descending, then by name.
     """
@@ -364,7 +369,8 @@ def span_stats(
     if since_ns is not None:
         where, params = " WHERE start_time_unix_nano >= ?", (_since_param(since_ns),)
     sql = (
-        f"SELECT {column}, duration_ns, status = 'error', prompt_tokens, completion_tokens "
+        f"SELECT {column}, duration_ns, status = 'error', prompt_tokens, completion_tokens, "
+        f"json_extract(metadata, '$.{TTFT_KEY}') "
         f"FROM spans{where} ORDER BY {column}, duration_ns"
     )
     groups: list[dict[str, Any]] = []
@@ -377,6 +383,7 @@ def span_stats(
             errors = 0
             prompt: int | None = None
             completion: int | None = None
+            ttfts: list[float] = []
             for row in group_rows:
                 durations.append(row[1] / 1_000_000)
                 errors += row[2]
@@ -384,6 +391,8 @@ def span_stats(
                     prompt = (prompt or 0) + row[3]
                 if row[4] is not None:
                     completion = (completion or 0) + row[4]
+                if isinstance(row[5], int | float):
+                    ttfts.append(float(row[5]))
             count = len(durations)
             stats: dict[str, Any] = {
                 "group": key,
@@ -395,6 +404,9 @@ def span_stats(
                 stats[f"p{p}_ms"] = percentile(durations, p)
             stats["prompt_tokens"] = prompt
             stats["completion_tokens"] = completion
+            ttfts.sort()
+            for p in TTFT_PERCENTILES:
+                stats[f"ttft_p{p}_ms"] = percentile(ttfts, p) if ttfts else None
             groups.append(stats)
     groups.sort(key=lambda g: (-g["count"], g["group"] is None, g["group"] or ""))
     return groups

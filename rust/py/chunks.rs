@@ -172,7 +172,7 @@ fn absorb_chat_chunk(chunk: &Bound<'_, PyAny>, completion: &mut Completion, take
         let legacy = field(&delta, intern!(py, "function_call"));
         let functions = calls
             .into_iter()
-            .flat_map(|calls| calls.flatten())
+            .flat_map(Iterator::flatten)
             .filter_map(|call| field(&call, intern!(py, "function")))
             .chain(legacy);
         for function in functions {

@@ -407,7 +407,7 @@ impl Batch {
         for span in &mut self.spans {
             let tails = std::mem::take(&mut span.streams);
             if !tails.is_empty() {
-                stream::resolve(py, &mut span.data, tails);
+                stream::resolve(py, &mut span.data, &mut span.objects, tails);
             }
         }
         let mut replaced = 0;

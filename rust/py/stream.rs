@@ -17,12 +17,12 @@ use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
-use pyo3::types::{PyString, PyWeakrefReference};
+use pyo3::types::{PyList, PyString, PyWeakrefReference};
 
 use super::chunks::{absorb, carries_output};
 use super::context::fault;
 use super::span::{error_of, Ready, SpanCore};
-use crate::span::{Clock, SpanData};
+use crate::span::{Clock, SpanData, Value};
 use crate::stream::{self, Completion, StreamFacts, StreamStatus};
 
 /// Chunks a stream keeps for the flusher; past this many they are read on the request thread
@@ -31,6 +31,15 @@ const FOLD_AT: usize = 4096;
 
 /// Ids that tell a span's streams apart.
 static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Wrapped streams that have not ended (their spans wait for them).
+static OPEN_STREAMS: AtomicU64 = AtomicU64::new(0);
+
+/// How many wrapped streams have not ended yet (each keeps its span from being exported).
+#[pyfunction]
+pub fn streams_open() -> u64 {
+    OPEN_STREAMS.load(Ordering::Relaxed)
+}
 
 /// A stream that has ended, as its span keeps it until the flusher reads it.
 pub(crate) struct StreamTail {
@@ -68,7 +77,12 @@ impl StreamTail {
 
 /// On the flusher: reads a finished span's streams and writes what they said into its data
 /// (counting the completion with the interpreter detached).
-pub(crate) fn resolve(py: Python<'_>, data: &mut Arc<SpanData>, tails: Vec<StreamTail>) {
+pub(crate) fn resolve(
+    py: Python<'_>,
+    data: &mut Arc<SpanData>,
+    objects: &mut Vec<Py<PyAny>>,
+    tails: Vec<StreamTail>,
+) {
     let mut facts: Option<StreamFacts> = None;
     let mut completion = Completion::default();
     let mut capture = false;
@@ -90,6 +104,12 @@ pub(crate) fn resolve(py: Python<'_>, data: &mut Arc<SpanData>, tails: Vec<Strea
     };
     let data = Arc::make_mut(data);
     py.detach(|| stream::record(data, &facts, &completion, capture));
+    if capture && data.completion.is_none() && completion.choices.len() > 1 {
+        if let Ok(list) = PyList::new(py, &completion.choices) {
+            objects.push(list.into_any().unbind());
+            data.completion = Some(Value::Deferred(objects.len() - 1));
+        }
+    }
 }
 
 /// What one wrapped stream has seen so far.
@@ -157,6 +177,7 @@ impl Observer {
         let Some(span) = self.span.take() else {
             return;
         };
+        OPEN_STREAMS.fetch_sub(1, Ordering::Relaxed);
         let tail = StreamTail {
             facts: StreamFacts {
                 chunks: self.chunks_seen,
@@ -376,6 +397,7 @@ pub(crate) fn wrap(
         observer.clock = clock;
         observer.capture = capture;
     }
+    OPEN_STREAMS.fetch_add(1, Ordering::Relaxed);
     let wrapped = Wrapped {
         stream: stream.clone().unbind(),
         target: Mutex::new(stream.clone().unbind()),
