@@ -1098,8 +1098,8 @@ mod tests {
         }
         assert_eq!(metadata_key("prompt_tokens").1, KeyKind::Int);
         assert_eq!(metadata_key("actual_model").1, KeyKind::Str);
-        let (custom, kind) = metadata_key("temperature");
-        assert!(matches!(custom, Cow::Owned(ref k) if k == "temperature"));
+        let (custom, kind) = metadata_key("tier");
+        assert!(matches!(custom, Cow::Owned(ref k) if k == "tier"));
         assert_eq!(kind, KeyKind::Any);
     }
 
