@@ -115,15 +115,19 @@ _DEFINITIONS_CACHE: dict[tuple[int, str], tuple[Any, tuple[int, ...], int]] = {}
 _DEFINITIONS_CACHE_SIZE = 64
 
 
-def _functions_tokens(
-    request: Mapping[str, Any], functions: list[Mapping[str, Any]], model: str
-) -> int:
-    given = request.get("tools") or request.get("functions")
+def _definitions_tokens(request: Mapping[str, Any], model: str) -> int | None:
+    """The rendered definitions' tokens, or ``None`` when the request defines no function."""
+    given = request.get("functions") or request.get("tools")
+    if not given or not isinstance(given, list | tuple):
+        return None
     key = (id(given), model)
-    members = tuple(map(id, functions))
+    members = tuple(map(id, given))
     hit = _DEFINITIONS_CACHE.get(key)
     if hit is not None and hit[0] is given and hit[1] == members:
         return hit[2]
+    functions = _functions(request)
+    if not functions:
+        return None
     tokens = _core.count_tokens(render_functions(functions), model).tokens
     if len(_DEFINITIONS_CACHE) >= _DEFINITIONS_CACHE_SIZE:
         _DEFINITIONS_CACHE.clear()
@@ -184,7 +188,12 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     messages = request.get("messages")
     if not isinstance(messages, list | tuple):
         return None
-    functions = _functions(request) if "tools" in request or "functions" in request else []
+    definitions = (
+        _definitions_tokens(request, model)
+        if "tools" in request or "functions" in request
+        else None
+    )
+    functions = definitions is not None
     plain: list[Mapping[str, Any]] = []  # what the cookbook rule counts as is
     extra_texts: list[str] = []  # counted on their own, each adding its tokens
     extra = 0
@@ -238,8 +247,8 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             extra_texts.extend(_tool_call_texts(message, call_names))
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
-    if functions:
-        tokens += _functions_tokens(request, functions, model) + 9
+    if definitions is not None:
+        tokens += definitions + 9
         if has_system:
             tokens -= 4
         choice = request.get("tool_choice", request.get("function_call"))
