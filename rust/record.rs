@@ -281,8 +281,10 @@ const fn standard(key: &'static str, kind: KeyKind, otlp: &'static str) -> Stand
     StandardKey { key, kind, otlp }
 }
 
-/// The spec's "standard dashboard keys" and the SDK's own token-count keys.
-pub const STANDARD_KEYS: [StandardKey; 13] = [
+/// The spec's "standard dashboard keys", the SDK's own token-count keys, what streams record,
+/// and what the client integrations record of a call (usage parts, request parameters, ids, the
+/// HTTP status).
+pub const STANDARD_KEYS: [StandardKey; 25] = [
     standard("prompt_tokens", KeyKind::Int, "gen_ai.usage.input_tokens"),
     standard(
         "completion_tokens",
@@ -337,6 +339,42 @@ pub const STANDARD_KEYS: [StandardKey; 13] = [
         "completion_token_count_method",
         KeyKind::Any,
         "instrumentation_sdk.completion_token_count_method",
+    ),
+    standard(
+        "prompt_tokens_estimate",
+        KeyKind::Int,
+        "instrumentation_sdk.prompt_tokens_estimate",
+    ),
+    standard(
+        "cache_read_tokens",
+        KeyKind::Int,
+        "gen_ai.usage.cache_read.input_tokens",
+    ),
+    standard(
+        "cache_creation_tokens",
+        KeyKind::Int,
+        "gen_ai.usage.cache_creation.input_tokens",
+    ),
+    standard(
+        "uncached_prompt_tokens",
+        KeyKind::Int,
+        "instrumentation_sdk.uncached_prompt_tokens",
+    ),
+    standard(
+        "reasoning_tokens",
+        KeyKind::Int,
+        "gen_ai.usage.reasoning.output_tokens",
+    ),
+    standard("temperature", KeyKind::Float, "gen_ai.request.temperature"),
+    standard("max_tokens", KeyKind::Int, "gen_ai.request.max_tokens"),
+    standard("top_p", KeyKind::Float, "gen_ai.request.top_p"),
+    standard("tool_count", KeyKind::Int, "instrumentation_sdk.tool_count"),
+    standard("request_id", KeyKind::Str, "instrumentation_sdk.request_id"),
+    standard("response_id", KeyKind::Str, "gen_ai.response.id"),
+    standard(
+        "http_status_code",
+        KeyKind::Int,
+        "http.response.status_code",
     ),
 ];
 
@@ -1060,8 +1098,8 @@ mod tests {
         }
         assert_eq!(metadata_key("prompt_tokens").1, KeyKind::Int);
         assert_eq!(metadata_key("actual_model").1, KeyKind::Str);
-        let (custom, kind) = metadata_key("temperature");
-        assert!(matches!(custom, Cow::Owned(ref k) if k == "temperature"));
+        let (custom, kind) = metadata_key("tier");
+        assert!(matches!(custom, Cow::Owned(ref k) if k == "tier"));
         assert_eq!(kind, KeyKind::Any);
     }
 

@@ -159,13 +159,16 @@ pub fn record(data: &mut SpanData, facts: &StreamFacts, completion: &Completion,
         }
     }
     if let Some(tokens) = completion.input_tokens {
-        // Only when nothing was pre-counted: a local count keeps its own method.
+        // Only when nothing was pre-counted: a local count keeps its own method, and so does
+        // a pre-count recorded beside it (`prompt_tokens_estimate`, the client integrations').
         if absent(data, "prompt_tokens") {
             data.set(Cow::Borrowed("prompt_tokens"), Value::Int(tokens));
-            data.set(
-                Cow::Borrowed("token_count_method"),
-                Value::Str(Text::const_new("usage")),
-            );
+            if absent(data, "token_count_method") {
+                data.set(
+                    Cow::Borrowed("token_count_method"),
+                    Value::Str(Text::const_new("usage")),
+                );
+            }
         }
     }
     let output_tokens = if absent(data, "completion_tokens") {

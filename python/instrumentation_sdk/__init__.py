@@ -8,6 +8,12 @@
 """
 
 from ._core import __version__
+from .integrations import (
+    instrument_anthropic,
+    instrument_openai,
+    uninstrument_anthropic,
+    uninstrument_openai,
+)
 from .pipeline import configure, flush, get_settings, shutdown, stats
 from .spans import (
     AsyncStream,
@@ -46,11 +52,15 @@ __all__ = [
     "encoding_for_model",
     "flush",
     "get_settings",
+    "instrument_anthropic",
+    "instrument_openai",
     "llm_span",
     "llm_span_with_tokens",
     "shutdown",
     "stats",
     "token_cache_stats",
+    "uninstrument_anthropic",
+    "uninstrument_openai",
     "warmup",
     "with_current_context",
 ]
