@@ -9,6 +9,7 @@ pub mod otlp;
 pub mod processor;
 pub mod record;
 pub mod span;
+pub mod stream;
 pub mod tokens;
 
 #[cfg(feature = "python")]
@@ -39,6 +40,8 @@ mod _core {
     use crate::py::sink::{orphaned_spans, Batch, JsonlRound, SpanSink};
     #[pymodule_export]
     use crate::py::span::{capture_content, events_dropped, set_capture_content, Ready, SpanCore};
+    #[pymodule_export]
+    use crate::py::stream::{streams_open, AsyncStream, Awaiting, Cursor, Stream};
     #[pymodule_export]
     use crate::py::tokens::{
         clear_token_cache, configure_token_cache, count_tokens, count_tokens_batch,

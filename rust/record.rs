@@ -253,6 +253,7 @@ pub const EVENT_ATTRIBUTES: &str = "attributes";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Int,
+    Float,
     Str,
     Any,
 }
@@ -261,6 +262,7 @@ impl KeyKind {
     pub const fn name(self) -> &'static str {
         match self {
             KeyKind::Int => "int",
+            KeyKind::Float => "float",
             KeyKind::Str => "str",
             KeyKind::Any => "any",
         }
@@ -279,20 +281,15 @@ const fn standard(key: &'static str, kind: KeyKind, otlp: &'static str) -> Stand
     StandardKey { key, kind, otlp }
 }
 
-/// The spec's "standard dashboard keys" and the SDK's own token-count keys.
-pub const STANDARD_KEYS: [StandardKey; 9] = [
+/// The spec's "standard dashboard keys", the SDK's own token-count keys, what streams record,
+/// and what the client integrations record of a call (usage parts, request parameters, ids, the
+/// HTTP status).
+pub const STANDARD_KEYS: [StandardKey; 25] = [
     standard("prompt_tokens", KeyKind::Int, "gen_ai.usage.input_tokens"),
     standard(
         "completion_tokens",
         KeyKind::Int,
         "gen_ai.usage.output_tokens",
-    ),
-    // Of `prompt_tokens`, how many the provider read from its prompt cache (billed at the
-    // cached-input price; see the dashboard's price table).
-    standard(
-        "cached_prompt_tokens",
-        KeyKind::Int,
-        "gen_ai.usage.cache_read.input_tokens",
     ),
     standard(
         "retry_count",
@@ -315,6 +312,69 @@ pub const STANDARD_KEYS: [StandardKey; 9] = [
         "token_encoding",
         KeyKind::Any,
         "instrumentation_sdk.token_encoding",
+    ),
+    // Streams (`Span.wrap_stream`). The conventions give time to first chunk in seconds; the
+    // OTLP mapping converts.
+    standard(
+        "time_to_first_token_ms",
+        KeyKind::Float,
+        "gen_ai.response.time_to_first_chunk",
+    ),
+    standard(
+        "time_per_output_token_ms",
+        KeyKind::Float,
+        "instrumentation_sdk.time_per_output_token_ms",
+    ),
+    standard(
+        "stream_chunks",
+        KeyKind::Int,
+        "instrumentation_sdk.stream_chunks",
+    ),
+    standard(
+        "stream_status",
+        KeyKind::Str,
+        "instrumentation_sdk.stream_status",
+    ),
+    standard(
+        "completion_token_count_method",
+        KeyKind::Any,
+        "instrumentation_sdk.completion_token_count_method",
+    ),
+    standard(
+        "prompt_tokens_estimate",
+        KeyKind::Int,
+        "instrumentation_sdk.prompt_tokens_estimate",
+    ),
+    standard(
+        "cache_read_tokens",
+        KeyKind::Int,
+        "gen_ai.usage.cache_read.input_tokens",
+    ),
+    standard(
+        "cache_creation_tokens",
+        KeyKind::Int,
+        "gen_ai.usage.cache_creation.input_tokens",
+    ),
+    standard(
+        "uncached_prompt_tokens",
+        KeyKind::Int,
+        "instrumentation_sdk.uncached_prompt_tokens",
+    ),
+    standard(
+        "reasoning_tokens",
+        KeyKind::Int,
+        "gen_ai.usage.reasoning.output_tokens",
+    ),
+    standard("temperature", KeyKind::Float, "gen_ai.request.temperature"),
+    standard("max_tokens", KeyKind::Int, "gen_ai.request.max_tokens"),
+    standard("top_p", KeyKind::Float, "gen_ai.request.top_p"),
+    standard("tool_count", KeyKind::Int, "instrumentation_sdk.tool_count"),
+    standard("request_id", KeyKind::Str, "instrumentation_sdk.request_id"),
+    standard("response_id", KeyKind::Str, "gen_ai.response.id"),
+    standard(
+        "http_status_code",
+        KeyKind::Int,
+        "http.response.status_code",
     ),
 ];
 
@@ -1038,8 +1098,8 @@ mod tests {
         }
         assert_eq!(metadata_key("prompt_tokens").1, KeyKind::Int);
         assert_eq!(metadata_key("actual_model").1, KeyKind::Str);
-        let (custom, kind) = metadata_key("temperature");
-        assert!(matches!(custom, Cow::Owned(ref k) if k == "temperature"));
+        let (custom, kind) = metadata_key("tier");
+        assert!(matches!(custom, Cow::Owned(ref k) if k == "tier"));
         assert_eq!(kind, KeyKind::Any);
     }
 

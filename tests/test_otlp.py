@@ -289,7 +289,7 @@ def test_spans_arrive_with_ids_times_status_and_genai_attributes(
         "gen_ai.response.model": "gpt-4o-2024-08-06",
         "gen_ai.response.finish_reasons": ["stop"],
         "instrumentation_sdk.retry_count": 1,
-        "temperature": 0.2,
+        "gen_ai.request.temperature": 0.2,  # a standard key (the client integrations record it)
         "cached": True,
         "tags": '["a","b"]',
     }

@@ -71,16 +71,19 @@ def no_cache() -> Iterator[None]:
     configure_token_cache(max_entries=before["max_entries"])
 
 
-def timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - started
+def cpu_timed(call: Callable[[], Any]) -> float:
+    """The CPU time of this thread spent in ``call()``, in seconds."""
+    started = time.thread_time()
+    call()
+    return time.thread_time() - started
 
 
 def assert_exact(
     reference: Callable[[str, str], int], model: str, name: str, text: str, budget: float
 ) -> None:
-    count, seconds = timed(lambda: count_tokens(text, model))
+    started = time.thread_time()  # CPU time: waiting for a core on a busy machine is not ours
+    count = count_tokens(text, model)
+    seconds = time.thread_time() - started
     expected = reference(name, text)
     assert (count.tokens, count.method, count.encoding) == (expected, "tiktoken", name), (
         f"{model}: {len(text)} chars starting {text[:40]!r}"
@@ -268,13 +271,15 @@ def test_split_reference_agrees_with_tiktoken(
 def scaling_ratio(small: str, large: str, model: str, runs: int = 5, attempts: int = 3) -> float:
     """time(large) / time(small), best of ``runs`` each, measured interleaved so a load spike hits
     both sizes alike. A linear algorithm stays near len(large) / len(small); a few attempts keep a
-    noisy neighbour from failing it, while a quadratic one fails every attempt."""
+    noisy neighbour from failing it, while a quadratic one fails every attempt. The time is the
+    calling thread's CPU time (counting runs on it): on a busy machine, wall time also counts
+    the time the thread waited for a core, which says nothing about the algorithm."""
     ratios = []
     for _ in range(attempts):
         small_times, large_times = [], []
         for _ in range(runs):
-            small_times.append(timed(lambda: count_tokens(small, model))[1])
-            large_times.append(timed(lambda: count_tokens(large, model))[1])
+            small_times.append(cpu_timed(lambda: count_tokens(small, model)))
+            large_times.append(cpu_timed(lambda: count_tokens(large, model)))
         ratios.append(min(large_times) / min(small_times))
         if ratios[-1] < 6:
             break

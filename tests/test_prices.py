@@ -72,13 +72,13 @@ def test_cost_arithmetic() -> None:
     table = default_prices()
     # gpt-4o: $2.50 in, $1.25 cached in, $10 out per million.
     assert table.cost("gpt-4o", M, M) == 12.5
-    assert table.cost("gpt-4o", 1000, 500, cached_prompt_tokens=400) == pytest.approx(
+    assert table.cost("gpt-4o", 1000, 500, cache_read_tokens=400) == pytest.approx(
         (600 * 2.5 + 400 * 1.25 + 500 * 10) / M
     )
     # More cached than prompt tokens (a confused provider) bills the prompt as all cached.
-    assert table.cost("gpt-4o", 100, 0, cached_prompt_tokens=1000) == pytest.approx(100 * 1.25 / M)
+    assert table.cost("gpt-4o", 100, 0, cache_read_tokens=1000) == pytest.approx(100 * 1.25 / M)
     # gpt-4 has no cached price: cached tokens bill as input.
-    assert table.cost("gpt-4", 1000, 0, cached_prompt_tokens=1000) == pytest.approx(1000 * 30 / M)
+    assert table.cost("gpt-4", 1000, 0, cache_read_tokens=1000) == pytest.approx(1000 * 30 / M)
     assert table.cost("gpt-4o", 1000, None) == pytest.approx(1000 * 2.5 / M)
     assert table.cost("gpt-4o", None, None) is None  # no count: no cost
     assert table.cost("unknown", 1000, 1000) is None  # no price: no cost, never zero
@@ -101,7 +101,7 @@ def test_overrides_from_a_mapping_and_a_file(tmp_path: Path) -> None:
     )
     assert custom.version == "1+custom"
     assert custom.cost("my-llama-70b", M, M) == pytest.approx(0.3)
-    assert custom.cost("gpt-4o", M, 0, cached_prompt_tokens=M) == pytest.approx(1.0)
+    assert custom.cost("gpt-4o", M, 0, cache_read_tokens=M) == pytest.approx(1.0)
     assert custom.cost("gpt-4o-mini", M, 0) == pytest.approx(0.15)  # the rest stays
     assert default_prices().models["gpt-4o"].input == 2.5  # the shipped table is untouched
     file = tmp_path / "prices.json"
@@ -146,7 +146,7 @@ def test_configure_prices_reach_the_store(tmp_path: Path) -> None:
     try:
         with llm_span("house-model-v2", "house") as s:
             s.set_metadata("prompt_tokens", 1000)
-            s.set_metadata("cached_prompt_tokens", 200)
+            s.set_metadata("cache_read_tokens", 200)
             s.set_metadata("completion_tokens", 100)
         with llm_span("gpt-4o", "openai") as s:
             s.set_metadata("prompt_tokens", 1000)

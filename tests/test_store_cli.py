@@ -286,6 +286,8 @@ def test_span_stats_exact(db: Path) -> None:
             "p99_ms": 99.0,
             "prompt_tokens": 5050,
             "completion_tokens": 10100,
+            "ttft_p50_ms": None,
+            "ttft_p95_ms": None,
         },
         {
             "group": "claude-3-5-sonnet",
@@ -297,6 +299,8 @@ def test_span_stats_exact(db: Path) -> None:
             "p99_ms": 40.0,
             "prompt_tokens": 15,
             "completion_tokens": None,
+            "ttft_p50_ms": None,
+            "ttft_p95_ms": None,
         },
         {
             "group": "local-llama",
@@ -308,6 +312,8 @@ def test_span_stats_exact(db: Path) -> None:
             "p99_ms": 2.5,
             "prompt_tokens": None,
             "completion_tokens": None,
+            "ttft_p50_ms": None,
+            "ttft_p95_ms": None,
         },
     ]
     since = time.time_ns() - parse_since("1h")

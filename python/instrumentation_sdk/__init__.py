@@ -8,9 +8,17 @@
 """
 
 from ._core import __version__
+from .integrations import (
+    instrument_anthropic,
+    instrument_openai,
+    uninstrument_anthropic,
+    uninstrument_openai,
+)
 from .pipeline import configure, flush, get_settings, shutdown, stats
 from .spans import (
+    AsyncStream,
     Span,
+    Stream,
     current_span,
     llm_span,
     llm_span_with_tokens,
@@ -30,7 +38,9 @@ from .tokens import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AsyncStream",
     "Span",
+    "Stream",
     "TokenCount",
     "__version__",
     "clear_token_cache",
@@ -42,11 +52,15 @@ __all__ = [
     "encoding_for_model",
     "flush",
     "get_settings",
+    "instrument_anthropic",
+    "instrument_openai",
     "llm_span",
     "llm_span_with_tokens",
     "shutdown",
     "stats",
     "token_cache_stats",
+    "uninstrument_anthropic",
+    "uninstrument_openai",
     "warmup",
     "with_current_context",
 ]

@@ -25,6 +25,7 @@ from .exporters.sqlite import DB_ENV_VAR
 from .store import (
     GROUP_COLUMNS,
     PERCENTILES,
+    TTFT_PERCENTILES,
     StoreError,
     count_spans,
     list_spans,
@@ -92,11 +93,12 @@ def add_store_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
     stats = subparsers.add_parser(
         "stats",
-        help="latency percentiles, error rates, token and cost totals per model/provider/service",
+        help="latency and TTFT percentiles, errors, tokens and cost per model/provider/service",
         description=(
             "Per model, provider or service: span count, errors, error rate, p50/p95/p99 "
-            "latency (exact, nearest-rank), prompt/completion token totals and cost in USD "
-            "(from the price table when each span was stored; '-' for unpriced models)."
+            "latency (exact, nearest-rank), prompt/completion token totals, cost in USD (from "
+            "the price table when each span was stored; '-' for unpriced models) and, for "
+            "streamed spans, time to first token p50/p95."
         ),
     )
     stats.add_argument("--since", metavar="WINDOW", help=since_help)
@@ -291,6 +293,9 @@ def _stats(args: argparse.Namespace) -> int:
     percentile_headers = [f"P{p} MS" for p in PERCENTILES]
     headers = [args.by.upper(), "COUNT", "ERRORS", "ERR %", *percentile_headers]
     headers += ["PROMPT TOK", "COMPL TOK", "COST USD"]
+    # Time to first token only means something for streamed spans: shown when some streamed.
+    ttft = [p for p in TTFT_PERCENTILES if any(g[f"ttft_p{p}_ms"] is not None for g in groups)]
+    headers += [f"TTFT P{p} MS" for p in ttft]
     rows = [
         [
             "-" if group["group"] is None else str(group["group"]),
@@ -301,6 +306,7 @@ def _stats(args: argparse.Namespace) -> int:
             _token_cell(group["prompt_tokens"]),
             _token_cell(group["completion_tokens"]),
             _cost_cell(group["cost_usd"]),
+            *(_ms_cell(group[f"ttft_p{p}_ms"]) for p in ttft),
         ]
         for group in groups
     ]
@@ -332,6 +338,10 @@ def _cost_cell(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.4f}" if value >= 0.01 else f"{value:.6f}"
+
+
+def _ms_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _token_cell(value: object) -> str:

@@ -781,6 +781,8 @@ def stats() -> dict[str, Any]:
     shutdown timed out), ``dropped_after_shutdown``, ``dropped_no_pipeline``, ``filtered``
     (dropped by a processor) and ``processor_errors`` (dropped because a processor failed on
     them: fail closed). ``events_dropped`` counts events over a span's limit of 128.
+    ``streams_open`` is how many wrapped streams (``Span.wrap_stream``) have not ended: their
+    spans are exported when they do, so they are in none of the counts above yet.
     ``export_path`` names the running pipeline's path: ``"core_jsonl"`` (the core's own JSON Lines
     round), ``"records"``, ``"jsonl"``, ``"otlp"``, or ``"records_then_<format>"`` when a Python
     processor makes batches go through records first.
@@ -836,6 +838,7 @@ def stats() -> dict[str, Any]:
     }
     result["dropped"] = sum(figures[kind] for kind in dropped_kinds)
     result["events_dropped"] = _core.events_dropped() - _events_dropped_before
+    result["streams_open"] = _core.streams_open()
     result["span_faults"] = sum(faults.values())
     result["faults"] = faults
     result["last_export_error"] = last_export_error

@@ -98,11 +98,11 @@ class PriceTable:
         model: str,
         prompt_tokens: int | None,
         completion_tokens: int | None,
-        cached_prompt_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
     ) -> float | None:
         """USD for one call, or ``None`` for an unpriced model or a call with no token count.
 
-        ``cached_prompt_tokens`` are the part of ``prompt_tokens`` read from the provider's
+        ``cache_read_tokens`` are the part of ``prompt_tokens`` read from the provider's
         cache (billed at ``cached_input``); a missing count is taken as zero when the other is
         known.
         """
@@ -111,7 +111,7 @@ class PriceTable:
             return None
         price = found[1]
         prompt = max(prompt_tokens or 0, 0)
-        cached = min(max(cached_prompt_tokens or 0, 0), prompt)
+        cached = min(max(cache_read_tokens or 0, 0), prompt)
         cached_price = price.input if price.cached_input is None else price.cached_input
         total = (
             (prompt - cached) * price.input
@@ -227,7 +227,7 @@ def record_cost(record: Mapping[str, Any], table: PriceTable) -> float | None:
     completion = _int_or_none(metadata.get("completion_tokens"))
     if prompt is None and completion is None:
         return None
-    cached = _int_or_none(metadata.get("cached_prompt_tokens"))
+    cached = _int_or_none(metadata.get("cache_read_tokens"))
     actual = metadata.get("actual_model")
     for model in (actual, record.get("model")):
         if isinstance(model, str) and model:

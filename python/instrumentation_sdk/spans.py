@@ -8,6 +8,11 @@ The active span lives in a ``ContextVar``, so nesting follows the code (and asyn
 cross-link); ``parent=`` links explicitly, and ``with_current_context`` carries the active span
 into a thread pool. Span code never raises into, or blocks, the application: its own faults are
 swallowed, counted in ``stats()["span_faults"]`` and logged once.
+
+``Span.wrap_stream`` observes a streamed response: it returns a ``Stream`` (or, for an async
+iterable, an ``AsyncStream``) that yields the same chunks and forwards everything else to the
+stream, records time to first token and the completion, and keeps the span open until the
+stream has ended.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from types import MappingProxyType
 from typing import Final, ParamSpec, TypeVar
 
 from . import _core, pipeline
-from ._core import Span, llm_span, llm_span_with_tokens
+from ._core import AsyncStream, Span, Stream, llm_span, llm_span_with_tokens
 
 __all__ = [
     "STANDARD_METADATA_TYPES",
+    "AsyncStream",
     "Span",
+    "Stream",
     "current_span",
     "llm_span",
     "llm_span_with_tokens",
@@ -33,7 +40,7 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_TYPES: Final[Mapping[str, type]] = {"int": int, "str": str}
+_TYPES: Final[Mapping[str, type]] = {"int": int, "float": float, "str": str}
 
 #: The spec's dashboard keys keep these types: a value that converts losslessly is converted
 #: (``"12"`` -> ``12`` for a token count); anything else is kept as given and counted as a fault.

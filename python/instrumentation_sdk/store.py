@@ -75,6 +75,9 @@ GROUP_COLUMNS: Final[dict[str, str]] = {
 
 #: The latency percentiles ``span_stats`` reports, as ``p<N>_ms`` keys.
 PERCENTILES: Final = (50, 95, 99)
+#: Time to first token of streamed spans: the metadata key and the percentiles ``stats`` gives.
+TTFT_KEY: Final = "time_to_first_token_ms"
+TTFT_PERCENTILES: Final = (50, 95)
 
 #: The record's keys and their columns, from the core's field table.
 _RECORD_COLUMNS: Final = tuple(key for key, _type, _otlp, _column in RECORD_FIELDS)
@@ -376,7 +379,9 @@ def span_stats(
       the group's durations, in milliseconds, computed over every span of the group;
     - ``prompt_tokens``, ``completion_tokens``: totals over the spans that recorded an int
       count (``None`` when no span of the group did);
-    - ``cost_usd``: total over the spans of a priced model (``None`` when none was priced).
+    - ``cost_usd``: total over the spans of a priced model (``None`` when none was priced);
+    - ``ttft_p50_ms``, ``ttft_p95_ms``: percentiles of time to first token over the group's
+      streamed spans (``Span.wrap_stream``), ``None`` when none streamed.
 
     Groups are sorted by count, descending, then by name.
     """
@@ -391,7 +396,8 @@ def span_stats(
         cost = "cost_usd" if store.has_cost else "NULL"
         sql = (
             f"SELECT {column}, duration_ns, status = 'error', prompt_tokens, completion_tokens, "
-            f"{cost} FROM spans{where} ORDER BY {column}, duration_ns"
+            f"{cost}, json_extract(metadata, '$.{TTFT_KEY}') "
+            f"FROM spans{where} ORDER BY {column}, duration_ns"
         )
         cursor = store._query(sql, params)
         rows: Iterable[Any] = cursor if cursor is not None else ()
@@ -402,6 +408,7 @@ def span_stats(
             prompt: int | None = None
             completion: int | None = None
             cost_usd: float | None = None
+            ttfts: list[float] = []
             for row in group_rows:
                 durations.append(row[1] / 1_000_000)
                 errors += row[2]
@@ -411,6 +418,8 @@ def span_stats(
                     completion = (completion or 0) + row[4]
                 if row[5] is not None:
                     cost_usd = (cost_usd or 0.0) + row[5]
+                if isinstance(row[6], int | float):
+                    ttfts.append(float(row[6]))
             count = len(durations)
             stats: dict[str, Any] = {
                 "group": key,
@@ -423,6 +432,9 @@ def span_stats(
             stats["prompt_tokens"] = prompt
             stats["completion_tokens"] = completion
             stats["cost_usd"] = cost_usd
+            ttfts.sort()
+            for p in TTFT_PERCENTILES:
+                stats[f"ttft_p{p}_ms"] = percentile(ttfts, p) if ttfts else None
             groups.append(stats)
     groups.sort(key=lambda g: (-g["count"], g["group"] is None, g["group"] or ""))
     return groups

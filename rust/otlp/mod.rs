@@ -314,6 +314,21 @@ fn metadata(
                 attributes.push(KeyValue::new("gen_ai.response.finish_reasons", value));
                 continue;
             }
+            "time_to_first_token_ms" => {
+                let seconds = match value {
+                    Any::DoubleValue(ms) => Any::DoubleValue(ms / 1e3),
+                    other => other,
+                };
+                attributes.push(KeyValue::new(
+                    "gen_ai.response.time_to_first_chunk",
+                    seconds,
+                ));
+                continue;
+            }
+            "stream_status" => {
+                attributes.push(KeyValue::new("gen_ai.request.stream", Any::BoolValue(true)));
+                Cow::Borrowed("instrumentation_sdk.stream_status")
+            }
             "prompt_tokens" => {
                 input = int_of(&value);
                 Cow::Borrowed("gen_ai.usage.input_tokens")

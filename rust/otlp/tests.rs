@@ -118,7 +118,7 @@ fn maps_a_span_with_the_genai_conventions() {
         Some(&proto::Value::IntValue(2))
     );
     assert_eq!(
-        attr(span, "temperature"),
+        attr(span, "gen_ai.request.temperature"),
         Some(&proto::Value::DoubleValue(0.5))
     );
     assert_eq!(attr(span, "tags"), Some(&s("[\"a\",\"b\"]")));
@@ -302,7 +302,7 @@ fn every_record_field_reaches_otlp() {
             Field::StartTime => span.start_time_unix_nano != 0,
             Field::EndTime => span.end_time_unix_nano != 0,
             Field::ServiceName => service == "svc-own",
-            Field::Metadata => attr(&span, "temperature").is_some(),
+            Field::Metadata => attr(&span, "gen_ai.request.temperature").is_some(),
             Field::Events => span.events.len() == 1,
             Field::Model
             | Field::Provider

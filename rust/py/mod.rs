@@ -1,6 +1,7 @@
 //! The PyO3 binding layer: takes what it needs out of Python objects, then runs the pure core
 //! (detached from the interpreter when the work is big enough to matter).
 
+pub mod chunks;
 pub mod context;
 pub mod error;
 pub mod fastcall;
@@ -12,5 +13,6 @@ pub mod prompt;
 pub mod record;
 pub mod sink;
 pub mod span;
+pub mod stream;
 pub mod tokens;
 pub mod value;

@@ -13,6 +13,7 @@ use super::context::{fault, HOOKS};
 use super::jsonl::JsonlFile;
 use super::processor::ExportPlan;
 use super::record::record_dict;
+use super::stream::{self, StreamTail};
 use super::value::encode_object;
 use crate::buffer::{Push, SpanBuffer};
 use crate::processor::{self, Outcome, SpanView};
@@ -24,6 +25,15 @@ pub struct Finished {
     pub(crate) data: Arc<SpanData>,
     /// The caller's objects for `Value::Deferred` entries, by index.
     pub(crate) objects: Vec<Py<PyAny>>,
+    /// The span's streams, read on the flusher (`Batch::encode_deferred`).
+    pub(crate) streams: Vec<StreamTail>,
+}
+
+impl Finished {
+    /// Whether finishing this span needs the interpreter (caller objects or stream chunks).
+    fn holds_objects(&self) -> bool {
+        !self.objects.is_empty() || !self.streams.is_empty()
+    }
 }
 
 /// Where finished spans go: the active pipeline's buffer.
@@ -169,7 +179,7 @@ impl SpanSink {
                 buffer.wait(timeout);
             }
             let batch = Batch::new(buffer.drain(max_items));
-            if batch.spans.iter().any(|span| !span.objects.is_empty()) {
+            if batch.spans.iter().any(Finished::holds_objects) {
                 return Err(batch); // their objects need the interpreter to encode
             }
             Ok(batch.write_jsonl(&file.inner, plan))
@@ -394,6 +404,12 @@ impl Batch {
     /// it and every later one are recorded by their type name instead, not encoded. Returns how
     /// many were replaced (by a `repr` or a type name).
     fn encode_deferred(&mut self, py: Python<'_>, encode: &Bound<'_, PyAny>) -> u64 {
+        for span in &mut self.spans {
+            let tails = std::mem::take(&mut span.streams);
+            if !tails.is_empty() {
+                stream::resolve(py, &mut span.data, &mut span.objects, tails);
+            }
+        }
         let mut replaced = 0;
         let started = Instant::now();
         self.encoded = self

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use pyo3::prelude::*;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyDict, PyList, PyString, PyWeakrefMethods, PyWeakrefReference};
 
 use super::context::{fault, otel_parent, Hooks, HOOKS};
 use super::prompt::Prompt;
 use super::record::{events_list, metadata_dict, record_dict};
 use super::sink::{submit, Finished};
+use super::stream::{self, Cursor, StreamTail};
 use super::value::{convert, Converted};
 use crate::record::{EncodeReport, Limits};
 use crate::span::{
@@ -107,6 +108,14 @@ struct SpanState {
     /// exit brings this back to 0; more than one is misuse (entered twice, or re-entered).
     depth: u32,
     token: Option<Py<PyAny>>,
+    /// Streams wrapped by this span that have not ended: their ids and weak references to
+    /// their cursors (to end them if the `with` block fails while they are open).
+    open_streams: Vec<(u64, Py<PyAny>)>,
+    /// Streams that have ended, for the flusher to read.
+    streams: Vec<StreamTail>,
+    /// The `with` block exited while a stream was open: the span ends when its last stream
+    /// does (a handler that returns the stream to its framework).
+    exit_pending: bool,
 }
 
 impl SpanState {
@@ -136,6 +145,30 @@ impl SpanState {
         data.start_time_unix_nano = clock.start_unix_nano();
         data.end_time_unix_nano = clock.end_unix_nano();
         clock
+    }
+
+    /// Ends the span: its times, its status (an error given here, or one a stream recorded,
+    /// else ok), and what goes to the exporter.
+    fn finish(&mut self, py: Python<'_>, error: Option<(Option<Text>, Text)>) -> Finished {
+        let clock = self.stamp_end();
+        let data = self.data_mut();
+        match error {
+            None if data.status == Status::Error => {}
+            None => data.status = Status::Ok,
+            Some((kind, message)) => {
+                data.status = Status::Error;
+                data.error_type = kind;
+                data.error_message = Some(message);
+            }
+        }
+        self.ended = true;
+        self.exit_pending = false;
+        self.clock.get_or_insert(clock);
+        Finished {
+            data: Arc::clone(&self.data),
+            objects: self.objects.iter().map(|o| o.clone_ref(py)).collect(),
+            streams: std::mem::take(&mut self.streams),
+        }
     }
 
     /// A converted value as span data: an object goes to the side table, deferred.
@@ -181,6 +214,65 @@ pub struct SpanCore {
 impl SpanCore {
     fn lock(&self) -> MutexGuard<'_, SpanState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a stream wrapped by this span; gives the span's clock (time to first token
+    /// counts from its start) and whether content is captured. `None`: the span has ended.
+    pub(crate) fn stream_opened(
+        &self,
+        py: Python<'_>,
+        id: u64,
+        weak_cursor: Py<PyAny>,
+    ) -> Option<(Clock, bool)> {
+        let mut state = self.lock();
+        if state.ended || state.exit_pending {
+            drop(state);
+            drop(weak_cursor);
+            return None;
+        }
+        state.open_streams.push((id, weak_cursor));
+        let clock = state.clock.unwrap_or_else(Clock::start);
+        let _ = py;
+        Some((clock, CAPTURE_CONTENT.load(Ordering::Relaxed)))
+    }
+
+    /// A stream of this span ended: its facts are kept for the flusher, a producer's error
+    /// becomes the span's, and if the `with` block has already exited and this was its last
+    /// open stream, the span ends now. `dropped`: collected before its end.
+    pub(crate) fn stream_ended(
+        slf: &Bound<'_, SpanCore>,
+        id: u64,
+        mut tail: StreamTail,
+        error: Option<(Option<Text>, Text)>,
+        dropped: bool,
+    ) {
+        let py = slf.py();
+        let mut state = slf.get().lock();
+        if state.ended {
+            // The block failed first and closed this stream's record already.
+            drop(state);
+            drop(tail); // the caller's chunks: released outside the lock
+            return;
+        }
+        let position = state.open_streams.iter().position(|(open, _)| *open == id);
+        let weak = position.map(|p| state.open_streams.swap_remove(p));
+        if dropped && state.exit_pending {
+            tail.facts.status = crate::stream::StreamStatus::Abandoned;
+        }
+        if let Some((kind, message)) = error {
+            let data = state.data_mut();
+            data.status = Status::Error;
+            data.error_type = kind;
+            data.error_message = Some(message);
+        }
+        state.streams.push(tail);
+        let finished =
+            (state.exit_pending && state.open_streams.is_empty()).then(|| state.finish(py, None));
+        drop(state);
+        drop(weak);
+        if let Some(finished) = finished {
+            submit(py, finished);
+        }
     }
 
     /// A copy of what Python-facing readers need, taken under the lock and used outside it.
@@ -239,6 +331,9 @@ impl SpanCore {
             entered: false,
             depth: 0,
             token: None,
+            open_streams: Vec::new(),
+            streams: Vec::new(),
+            exit_pending: false,
         };
         if let Some(parent) = parent.filter(|p| !p.is_none()) {
             if parent.cast::<SpanCore>().is_ok() {
@@ -273,6 +368,12 @@ pub(crate) fn new_span<'py>(
 #[pyclass(module = "instrumentation_sdk._core")]
 pub struct Ready {
     value: Option<Py<PyAny>>,
+}
+
+impl Ready {
+    pub(crate) fn new(value: Option<Py<PyAny>>) -> Ready {
+        Ready { value }
+    }
 }
 
 #[pymethods]
@@ -519,6 +620,40 @@ impl SpanCore {
         });
     }
 
+    /// Observes a streamed response: returns a wrapper that yields the very same chunks (a
+    /// sync iterator for an iterable, an async one for an async iterable) and forwards every
+    /// other attribute, ``with``/``async with`` and ``close()``/``aclose()`` to the stream.
+    ///
+    /// The span ends once, when its ``with`` block has exited and the stream has ended
+    /// (exhausted, closed, broken out of, failed, cancelled or collected), so a stream returned
+    /// out of the block keeps its span open until it is consumed. Records
+    /// ``time_to_first_token_ms``, ``time_per_output_token_ms``, ``stream_chunks``,
+    /// ``stream_status``, ``finish_reason``, ``actual_model`` and ``completion_tokens`` (with
+    /// ``completion_token_count_method``) from OpenAI, Anthropic, ``str`` or ``bytes`` chunks;
+    /// ``text=`` (a function of a chunk returning its text) covers any other shape. With
+    /// content capture on, the streamed text is the span's completion. Never raises: an object
+    /// that is not a stream is returned unwrapped (counted in ``stats()``).
+    #[pyo3(signature = (stream, *, text = None))]
+    fn wrap_stream(
+        slf: &Bound<'_, Self>,
+        stream: &Bound<'_, PyAny>,
+        text: Option<&Bound<'_, PyAny>>,
+    ) -> Py<PyAny> {
+        let py = slf.py();
+        guarded(py, "wrap_stream", None, || match stream::wrap(slf, stream, text) {
+            Ok(wrapped) => wrapped,
+            Err(error) => {
+                fault(
+                    py,
+                    "stream_wrap",
+                    &format!("wrap_stream could not wrap the stream ({error}); returned it unwrapped"),
+                );
+                None
+            }
+        })
+        .unwrap_or_else(|| stream.clone().unbind())
+    }
+
     /// The events recorded so far, as records carry them.
     #[getter]
     fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
@@ -609,6 +744,12 @@ impl SpanCore {
         }
         for object in &state.objects {
             visit.call(object)?;
+        }
+        for (_, weak) in &state.open_streams {
+            visit.call(weak)?;
+        }
+        for stream in &state.streams {
+            stream.visit(&visit)?;
         }
         Ok(())
     }
@@ -783,7 +924,7 @@ fn count_prompt(py: Python<'_>, prompt: &Bound<'_, PyAny>, model: &str) -> Optio
 }
 
 /// The exception's class name and message, taken before any lock (str() runs Python code).
-fn error_of(exc: &Bound<'_, PyAny>) -> (Option<Text>, Text) {
+pub(crate) fn error_of(exc: &Bound<'_, PyAny>) -> (Option<Text>, Text) {
     let kind = exc
         .get_type()
         .name()
@@ -799,6 +940,9 @@ fn error_of(exc: &Bound<'_, PyAny>) -> (Option<Text>, Text) {
 fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
     let py = slf.py();
     let error = exc.map(error_of);
+    if error.is_some() {
+        close_open_streams(slf);
+    }
     let (finished, token) = {
         let mut state = slf.get().lock();
         if state.ended || state.depth != 1 {
@@ -810,26 +954,52 @@ fn end(slf: &Bound<'_, SpanCore>, exc: Option<&Bound<'_, PyAny>>) {
             return;
         }
         state.depth = 0;
-        let clock = state.stamp_end();
-        let data = state.data_mut();
-        match error {
-            None => data.status = Status::Ok,
-            Some((kind, message)) => {
-                data.status = Status::Error;
-                data.error_type = kind;
-                data.error_message = Some(message);
-            }
+        if !state.open_streams.is_empty() && error.is_none() {
+            // A stream still open (returned to the caller): the context goes back now, the
+            // span ends with its last stream.
+            state.exit_pending = true;
+            let token = state.token.take();
+            drop(state);
+            restore(py, slf, token);
+            return;
         }
-        state.ended = true;
-        state.clock.get_or_insert(clock);
-        let data = Arc::clone(&state.data);
-        let objects = state.objects.iter().map(|o| o.clone_ref(py)).collect();
-        (Finished { data, objects }, state.token.take())
+        let finished = state.finish(py, error);
+        (finished, state.token.take())
     };
+    restore(py, slf, token);
+    submit(py, finished);
+}
+
+fn restore(py: Python<'_>, slf: &Bound<'_, SpanCore>, token: Option<Py<PyAny>>) {
     if let (Some(token), Some(hooks)) = (token.filter(|t| !t.is_none(py)), HOOKS.get(py)) {
         restore_context(py, hooks, slf.as_any(), token.bind(py));
     }
-    submit(py, finished);
+}
+
+/// The `with` block failed while streams of the span were open: they end now, as closed early
+/// (the span records what they saw so far), and the span ends with the block's error.
+fn close_open_streams(slf: &Bound<'_, SpanCore>) {
+    let py = slf.py();
+    let open = {
+        let mut state = slf.get().lock();
+        if state.ended || state.depth != 1 {
+            return;
+        }
+        std::mem::take(&mut state.open_streams)
+    };
+    for (_, weak) in open {
+        let cursor = weak
+            .bind(py)
+            .cast::<PyWeakrefReference>()
+            .ok()
+            .and_then(PyWeakrefMethods::upgrade);
+        if let Some(cursor) = cursor.as_ref().and_then(|c| c.cast::<Cursor>().ok()) {
+            // Busy (being read on another thread): its facts are not waited for.
+            if let Ok(mut cursor) = cursor.try_borrow_mut() {
+                cursor.close_early(py);
+            }
+        }
+    }
 }
 
 /// Counts an `__enter__` of a span that is open (`ended == false`) or has ended; either way the
@@ -964,6 +1134,7 @@ fn report_not_ended(py: Python<'_>, state: &mut SpanState) {
     let finished = Finished {
         data: Arc::clone(&state.data),
         objects: state.objects.iter().map(|o| o.clone_ref(py)).collect(),
+        streams: std::mem::take(&mut state.streams),
     };
     fault(py, "not_ended", &message);
     submit(py, finished);

@@ -33,6 +33,7 @@ pub(crate) fn convert(
     };
     let converted = match kind {
         KeyKind::Int => standard_int(py, &key, value),
+        KeyKind::Float => standard_float(py, &key, value),
         KeyKind::Str => standard_str(py, &key, value),
         KeyKind::Any => plain_value(value),
     };
@@ -94,6 +95,26 @@ fn standard_int(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<V
         py,
         "metadata_type",
         &format!("metadata {key:?} expects an int; kept the value as given"),
+    );
+    plain_value(value)
+}
+
+/// `time_to_first_token_ms`, `time_per_output_token_ms`: floats (an int converts).
+fn standard_float(py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> Option<Value> {
+    if !value.is_instance_of::<PyBool>() {
+        if let Ok(float) = value.cast::<PyFloat>() {
+            return Some(Value::Float(float.value()));
+        }
+        if value.is_instance_of::<PyInt>() {
+            if let Ok(float) = value.extract::<f64>() {
+                return Some(Value::Float(float));
+            }
+        }
+    }
+    fault(
+        py,
+        "metadata_type",
+        &format!("metadata {key:?} expects a float; kept the value as given"),
     );
     plain_value(value)
 }
