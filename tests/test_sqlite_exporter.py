@@ -52,6 +52,8 @@ EXPECTED_COLUMNS = [
     ("events", "TEXT"),
     ("prompt", "TEXT"),
     ("completion", "TEXT"),
+    ("cost_usd", "REAL"),
+    ("time_to_first_token_ms", "REAL"),
 ]
 
 
@@ -113,7 +115,7 @@ def exporter(db: Path) -> Any:
 def test_first_export_creates_schema_at_current_version(db: Path, exporter: SqliteExporter) -> None:
     assert not db.exists(), "the file is opened lazily, on the first export"
     exporter.export([make_record(1)])
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 2
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 3
     assert user_version(db) == SCHEMA_VERSION
     columns = [(row["name"], row["type"]) for row in rows(db, "PRAGMA table_info(spans)")]
     assert columns == EXPECTED_COLUMNS
@@ -124,8 +126,18 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
         for row in rows(db, "SELECT name, sql FROM sqlite_master WHERE type = 'index'")
         if row["sql"] is not None  # the primary key's automatic index has no SQL
     }
-    assert set(indexes) == {"spans_start_time", "spans_trace_id", "spans_model", "spans_errors"}
+    assert set(indexes) == {
+        "spans_start_time",
+        "spans_trace_id",
+        "spans_errors",
+        "spans_model_start",
+        "spans_service_start",
+        "spans_provider_start",
+        "spans_session_start",
+        "spans_user_start",
+    }
     assert "WHERE status = 'error'" in indexes["spans_errors"]
+    assert "WHERE session_id IS NOT NULL" in indexes["spans_session_start"]
 
 
 def test_wal_mode_synchronous_normal_and_busy_timeout(db: Path, exporter: SqliteExporter) -> None:
@@ -387,7 +399,7 @@ def test_a_second_migration_is_one_list_entry(db: Path) -> None:
     exporter = SqliteExporter(db)
     exporter.export([make_record(1)])
     exporter.shutdown()
-    future = [*MIGRATIONS, ("ALTER TABLE spans ADD COLUMN cost_usd REAL",)]
+    future = [*MIGRATIONS, ("ALTER TABLE spans ADD COLUMN future_column REAL",)]
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         assert migrate(conn, future) == SCHEMA_VERSION + 1
@@ -395,7 +407,7 @@ def test_a_second_migration_is_one_list_entry(db: Path) -> None:
     finally:
         conn.close()
     assert user_version(db) == SCHEMA_VERSION + 1
-    assert "cost_usd" in [row["name"] for row in rows(db, "PRAGMA table_info(spans)")]
+    assert "future_column" in [row["name"] for row in rows(db, "PRAGMA table_info(spans)")]
     assert count(db) == 1
 
 
@@ -403,7 +415,7 @@ def test_a_failing_migration_changes_nothing(db: Path) -> None:
     exporter = SqliteExporter(db)
     exporter.export([make_record(1)])
     exporter.shutdown()
-    broken = [*MIGRATIONS, ("ALTER TABLE spans ADD COLUMN cost_usd REAL", "THIS IS NOT SQL")]
+    broken = [*MIGRATIONS, ("ALTER TABLE spans ADD COLUMN future_column REAL", "THIS IS NOT SQL")]
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         with pytest.raises(sqlite3.OperationalError):
@@ -412,7 +424,7 @@ def test_a_failing_migration_changes_nothing(db: Path) -> None:
     finally:
         conn.close()
     assert user_version(db) == SCHEMA_VERSION
-    assert "cost_usd" not in [row["name"] for row in rows(db, "PRAGMA table_info(spans)")]
+    assert "future_column" not in [row["name"] for row in rows(db, "PRAGMA table_info(spans)")]
 
 
 def test_migration_rechecks_the_version_under_the_write_lock(

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from instrumentation_sdk.exporters.sqlite import SqliteExporter, migrate
+from instrumentation_sdk.prices import default_prices, record_cost
 from instrumentation_sdk.store import (
     StoreError,
     count_spans,
@@ -164,7 +165,8 @@ def with_duration(rec: dict[str, Any]) -> dict[str, Any]:
     duration = (rec["end_time_unix_nano"] - rec["start_time_unix_nano"]) / MS
     # Records written without the newer fields read back with their defaults.
     defaults = {"events": [], "prompt": None, "completion": None}
-    return {**defaults, **rec, "duration_ms": duration}
+    cost = record_cost(rec, default_prices())
+    return {**defaults, **rec, "duration_ms": duration, "cost_usd": cost}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -234,7 +236,7 @@ def test_list_spans_newest_first_in_the_exported_shape(
 ) -> None:
     spans = list_spans(db, last=None)
     assert spans == [with_duration(r) for r in newest_first(records)]
-    assert list(spans[0]) == [*RECORD_KEYS, "duration_ms"]
+    assert list(spans[0]) == [*RECORD_KEYS, "duration_ms", "cost_usd"]
     assert list_spans(db)[:3] == spans[:3]
     assert len(list_spans(db)) == 20
     assert list_spans(db, last=0) == []
@@ -265,6 +267,14 @@ def test_list_spans_filters(db: Path, records: list[dict[str, Any]]) -> None:
 
 def test_span_stats_exact(db: Path) -> None:
     by_model = span_stats(db, by="model")
+    # Cost: gpt-4o at $2.50 in / $10 out per million; claude-3-5-sonnet $3 in; local-llama
+    # is not in the price table: no cost (None), not zero.
+    costs = [group.pop("cost_usd") for group in by_model]
+    assert costs == [
+        pytest.approx((5050 * 2.5 + 10100 * 10) / 1e6),
+        pytest.approx(15 * 3 / 1e6),
+        None,
+    ]
     assert by_model == [
         {
             "group": "gpt-4o",
@@ -461,7 +471,7 @@ def test_spans_default_last_is_20_and_json_matches_the_api(
     assert ok("spans", "--db", str(db), "--last", "0") == f"no spans match (105 in {db})\n"
     spans = json.loads(ok("spans", "--db", str(db), "--json", "--last", "1000"))
     assert spans == [with_duration(r) for r in newest_first(records)]
-    assert list(spans[0]) == [*RECORD_KEYS, "duration_ms"]
+    assert list(spans[0]) == [*RECORD_KEYS, "duration_ms", "cost_usd"]
 
 
 def test_spans_trace(db: Path) -> None:
@@ -563,12 +573,16 @@ def test_stats_table(db: Path) -> None:
         "TOK",
         "COMPL",
         "TOK",
+        "COST",
+        "USD",
     ]
     assert [line.split() for line in lines[1:]] == [
-        ["gpt-4o", "100", "5", "5.0", "50.0", "95.0", "99.0", "5050", "10100"],
-        ["claude-3-5-sonnet", "4", "1", "25.0", "20.0", "40.0", "40.0", "15", "-"],
-        ["local-llama", "1", "0", "0.0", "2.5", "2.5", "2.5", "-", "-"],
+        ["gpt-4o", "100", "5", "5.0", "50.0", "95.0", "99.0", "5050", "10100", "0.1136"],
+        ["claude-3-5-sonnet", "4", "1", "25.0", "20.0", "40.0", "40.0", "15", "-", "0.000045"],
+        ["local-llama", "1", "0", "0.0", "2.5", "2.5", "2.5", "-", "-", "-"],
     ]
+    # The total over the priced models; local-llama has no price, so no cost (not zero).
+    assert store.endswith("\ntotal cost: $0.1137 (models without a price have none)\n")
     # Numbers are right-aligned under their headers.
     end = lines[0].index("COUNT") + len("COUNT")
     assert [line[end - 3 : end] for line in lines[1:]] == ["100", "  4", "  1"]

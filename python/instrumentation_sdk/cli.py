@@ -16,6 +16,7 @@ import msgspec
 from . import __version__
 from .cli_serve import SERVE_COMMANDS, add_serve_command, run_serve_command
 from .cli_store import STORE_COMMANDS, add_store_commands, run_store_command
+from .cli_ui import UI_COMMANDS, add_ui_command, run_ui_command
 from .server.errors import ApiError
 from .server.messages import check_messages
 from .server.schemas import MAX_MODEL_NAME_CHARS
@@ -124,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     count.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_store_commands(commands)
     add_serve_command(commands)
+    add_ui_command(commands)
     return parser
 
 
@@ -226,6 +228,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_store_command(args)
     if args.command in SERVE_COMMANDS:
         return run_serve_command(args)
+    if args.command in UI_COMMANDS:
+        return run_ui_command(args)
     try:
         if args.command == "count":
             return _count(args)

@@ -93,11 +93,12 @@ def add_store_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
     stats = subparsers.add_parser(
         "stats",
-        help="latency and TTFT percentiles, error rates, token totals per model/provider/service",
+        help="latency and TTFT percentiles, errors, tokens and cost per model/provider/service",
         description=(
             "Per model, provider or service: span count, errors, error rate, p50/p95/p99 "
-            "latency (exact, nearest-rank), prompt/completion token totals and, for streamed "
-            "spans, time to first token p50/p95."
+            "latency (exact, nearest-rank), prompt/completion token totals, cost in USD (from "
+            "the price table when each span was stored; '-' for unpriced models) and, for "
+            "streamed spans, time to first token p50/p95."
         ),
     )
     stats.add_argument("--since", metavar="WINDOW", help=since_help)
@@ -291,7 +292,7 @@ def _stats(args: argparse.Namespace) -> int:
         return EXIT_OK
     percentile_headers = [f"P{p} MS" for p in PERCENTILES]
     headers = [args.by.upper(), "COUNT", "ERRORS", "ERR %", *percentile_headers]
-    headers += ["PROMPT TOK", "COMPL TOK"]
+    headers += ["PROMPT TOK", "COMPL TOK", "COST USD"]
     # Time to first token only means something for streamed spans: shown when some streamed.
     ttft = [p for p in TTFT_PERCENTILES if any(g[f"ttft_p{p}_ms"] is not None for g in groups)]
     headers += [f"TTFT P{p} MS" for p in ttft]
@@ -304,12 +305,16 @@ def _stats(args: argparse.Namespace) -> int:
             *(f"{group[f'p{p}_ms']:.1f}" for p in PERCENTILES),
             _token_cell(group["prompt_tokens"]),
             _token_cell(group["completion_tokens"]),
+            _cost_cell(group["cost_usd"]),
             *(_ms_cell(group[f"ttft_p{p}_ms"]) for p in ttft),
         ]
         for group in groups
     ]
     _write(_table(headers, rows, right=set(headers[1:])))
     _write(_store_line(store.path, size))
+    costs = [group["cost_usd"] for group in groups if group["cost_usd"] is not None]
+    if costs:
+        _write(f"total cost: ${_cost_cell(sum(costs))} (models without a price have none)\n")
     return EXIT_OK
 
 
@@ -326,6 +331,13 @@ def _store_line(path: object, size: dict[str, Any]) -> str:
 
 def _mib(count: int) -> str:
     return f"{count / (1 << 20):.1f} MiB"
+
+
+def _cost_cell(value: float | None) -> str:
+    """Dollars: 4 decimals, 6 below a cent (a short call costs millionths); ``-`` unpriced."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if value >= 0.01 else f"{value:.6f}"
 
 
 def _ms_cell(value: float | None) -> str:

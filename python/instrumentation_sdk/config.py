@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 
 from . import _core
 from .export import Exporter, ExportError, export_format
+from .prices import PricesSource, load_prices
 
 __all__ = ["ENV_PREFIX", "ExportError", "Exporter", "Processor", "Settings", "settings_from_env"]
 
@@ -76,6 +77,9 @@ class Settings:
     #: Bound on one exported span: each text field and metadata key to ``max_value_bytes``,
     #: and the whole span (metadata entries and events past it are left out).
     max_span_bytes: int = 1 << 20
+    #: Prices merged over the shipped table for the SQLite store's ``cost_usd``: a mapping of
+    #: model -> ``{"input", "cached_input", "output"}`` (USD per million tokens) or a JSON file.
+    prices: PricesSource | None = None
 
     def validated(self) -> Settings:
         """Return self, or raise ``ValueError`` naming the first bad field."""
@@ -91,6 +95,8 @@ class Settings:
         _check_field("capture_content", self.capture_content)
         if self.sqlite_path is not None:
             _check_field("sqlite_path", self.sqlite_path)
+        if self.prices is not None:
+            _check_field("prices", self.prices)
         if self.batch_size > self.buffer_capacity:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must not exceed buffer_capacity "
@@ -167,6 +173,11 @@ def _check_field(name: str, value: object) -> None:
             )
     elif name == "processors":
         _check_processors(value)
+    elif name == "prices":
+        try:
+            load_prices(value)  # type: ignore[arg-type]
+        except TypeError as error:
+            raise TypeError(str(error)) from None
     elif name == "capture_content" and not isinstance(value, bool):
         raise ValueError(f"capture_content must be True or False, got {value!r}")
 
@@ -220,6 +231,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "store_max_bytes": int,
     "store_max_age": float,
     "max_span_bytes": int,
+    "prices": str,
 }
 
 

@@ -35,6 +35,7 @@ import msgspec
 from . import _core
 from .config import Processor, Settings, settings_from_env
 from .export import Exporter, ExportError, OtlpEncoding, export_format
+from .prices import PricesSource, load_prices
 from .tokens import DEFAULT_MODEL, token_cache_stats
 
 __all__ = ["configure", "flush", "get_settings", "shutdown", "stats"]
@@ -74,6 +75,7 @@ def _build_exporter(settings: Settings) -> Exporter:
             settings.sqlite_path,
             max_bytes=settings.store_max_bytes,
             max_age=settings.store_max_age,
+            prices=load_prices(settings.prices),
         )
     if exporter == "jsonl":
         return exporters.JsonlExporter(settings.jsonl_path)
@@ -678,6 +680,7 @@ def configure(
     store_max_bytes: int | None = None,
     store_max_age: float | None = None,
     max_span_bytes: int | None = None,
+    prices: PricesSource | None = None,
 ) -> None:
     """Replace the span pipeline: new spans go to the new one at once, then the old one is
     flushed and shut down (waiting at most its ``exit_timeout``).
@@ -693,7 +696,11 @@ def configure(
     it wins over the variables ``INSTRUMENTATION_SDK_CAPTURE_CONTENT`` and
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. ``store_max_bytes`` (default 1 GiB)
     and ``store_max_age`` (seconds, default 30 days; 0 means unbounded) bound the ``"sqlite"``
-    store: the flusher deletes its oldest spans past either (``stats()["evicted"]``). Raises
+    store: the flusher deletes its oldest spans past either (``stats()["evicted"]``).
+    ``prices`` extends or overrides the shipped price table the ``"sqlite"`` store computes each
+    span's ``cost_usd`` with: a mapping of model -> ``{"input": ..., "cached_input": ...,
+    "output": ...}`` in USD per million tokens, or the path of a JSON file of them (default:
+    ``$INSTRUMENTATION_SDK_PRICES``). Raises
     ``ValueError`` for a bad value and ``TypeError`` for an unknown keyword, leaving the running
     pipeline untouched.
 
@@ -719,6 +726,7 @@ def configure(
             ("store_max_bytes", store_max_bytes),
             ("store_max_age", store_max_age),
             ("max_span_bytes", max_span_bytes),
+            ("prices", _path_setting(prices)),
         )
         if value is not None
     }

@@ -59,6 +59,7 @@ __all__ = [
     "open_store",
     "parse_since",
     "percentile",
+    "record_from_row",
     "span_stats",
     "store_size",
 ]
@@ -86,7 +87,9 @@ _JSON_TYPES: Final = {
     if type_ in ("metadata", "events", "content")
 }
 _SELECT_COLUMNS: Final = tuple(column for _key, _type, _otlp, column in RECORD_FIELDS)
-_SELECT_RECORD: Final = f"SELECT {', '.join(_SELECT_COLUMNS)}, duration_ns FROM spans"
+# Schema 3 added cost_usd; an older file reads it as NULL until a writer migrates it.
+_SELECT_RECORD: Final = f"SELECT {', '.join(_SELECT_COLUMNS)}, duration_ns, cost_usd FROM spans"
+_SELECT_RECORD_V2: Final = f"SELECT {', '.join(_SELECT_COLUMNS)}, duration_ns, NULL FROM spans"
 _HEX: Final = re.compile(r"[0-9a-f]{1,32}")
 _SINCE: Final = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_NS: Final = {
@@ -114,10 +117,24 @@ class SpanStore:
     a ``SpanStore`` themselves.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, has_schema: bool) -> None:
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, has_schema: bool, version: int = SCHEMA_VERSION
+    ) -> None:
         self.path = path
         self._conn = conn
         self._has_schema = has_schema
+        #: The file's schema version (``PRAGMA user_version``); older files lack newer columns.
+        self.version = version
+
+    @property
+    def has_cost(self) -> bool:
+        """Whether the file has the ``cost_usd`` and ``time_to_first_token_ms`` columns (schema
+        3); an older file reads them as ``None`` until a writer migrates it."""
+        return self.version >= 3
+
+    def select_record(self) -> str:
+        """``SELECT <record columns>, duration_ns, cost_usd FROM spans`` for this file."""
+        return _SELECT_RECORD if self.has_cost else _SELECT_RECORD_V2
 
     def __repr__(self) -> str:
         return f"SpanStore({str(self.path)!r})"
@@ -189,7 +206,7 @@ def open_store(path: str | os.PathLike[str] | None = None) -> SpanStore:
     if version == 0 and tables:
         conn.close()
         raise StoreError(f"{file} is an SQLite database, but not an instrumentation-sdk one")
-    return SpanStore(file, conn, has_schema=version > 0)
+    return SpanStore(file, conn, has_schema=version > 0, version=version)
 
 
 DbArg: TypeAlias = SpanStore | str | os.PathLike[str]
@@ -243,7 +260,8 @@ def list_spans(
     errors_only: bool = False,
     since_ns: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The newest spans first, as exported records plus ``duration_ms`` (a float).
+    """The newest spans first, as exported records plus ``duration_ms`` (a float) and
+    ``cost_usd`` (stored with the span; ``None`` for a model the price table does not list).
 
     - ``last``: at most this many (``None``: all of them); a negative number is a ``ValueError``.
     - ``trace_id``: only spans of this trace; a prefix of the id (such as the 8 digits the CLI
@@ -268,19 +286,23 @@ def list_spans(
         conditions.append("start_time_unix_nano >= ?")
         params.append(_since_param(since_ns))
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    sql = f"{_SELECT_RECORD}{where} ORDER BY start_time_unix_nano DESC, span_id DESC LIMIT ?"
+    order = " ORDER BY start_time_unix_nano DESC, span_id DESC LIMIT ?"
     params.append(-1 if last is None else min(last, _INT64_MAX))
     with _using(db) as store:
-        cursor = store._query(sql, tuple(params))
+        cursor = store._query(f"{store.select_record()}{where}{order}", tuple(params))
         rows = cursor.fetchall() if cursor is not None else []
-    records: list[dict[str, Any]] = []
-    for row in rows:
-        record = dict(zip(_RECORD_COLUMNS, row[:-1], strict=True))
-        for key, type_ in _JSON_TYPES.items():
-            record[key] = _decode_json(type_, record[key])
-        record["duration_ms"] = row[-1] / 1_000_000
-        records.append(record)
-    return records
+    return [record_from_row(row) for row in rows]
+
+
+def record_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row of ``SpanStore.select_record()`` as the exported record plus ``duration_ms`` and
+    ``cost_usd`` (``None`` for an unpriced model)."""
+    record = dict(zip(_RECORD_COLUMNS, row[:-2], strict=True))
+    for key, type_ in _JSON_TYPES.items():
+        record[key] = _decode_json(type_, record[key])
+    record["duration_ms"] = row[-2] / 1_000_000
+    record["cost_usd"] = row[-1]
+    return record
 
 
 def count_spans(db: DbArg) -> int:
@@ -357,6 +379,7 @@ def span_stats(
       the group's durations, in milliseconds, computed over every span of the group;
     - ``prompt_tokens``, ``completion_tokens``: totals over the spans that recorded an int
       count (``None`` when no span of the group did);
+    - ``cost_usd``: total over the spans of a priced model (``None`` when none was priced);
     - ``ttft_p50_ms``, ``ttft_p95_ms``: percentiles of time to first token over the group's
       streamed spans (``Span.wrap_stream``), ``None`` when none streamed.
 
@@ -368,13 +391,14 @@ def span_stats(
     where, params = "", tuple[Any, ...]()
     if since_ns is not None:
         where, params = " WHERE start_time_unix_nano >= ?", (_since_param(since_ns),)
-    sql = (
-        f"SELECT {column}, duration_ns, status = 'error', prompt_tokens, completion_tokens, "
-        f"json_extract(metadata, '$.{TTFT_KEY}') "
-        f"FROM spans{where} ORDER BY {column}, duration_ns"
-    )
     groups: list[dict[str, Any]] = []
     with _using(db) as store:
+        cost = "cost_usd" if store.has_cost else "NULL"
+        sql = (
+            f"SELECT {column}, duration_ns, status = 'error', prompt_tokens, completion_tokens, "
+            f"{cost}, json_extract(metadata, '$.{TTFT_KEY}') "
+            f"FROM spans{where} ORDER BY {column}, duration_ns"
+        )
         cursor = store._query(sql, params)
         rows: Iterable[Any] = cursor if cursor is not None else ()
         # Rows arrive grouped and sorted by duration: one group's durations in memory at a time.
@@ -383,6 +407,7 @@ def span_stats(
             errors = 0
             prompt: int | None = None
             completion: int | None = None
+            cost_usd: float | None = None
             ttfts: list[float] = []
             for row in group_rows:
                 durations.append(row[1] / 1_000_000)
@@ -391,8 +416,10 @@ def span_stats(
                     prompt = (prompt or 0) + row[3]
                 if row[4] is not None:
                     completion = (completion or 0) + row[4]
-                if isinstance(row[5], int | float):
-                    ttfts.append(float(row[5]))
+                if row[5] is not None:
+                    cost_usd = (cost_usd or 0.0) + row[5]
+                if isinstance(row[6], int | float):
+                    ttfts.append(float(row[6]))
             count = len(durations)
             stats: dict[str, Any] = {
                 "group": key,
@@ -404,6 +431,7 @@ def span_stats(
                 stats[f"p{p}_ms"] = percentile(durations, p)
             stats["prompt_tokens"] = prompt
             stats["completion_tokens"] = completion
+            stats["cost_usd"] = cost_usd
             ttfts.sort()
             for p in TTFT_PERCENTILES:
                 stats[f"ttft_p{p}_ms"] = percentile(ttfts, p) if ttfts else None

@@ -40,6 +40,7 @@ from typing import Any, Final
 import msgspec
 
 from .. import _core
+from ..prices import PriceTable, default_prices, record_cost
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
@@ -116,6 +117,30 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE spans ADD COLUMN prompt TEXT",
         "ALTER TABLE spans ADD COLUMN completion TEXT",
     ),
+    # 3: the dashboard (`instrumentation-sdk ui`): what each span cost, its time to first token,
+    # and indexes for its filters (each newest first, so a page of a filtered list is a short
+    # index walk).
+    (
+        "ALTER TABLE spans ADD COLUMN cost_usd REAL",
+        "ALTER TABLE spans ADD COLUMN time_to_first_token_ms REAL",
+        # Spans stored before this version: their time to first token from the metadata (their
+        # cost stays NULL: it is computed with the prices of the moment a span is stored).
+        """
+        UPDATE spans SET time_to_first_token_ms = json_extract(metadata, '$.time_to_first_token_ms')
+        WHERE json_valid(metadata)
+          AND json_type(metadata, '$.time_to_first_token_ms') IN ('integer', 'real')
+        """,
+        # (model, start) serves what (model) did, and the model filter's newest-first pages.
+        "DROP INDEX IF EXISTS spans_model",
+        "CREATE INDEX spans_model_start ON spans (model, start_time_unix_nano)",
+        "CREATE INDEX spans_service_start ON spans (service_name, start_time_unix_nano)",
+        "CREATE INDEX spans_provider_start ON spans (provider, start_time_unix_nano)",
+        # Sessions and users are NULL on most spans: partial indexes cost those nothing.
+        "CREATE INDEX spans_session_start ON spans (session_id, start_time_unix_nano) "
+        "WHERE session_id IS NOT NULL",
+        "CREATE INDEX spans_user_start ON spans (user_id, start_time_unix_nano) "
+        "WHERE user_id IS NOT NULL",
+    ),
 )
 
 #: The schema version this code writes and reads.
@@ -124,7 +149,13 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The record's fields from the core's table: (key, type, OTLP mapping, column).
 RECORD_FIELDS: Final = tuple(_core.record_fields())
 #: Columns computed from a record rather than copied: kept for the CLI's queries and indexes.
-DERIVED_COLUMNS: Final = ("duration_ns", "prompt_tokens", "completion_tokens")
+DERIVED_COLUMNS: Final = (
+    "duration_ns",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "time_to_first_token_ms",
+)
 _COLUMNS: Final = (*(column for _key, _type, _otlp, column in RECORD_FIELDS), *DERIVED_COLUMNS)
 _INSERT: Final = (
     f"INSERT INTO spans ({', '.join(_COLUMNS)}) "
@@ -319,9 +350,16 @@ def _column_value(key: str, type_: str, value: Any) -> str | int | None:
     return _encode_metadata(value)  # metadata, events, captured content: JSON text
 
 
-def _row(record: Mapping[str, Any]) -> Row:
-    """One record as the INSERT's parameters, column by column of the core's field table;
-    ``ValueError`` names what is wrong."""
+def _finite_number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _row(record: Mapping[str, Any], prices: PriceTable) -> Row:
+    """One record as the INSERT's parameters, column by column of the core's field table, then
+    the derived columns; ``ValueError`` names what is wrong."""
     if not isinstance(record, Mapping):
         raise ValueError(f"a span record must be a dict, got {type(record).__name__}")
     try:
@@ -342,6 +380,8 @@ def _row(record: Mapping[str, Any]) -> Row:
         end - start,
         _token_column(metadata, "prompt_tokens"),
         _token_column(metadata, "completion_tokens"),
+        record_cost(record, prices),
+        _finite_number(metadata.get("time_to_first_token_ms")),
     )
 
 
@@ -428,6 +468,7 @@ class SqliteExporter:
         *,
         max_bytes: int = DEFAULT_STORE_MAX_BYTES,
         max_age: float = DEFAULT_STORE_MAX_AGE,
+        prices: PriceTable | None = None,
     ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             raise ValueError(f"max_bytes must be an int >= 0 (0: unbounded), got {max_bytes!r}")
@@ -444,6 +485,8 @@ class SqliteExporter:
         #: Retention: bytes of pages in use, and seconds since a span started (0: unbounded).
         self.max_bytes = max_bytes
         self.max_age = float(max_age)
+        #: Prices for each stored span's ``cost_usd`` (default: the table shipped).
+        self.prices = prices if prices is not None else default_prices()
         #: Spans this process deleted to keep the store within its bounds (``stats()``).
         self.evicted = 0
         self._page_size = 0
@@ -461,7 +504,7 @@ class SqliteExporter:
         """Insert ``batch`` in one transaction; spans already stored are left as they are."""
         if not batch:
             return
-        rows = [_row(record) for record in batch]
+        rows = [_row(record, self.prices) for record in batch]
         self._check_pid()
         with self._lock:
             if self._closed:

@@ -1,0 +1,221 @@
+"""The dashboard's API at size: answer times of ``instrumentation-sdk ui`` over a store of
+1,000,000 spans (30 days of 6 models, 5 services, 2% errors, a third streamed).
+
+Each case is one HTTP GET to the real server (a subprocess, uvicorn), timed from the request to
+the parsed answer, so it includes HTTP and JSON. The baseline in the same run is what the CLI
+does for the same question today: ``store.span_stats`` (``instrumentation-sdk stats``), exact
+percentiles over every span of the window read into Python.
+
+The store is built once (about a minute for 1 M spans) and kept under ``.benchmarks/`` for the
+next run, keyed by its size and schema version. Under plain ``pytest`` (``--benchmark-disable``)
+the store has 20,000 spans and each case runs once: a smoke test of every query. The real run::
+
+    python -m pytest benches/test_bench_ui.py --benchmark-enable -p no:cacheprovider -q
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from instrumentation_sdk.exporters.sqlite import SCHEMA_VERSION, SqliteExporter
+from instrumentation_sdk.store import open_store, parse_since, span_stats
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from ui_support import UiServer, hex_id  # noqa: E402
+
+# Building the 1 M store takes minutes on a busy 2-core machine: past the default 300 s.
+pytestmark = pytest.mark.timeout(3600)
+
+FULL_SPANS = 1_000_000
+SMOKE_SPANS = 20_000
+DAYS = 30
+MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "claude-sonnet-4-5", "gemini-2.5-flash", "llama-local")
+PROVIDERS = {"claude-sonnet-4-5": "anthropic", "gemini-2.5-flash": "google", "llama-local": None}
+SERVICES = ("api", "worker", "search", "billing", "chat")
+SEC = 1_000_000_000
+
+
+def _records(count: int, now: int) -> Iterator[list[dict[str, Any]]]:
+    """``count`` spans in time order over the last ``DAYS`` days, in batches of 10,000. Traces
+    of 4 spans (a root and three children); one trace in ten belongs to a session."""
+    rng = random.Random(20261130)
+    span_ns = DAYS * 86400 * SEC // count
+    start0 = now - DAYS * 86400 * SEC
+    batch: list[dict[str, Any]] = []
+    for i in range(count):
+        trace = i // 4
+        model = MODELS[rng.randrange(len(MODELS))]
+        error = rng.random() < 0.02
+        metadata: dict[str, Any] = {
+            "prompt_tokens": rng.randrange(20, 4000),
+            "completion_tokens": rng.randrange(1, 800),
+            "token_count_method": "tiktoken",
+        }
+        if i % 3 == 0:
+            metadata.update(
+                time_to_first_token_ms=rng.lognormvariate(5.5, 0.4),
+                stream_chunks=rng.randrange(1, 300),
+                stream_status="completed",
+            )
+        start = start0 + i * span_ns
+        batch.append(
+            {
+                "trace_id": hex_id(f"t{trace}", 32),
+                "span_id": hex_id(f"s{i}", 16),
+                "parent_span_id": hex_id(f"s{trace * 4}", 16) if i % 4 else None,
+                "name": ("agent", "retrieve", "llm", "tool")[i % 4],
+                "model": model,
+                "provider": PROVIDERS.get(model, "openai"),
+                "service_name": SERVICES[(i // 4) % len(SERVICES)],
+                "user_id": f"user-{trace % 500}",
+                "session_id": f"session-{trace // 10}" if trace % 10 == 0 else None,
+                "status": "error" if error else "ok",
+                "error_type": "TimeoutError" if error else None,
+                "error_message": "upstream timed out after 30 s" if error else None,
+                "start_time_unix_nano": start,
+                "end_time_unix_nano": start + int(rng.lognormvariate(19.5, 0.8)),
+                "metadata": metadata,
+                "events": [],
+                "prompt": None,
+                "completion": None,
+            }
+        )
+        if len(batch) == 10_000:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def build_store(path: Path, count: int) -> None:
+    """Write ``count`` spans through the real exporter (cost computed, every index kept)."""
+    tmp = path.with_suffix(".building")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    # Retention off: the store keeps all 30 days, the 1 GiB bound would not bite anyway.
+    exporter = SqliteExporter(tmp, max_bytes=0, max_age=0)
+    now = time.time_ns()
+    for batch in _records(count, now):
+        exporter.export(batch)
+    exporter.shutdown()
+    conn = sqlite3.connect(tmp)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("ANALYZE")
+    conn.close()
+    tmp.rename(path)
+
+
+@pytest.fixture(scope="module")
+def store(request: pytest.FixtureRequest) -> Path:
+    # As pytest-benchmark decides: --benchmark-enable wins over the --benchmark-disable of addopts.
+    config = request.config
+    enabled = config.getoption("benchmark_enable") or not config.getoption("benchmark_disable")
+    count = FULL_SPANS if enabled else SMOKE_SPANS
+    folder = HERE.parent / ".benchmarks"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"ui-store-{count}-v{SCHEMA_VERSION}.db"
+    if not path.exists():
+        build_store(path, count)
+    return path
+
+
+@pytest.fixture(scope="module")
+def newest(store: Path) -> int:
+    """The newest span's start: windows are anchored there, so a cached store of yesterday is
+    measured like a fresh one ("the last hour" of it, not of the clock)."""
+    with open_store(store) as opened:
+        (start,) = opened._conn.execute("SELECT max(start_time_unix_nano) FROM spans").fetchone()
+    return int(start)
+
+
+def _anchored(params: dict[str, Any], newest: int) -> dict[str, Any]:
+    if "since" not in params:
+        return params
+    return {**params, "since": str(newest + 1 - parse_since(params["since"])), "until": newest + 1}
+
+
+@pytest.fixture(scope="module")
+def ui(store: Path) -> Iterator[UiServer]:
+    server = UiServer(store)
+    yield server
+    server.close()
+
+
+def _get(client: httpx.Client, path: str, params: dict[str, Any]) -> Any:
+    response = client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "spans-1h": ("/api/spans", {"since": "1h", "limit": 50}),
+    "spans-30d-model": ("/api/spans", {"since": "30d", "model": "o3", "limit": 50}),
+    "spans-30d-errors": ("/api/spans", {"since": "30d", "status": "error", "limit": 50}),
+    "spans-30d-session": ("/api/spans", {"session_id": "session-7", "limit": 50}),
+    "spans-24h-text": ("/api/spans", {"since": "24h", "q": "timed out", "limit": 50}),
+    "spans-30d-text-rare": ("/api/spans", {"since": "30d", "q": "no such text", "limit": 50}),
+    "stats-model-1h": ("/api/stats", {"since": "1h", "by": "model"}),
+    "stats-model-24h": ("/api/stats", {"since": "24h", "by": "model"}),
+    "stats-service-7d": ("/api/stats", {"since": "7d", "by": "service"}),
+    "stats-model-30d": ("/api/stats", {"since": "30d", "by": "model"}),
+    "timeseries-1h": ("/api/timeseries", {"since": "1h", "points": 60}),
+    "timeseries-24h": ("/api/timeseries", {"since": "24h", "points": 60}),
+    "timeseries-30d": ("/api/timeseries", {"since": "30d", "points": 60}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_api_answer_time(benchmark: Any, ui: UiServer, newest: int, case: str) -> None:
+    path, params = CASES[case]
+    params = _anchored(params, newest)
+    with httpx.Client(base_url=ui.url, timeout=120) as client:
+        _get(client, path, params)  # warm the page cache once, as a user's second look would
+        answer = benchmark.pedantic(
+            _get, args=(client, path, params), rounds=3 if benchmark.enabled else 1, iterations=1
+        )
+    if path == "/api/spans":
+        assert "spans" in answer
+    elif path == "/api/stats":
+        assert answer["total"]["count"] >= 0
+    else:
+        assert len(answer["points"]) == params["points"]
+
+
+def test_api_trace_and_session(benchmark: Any, ui: UiServer, store: Path) -> None:
+    with open_store(store) as opened:
+        (trace_id,) = opened._conn.execute(
+            "SELECT trace_id FROM spans ORDER BY start_time_unix_nano DESC LIMIT 1"
+        ).fetchone()
+
+    def both(client: httpx.Client) -> tuple[Any, Any]:
+        return (
+            _get(client, f"/api/traces/{trace_id}", {}),
+            _get(client, "/api/sessions/session-7", {}),
+        )
+
+    with httpx.Client(base_url=ui.url, timeout=120) as client:
+        trace, session = benchmark.pedantic(
+            both, args=(client,), rounds=3 if benchmark.enabled else 1, iterations=1
+        )
+    assert 1 <= len(trace["spans"]) <= 4
+    assert len(session["traces"]) >= 1
+
+
+@pytest.mark.parametrize("window", ["24h", "30d"])
+def test_baseline_cli_stats(benchmark: Any, store: Path, newest: int, window: str) -> None:
+    """The baseline: the exact, read-everything statistics of ``instrumentation-sdk stats``."""
+
+    def run() -> list[dict[str, Any]]:
+        return span_stats(store, since_ns=newest + 1 - parse_since(window), by="model")
+
+    groups = benchmark.pedantic(run, rounds=3 if benchmark.enabled else 1, iterations=1)
+    assert sum(g["count"] for g in groups) > 0
