@@ -280,7 +280,7 @@ const fn standard(key: &'static str, kind: KeyKind, otlp: &'static str) -> Stand
 }
 
 /// The spec's "standard dashboard keys" and the SDK's own token-count keys.
-pub const STANDARD_KEYS: [StandardKey; 8] = [
+pub const STANDARD_KEYS: [StandardKey; 11] = [
     standard("prompt_tokens", KeyKind::Int, "gen_ai.usage.input_tokens"),
     standard(
         "completion_tokens",
@@ -308,6 +308,24 @@ pub const STANDARD_KEYS: [StandardKey; 8] = [
         "token_encoding",
         KeyKind::Any,
         "instrumentation_sdk.token_encoding",
+    ),
+    // Set by the scanners (`configure(pii="detect", injection="detect")`, scan/spans.rs):
+    // findings counted by kind (`{"EMAIL_ADDRESS": 2}`), the prompt's injection score (0..1)
+    // and the ids of the injection rules that fired.
+    standard(
+        "pii_findings",
+        KeyKind::Any,
+        "instrumentation_sdk.pii_findings",
+    ),
+    standard(
+        "injection_score",
+        KeyKind::Any,
+        "instrumentation_sdk.injection_score",
+    ),
+    standard(
+        "injection_rules",
+        KeyKind::Any,
+        "instrumentation_sdk.injection_rules",
     ),
 ];
 
@@ -707,7 +725,7 @@ pub fn resolve<'a>(value: &'a Value, deferred: &'a [Encoded]) -> Resolved<'a> {
         Value::Str(s) => Resolved::Text(s),
         Value::Json(json) => Resolved::Json(json),
         Value::Deferred(index) => match deferred.get(*index) {
-            Some(Encoded::Json(json)) => Resolved::Json(json),
+            Some(Encoded::Json(json) | Encoded::Rewritten(json)) => Resolved::Json(json),
             Some(Encoded::Text(text)) => Resolved::Text(text),
             None => Resolved::Null,
         },

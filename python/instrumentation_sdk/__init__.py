@@ -9,6 +9,15 @@
 
 from ._core import __version__
 from .pipeline import configure, flush, get_settings, shutdown, stats
+from .scan import (
+    InjectionVerdict,
+    PiiFinding,
+    PromptInjectionError,
+    add_pii_pattern,
+    mask_pii,
+    scan_injection,
+    scan_pii,
+)
 from .spans import (
     Span,
     current_span,
@@ -30,9 +39,13 @@ from .tokens import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "InjectionVerdict",
+    "PiiFinding",
+    "PromptInjectionError",
     "Span",
     "TokenCount",
     "__version__",
+    "add_pii_pattern",
     "clear_token_cache",
     "configure",
     "configure_token_cache",
@@ -44,6 +57,9 @@ __all__ = [
     "get_settings",
     "llm_span",
     "llm_span_with_tokens",
+    "mask_pii",
+    "scan_injection",
+    "scan_pii",
     "shutdown",
     "stats",
     "token_cache_stats",
