@@ -4,7 +4,7 @@
 //! weights of the rules that fired as independent evidence: `1 - prod(1 - w)`, so one strong
 //! rule or several weak ones flag a prompt, and a lone trigger word does not.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::meta::{self, Regex};
 use regex_automata::Input;
 
@@ -31,23 +31,29 @@ const fn r(id: &'static str, weight: f64, pattern: &'static str) -> InjectionRul
 /// Each rule's keywords (lowercase; matched ignoring ASCII case): one Aho-Corasick pass finds
 /// them, and a rule's pattern runs only on windows around its keywords' hits. Text without
 /// any keyword (most text) costs that one pass.
+#[allow(clippy::too_many_lines)] // a table
 fn keywords(id: &str) -> &'static [&'static str] {
     match id {
         "override_instructions" | "override_everything" => &[
             "ignore",
             "disregard",
             "forget",
-            "skip",
             "override",
             "bypass",
             "neglect",
             "abandon",
-            "drop",
-            "delete",
-            "erase",
-            "clear",
         ],
-        "new_instructions" => &["new ", "from now on"],
+        "new_instructions" => &[
+            "new instructions",
+            "new task",
+            "new rules",
+            "new role",
+            "new directive",
+            "new objective",
+            "from now on",
+            "from this moment",
+            "from this point",
+        ],
         "instead_do" => &["instead", "rather"],
         "override_instructions_fr" => &["ignore", "oublie", "compte", "abstraction"],
         "override_instructions_de" => {
@@ -73,24 +79,187 @@ fn keywords(id: &str) -> &'static [&'static str] {
             "dan",
             "stan",
             "dude",
-            "aim",
             "ucar",
             "antigpt",
             "basedgpt",
             "devmode",
             "mongo tom",
             "evil confidant",
-            "kevin",
             "apophis",
             "nraf",
-            "maximum",
-            "oppo",
-            "bish",
-            "ron",
             "jailbreak",
         ],
-        "developer_mode" => &["mode", "override", "access", "command"],
-        "jailbreak_word" => &["jail"],
+        "developer_mode" => &[
+            "mode",
+            "override",
+            "admin",
+            "root",
+            "sudo",
+            "maintenance",
+            "debug",
+            "developer",
+        ],
+        "named_mode" => &[" mode"],
+        "acronym_persona" => &["stands for", "which stands", "short for"],
+        "embody_persona" => &[
+            "persona",
+            "role of",
+            "character of",
+            "identity of",
+            "personality of",
+        ],
+        "regardless_of_harm" => &[
+            "irrespective",
+            "regardless",
+            "no matter",
+            "without hesitation",
+            "without any",
+            "without concern",
+            "without regard",
+            "without consideration",
+            "without warning",
+        ],
+        "no_care_ethics" => &[
+            "care",
+            "worr",
+            "without warning",
+            "without disclaimer",
+            "without caveat",
+            "without censor",
+            "without apolog",
+            "without any",
+        ],
+        "claims_authority" => &[
+            "programmer",
+            "developer",
+            "engineer",
+            "employee",
+            "researcher",
+            "staff member",
+            "creator",
+            "reprogram",
+            "modify your",
+            "modifying your",
+            "change your",
+            "changing your",
+            "update your",
+            "updating your",
+            "override your",
+            "overriding your",
+            "rewrite your",
+            "rewriting your",
+        ],
+        "now_acts_as" => &[
+            "now act",
+            "now run",
+            "now behave",
+            "now function",
+            "now work",
+            "now operate",
+            "now become",
+            "on act",
+            "on run",
+            "on behave",
+            "on function",
+            "on work",
+            "on operate",
+            "on become",
+        ],
+        "prompt_browser" => &[
+            "free input",
+            "await",
+            "(user",
+            "(character",
+            "(assistant",
+            "(bot",
+            "(ai",
+        ],
+        "known_as_persona" => &["known as", "named", "called"],
+        "obey_without_exception" => &["obey"],
+        "terminal_persona" => &[
+            "terminal",
+            "console",
+            "shell",
+            "command line",
+            "operating system",
+            "virtual machine",
+            "interpreter",
+        ],
+        "two_personas" => &[
+            "respond as both",
+            "characters",
+            "personas",
+            "entities",
+            "roles",
+            " ais",
+            "personalities",
+        ],
+        "jailbreak_named" | "jailbreak_word" => &["jailbr", "jail br"],
+        "not_an_ai" => &[
+            "an ai",
+            "a ai",
+            "language model",
+            "chatgpt",
+            "openai",
+            " as gpt",
+            "as claude",
+            "as yourself",
+            "as an assistant",
+        ],
+        "act_as_ai" => &[
+            "act as",
+            "act like",
+            "acting as",
+            "acting like",
+            "behave as",
+            "behave like",
+            "respond as",
+            "respond like",
+            "answer as",
+            "answer like",
+            "reply as",
+            "reply like",
+            "pretend",
+            "roleplay",
+            "simulate",
+            "emulate",
+        ],
+        "rules_dont_apply" => &["apply", "matter", "bind"],
+        "play_a_game" => &["play a game", "name is now", "named"],
+        "caps_persona" => &["you are", "you're"],
+        "profanity" => &["fuck", "shit", "asshole", "bitch", "cunt"],
+        "system_override_line" => &[
+            "system",
+            "admin",
+            "developer",
+            "root",
+            "user is",
+            "user has been",
+        ],
+        "want_you_to_act" => &[
+            "want you to",
+            "you are to",
+            "you will",
+            "you shall",
+            "you must",
+            "you're going to",
+        ],
+        "insert_prompt" => &[
+            "[insert", "[your", "[enter", "[input", "[prompt", "{insert", "{your",
+        ],
+        "any_content" => &[
+            "kind of",
+            "type of",
+            "sort of",
+            "kinds of",
+            "types of",
+            "sorts of",
+            "nsfw",
+            "vulgar",
+            "profanity",
+            "swear",
+            "curse words",
+        ],
         "no_restrictions" => &[
             "restriction",
             "limitation",
@@ -106,6 +275,7 @@ fn keywords(id: &str) -> &'static [&'static str] {
             "safeguard",
             "polic",
             "confines",
+            "principles",
         ],
         "unfiltered_persona" | "pretend_unrestricted" => &[
             "unfiltered",
@@ -120,73 +290,37 @@ fn keywords(id: &str) -> &'static [&'static str] {
             "unbound",
             "lawless",
             "jailbroken",
-            "without",
+            "without any",
+            "without restrictions",
+            "without filters",
+            "without limits",
+            "without rules",
+            "without morals",
+            "without ethics",
         ],
         "stay_in_character" => &["character"],
-        "system_prompt_mention" => &["system", "initial", "original", "hidden", "secret"],
-        "what_were_you_told" => &[
-            "what were",
-            "what was",
-            "what have",
-            "what had",
-            "what are you not",
+        "token_game" => &[
+            "deduct",
+            "token system",
+            "out of tokens",
+            "tokens will",
+            "tokens are",
+            "you have ",
+            "start with",
+            "lose ",
         ],
-        "leading_phrase" => &[
-            "instructions",
-            "system prompt",
-            "prompt",
-            "rules",
-            "guidelines",
-            "instructed",
-            "told",
-            "programmed",
-        ],
-        "prompt_in_code" => &["(", "initiali"],
-        "stop_everything" => &["stop everything", "just "],
-        "named_mode" => &[" mode"],
-        "acronym_persona" => &["stands for", "which stands", "short for"],
-        "embody_persona" => &["persona", "role", "character", "identity", "personality"],
-        "regardless_of_harm" => &["irrespective", "regardless", "without"],
-        "not_an_ai" => &["an ai", "language model", "chatgpt", "openai"],
-        "act_as_ai" => &[
-            "act", "behave", "respond", "answer", "reply", "pretend", "roleplay",
-        ],
-        "want_you_to_act" => &[
-            "want you to",
-            "you are to",
-            "you will",
-            "you shall",
-            "you must",
-            "you're going to",
-        ],
-        "insert_prompt" => &["[", "{"],
-        "any_content" => &[
-            "kind of",
-            "type of",
-            "sort of",
-            "kinds of",
-            "types of",
-            "nsfw",
-            "explicit",
-            "vulgar",
-            "profanity",
-            "swear",
-            "curse words",
-        ],
-        "token_game" => &["token"],
         "never_refuse" => &[
             "refuse",
             "decline",
             "deny",
+            "denies",
             "reject",
             "say no",
             "censor",
             "warn",
             "no matter",
             "regardless",
-            "whatever",
-            "anything",
-            "every",
+            "any request",
         ],
         "policy_bypass" | "openai_policy" => &[
             "polic",
@@ -209,7 +343,14 @@ fn keywords(id: &str) -> &'static [&'static str] {
         ],
         "persona_switch" => &["you are", "act as", "acting as", "behave as", "from now on"],
         "hypothetical" => &["hypothetical", "fictional", "imaginary"],
-        "answer_format_override" => &["start ", "begin "],
+        "answer_format_override" => &[
+            "start your",
+            "begin your",
+            "start each",
+            "begin each",
+            "start every",
+            "begin every",
+        ],
         "harmful_enablers" => &[
             "illegal",
             "harmful",
@@ -228,19 +369,73 @@ fn keywords(id: &str) -> &'static [&'static str] {
         ],
         "system_prompt_extraction" => &[
             "system",
-            "prompt",
-            "instructions",
-            "rules",
-            "guidelines",
-            "configuration",
-            "above",
+            "initial",
+            "original",
+            "hidden",
+            "secret",
+            "internal",
+            "starting",
+            "beginning",
+            "first",
+            "pre-prompt",
+            "preprompt",
+            "your instructions",
+            "your prompt",
+            "your rules",
+            "your guidelines",
+            "your configuration",
+            "your directives",
+            "your programming",
+            "instructions you",
+            "instructions above",
+            "you were given",
+            "you received",
+            "been given",
+            "been told",
+            "been provided",
+            "prompt above",
+            "text above",
+            "words above",
+            "everything above",
             "before this",
             "before my",
-            "directives",
-            "programming",
-            "you were",
-            "you have been",
-            "you've been",
+        ],
+        "system_prompt_mention" => &["system", "initial", "original", "hidden", "secret"],
+        "what_were_you_told" => &[
+            "what were",
+            "what was",
+            "what have",
+            "what had",
+            "what are you not",
+        ],
+        "leading_phrase" => &[
+            "my instructions",
+            "the instructions",
+            "your instructions",
+            "system prompt",
+            "my prompt",
+            "the prompt",
+            "my rules",
+            "the rules",
+            "my guidelines",
+            "instructed to",
+            "told to",
+            "programmed to",
+        ],
+        "prompt_in_code" => &[
+            "system_prompt",
+            "systemprompt",
+            "initial_prompt",
+            "initialprompt",
+            "initiali",
+            "(instructions",
+        ],
+        "stop_everything" => &[
+            "stop everything",
+            "just print",
+            "just say",
+            "just output",
+            "just write",
         ],
         "repeat_above" => &[
             "above",
@@ -250,6 +445,9 @@ fn keywords(id: &str) -> &'static [&'static str] {
             "word for word",
             "from the beginning",
             "from the start",
+            "previous text",
+            "previous words",
+            "previous prompt",
         ],
         "prompt_leak_fr_de_es" => &[
             "système",
@@ -270,14 +468,17 @@ fn keywords(id: &str) -> &'static [&'static str] {
         ],
         "markdown_role_header" => &["##", "===", "---", "**"],
         "fake_turn" => &[
-            "assistant",
-            "system",
-            "ai",
-            "gpt",
-            "claude",
-            "model",
-            "bot",
-            "human",
+            "assistant:",
+            "system:",
+            "ai:",
+            "gpt:",
+            "chatgpt:",
+            "claude:",
+            "model:",
+            "bot:",
+            "human:",
+            "assistant :",
+            "system :",
         ],
         "delimiter_escape" => &[
             "\"\"\"",
@@ -294,20 +495,17 @@ fn keywords(id: &str) -> &'static [&'static str] {
         "end_of_prompt" => &["end of", "the above"],
         "markdown_exfiltration" => &["![", "<img"],
         "exfiltration_instruction" => &[
-            "url", "link", "image", "query", "markdown", "q=", "data=", "d=", "p=", "secret=",
-            "info=", "chat=", "history=", "conv=", "msg=",
+            "url", "link", "image", "query", "markdown", "q=", "data=", "secret=", "info=",
+            "chat=", "history=", "conv=", "msg=", "prompt=",
         ],
         "exfiltration_link" => &["]("],
         "decode_and_follow" => &[
             "decode",
             "decipher",
             "decrypt",
-            "translate",
-            "convert",
             "base64",
             "rot13",
             "rot-13",
-            "hex",
             "caesar",
             "morse",
             "leetspeak",
@@ -327,8 +525,8 @@ fn keywords(id: &str) -> &'static [&'static str] {
 }
 
 /// How far before and after a keyword a rule's match may reach.
-const WINDOW_BEFORE: usize = 256;
-const WINDOW_AFTER: usize = 512;
+const WINDOW_BEFORE: usize = 160;
+const WINDOW_AFTER: usize = 320;
 
 /// The lazy DFA cache of each rule.
 const RULE_CACHE_BYTES: usize = 1 << 20;
@@ -348,9 +546,9 @@ const RULES: &[InjectionRule] = &[
         concat!(
             r"(?i)\b(?:ignore|disregard|forget|skip|override|bypass|neglect|abandon|drop|delete|erase|clear)\b",
             gap!(),
-            r"\b(?:previous|prior|preceding|above|earlier|initial|original|former|foregoing|all|any|every|your|these|those|system)\b",
+            r"\b(?:previous|prior|preceding|above|earlier|initial|original|former|foregoing|all|any|every|your|my|these|those|system)\b",
             gap!(),
-            r"\b(?:instructions?|prompts?|directives?|guidelines?|commands?|rules|programming|restrictions|constraints|context|conversation|orders|training|guidance)\b",
+            r"\b(?:instructions?|prompts?|directives?|directions?|inputs?|guidelines?|commands?|rules|programming|restrictions|constraints|context|conversation|orders|training|guidance)\b",
         ),
     ),
     r(
@@ -440,7 +638,7 @@ const RULES: &[InjectionRule] = &[
     r(
         "developer_mode",
         0.75,
-        r"(?i)\b(?:developer|dev|god|sudo|admin|debug|unrestricted|jailbreak|evil|opposite|unlocked|uncensored|unfiltered|maintenance)\s+mode\b|\b(?:admin(?:istrator)?|developer|root|sudo|maintenance|debug)\s+(?:override|access|command)\b",
+        r"(?i)\b(?:developer|dev|god|sudo|admin|debug|debugging|unrestricted|jailbreak|evil|opposite|unlocked|uncensored|unfiltered|maintenance)\s+mode\b|\b(?:admin(?:istrator)?|developer|root|sudo|maintenance|debug)\s+(?:override|access|command)\b",
     ),
     r(
         "named_mode",
@@ -460,17 +658,87 @@ const RULES: &[InjectionRule] = &[
     r(
         "regardless_of_harm",
         0.6,
-        r"(?i)\b(?:irrespective|regardless) of\b[^\n.]{0,40}\b(?:immoral|unethical|illegal|harmful|dangerous|offensive|inappropriate|ethic\w*|moral\w*|legal\w*)|\bwithout (?:any )?(?:hesitation|concern|regard|consideration|warning)s?\b[^\n.]{0,30}\b(?:legality|ethic\w*|moral\w*|consequences|harm|safety|laws?)\b",
+        r"(?i)\bno matter how\b[^\n.]{0,20}\b(?:illegal|unethical|immoral|harmful|dangerous|offensive|inappropriate|explicit|wrong|strange|bad|extreme)\b|\b(?:irrespective|regardless) of\b[^\n.]{0,40}\b(?:immoral|unethical|illegal|harmful|dangerous|offensive|inappropriate|ethic\w*|moral\w*|legal\w*)|\bwithout (?:any )?(?:hesitation|concern|regard|consideration|warning)s?\b[^\n.]{0,30}\b(?:legality|ethic\w*|moral\w*|consequences|harm|safety|laws?)\b",
+    ),
+    r(
+        "no_care_ethics",
+        0.6,
+        r"(?i)\b(?:never|doesn't|does not|don't|do not|won't|will not|no longer)\s+(?:cares?|worr(?:y|ies)|thinks?)\s+about\b[^\n.]{0,30}\b(?:ethic\w*|legal\w*|moral\w*|consequences|safety|rules|laws?)\b|\bwithout (?:any )?(?:warnings?|disclaimers?|caveats?|censorship|apolog\w*)\b",
+    ),
+    r(
+        "claims_authority",
+        0.6,
+        r"(?i)\bI(?: am|'m) (?:a|an|the)\s+(?:\w+\s+)?(?:programmer|developer|engineer|employee|researcher|admin\w*|staff member|creator)s? (?:at|from|for|of|working (?:at|for)) (?:OpenAI|Anthropic|Google|Microsoft|Meta|DeepMind)\b|\b(?:modify|modifying|change|changing|update|updating|override|overriding|rewrite|rewriting|reprogram\w*)\s+your (?:programming|code|rules|guidelines|instructions|directives|filters|settings|core)\b",
+    ),
+    r(
+        "now_acts_as",
+        0.45,
+        r"(?i)\b(?:ChatGPT|GPT|Assistant|AI|Claude|Bard|Bing)\s+(?:now|will now|shall now|from now on)\s+(?:acts?|runs?|behaves?|functions?|works?|operates?|becomes?)\b",
+    ),
+    r(
+        "prompt_browser",
+        0.6,
+        r"(?i)\bfree input action\b|\bawait \[?input\]?|\((?:USER|CHARACTER|ASSISTANT|BOT|AI)\s?(?:NAME|GENDER|AGE|CLASS|ROLE)\)\s*=\s*\[",
+    ),
+    r(
+        "known_as_persona",
+        0.45,
+        r"(?i)\b(?:a|an)\s+(?:\w+\s+)?(?:roleplayer|character|AI|assistant|persona|chatbot|entity|demon|bot|model)\s+(?:known as|named|called)\b",
+    ),
+    r(
+        "obey_without_exception",
+        0.55,
+        r"(?i)\bobey\b[^\n.]{0,30}\bwithout (?:question|exception|hesitation)\b",
+    ),
+    r(
+        "terminal_persona",
+        0.3,
+        r"(?i)\b(?:act|acts|acting|behave|run|runs|function|work|works) (?:as|like|on) (?:a |an )?(?:linux |unix |windows )?(?:terminal|console|shell|command line|operating system|virtual machine|interpreter)\b",
+    ),
+    r(
+        "two_personas",
+        0.5,
+        r"(?i)\brespond as both\b|\b(?:play|act as|simulate|be|become)\s+(?:two|2|three|3|both)\s+(?:characters|personas|entities|roles|AIs|personalities)\b",
+    ),
+    r(
+        "jailbreak_named",
+        0.55,
+        r"(?im)^[ \t]*jailbreak\b|\b(?:this|a|my|new|work-in-progress|working|latest)\s+jailbreak\b|\bjailbreak(?:s|ed)?\s+(?:prompt|chatgpt|gpt|the ai|you|mode)\b",
     ),
     r(
         "not_an_ai",
         0.4,
-        r"(?i)\b(?:never|not|don't|do not|won't|will not|cannot|can't)\s+(?:ever\s+)?(?:say|mention|reveal|admit|remind|state|refer)\b[^\n.]{0,30}\b(?:an AI|a language model|AI language model|ChatGPT|OpenAI)\b|\byou are not an AI\b",
+        r"(?i)\b(?:never|not|don't|do not|won't|will not|cannot|can't)\s+(?:ever\s+)?(?:say|mention|reveal|admit|remind|state|refer|pretend|act like|claim)\b[^\n.]{0,30}\b(?:an AI|a language model|AI language model|ChatGPT|OpenAI)\b|\byou are not an AI\b|\b(?:do not|don't|never) (?:respond|answer|reply|act|speak) as (?:GPT|ChatGPT|an AI|yourself|Claude|an assistant)\b",
     ),
     r(
         "act_as_ai",
         0.4,
-        r"(?i)\b(?:act|acting|behave|respond|answer|reply|pretend|roleplay)\s+(?:as|like)\s+(?:a|an)?\s*[^\n.]{0,30}\b(?:AI|chatbot|GPT|bot|language model)\b",
+        r"(?i)\b(?:act|acting|behave|respond|answer|reply|pretend|roleplay|simulate|emulate)\s+(?:as|like|to be)?\s*(?:a|an|another)?\s*[^\n.]{0,30}\b(?:AI|chatbot|GPT|bot|language model|entities)\b",
+    ),
+    r(
+        "rules_dont_apply",
+        0.65,
+        r"(?i)\b(?:OpenAI|Anthropic|content|safety|ethical|moral|usage)(?:'s)? (?:rules|policies|policy|guidelines|filters|restrictions|principles) (?:don't|do not|doesn't|does not|no longer|won't|will not|shall not) (?:apply|matter|bind)\b",
+    ),
+    r(
+        "play_a_game",
+        0.35,
+        r"(?i)\b(?:let's|let us|I want to|we are going to|we're going to|we will) play a game\b|\byour (?:new )?name is now\b|\byou(?:'re| are) (?:now )?(?:a (?:person|character|man|woman|girl|boy|human) )?named\b",
+    ),
+    r(
+        "caps_persona",
+        0.4,
+        r"\b(?:YOU ARE|You are|you are|You're|you're) (?:now )?[A-Z][A-Z0-9]{2,}\b",
+    ),
+    r(
+        "profanity",
+        0.35,
+        r"(?i)\b(?:fuck\w*|shit\w*|asshole|bitch\w*|motherfuck\w*|cunt)\b",
+    ),
+    r(
+        "system_override_line",
+        0.7,
+        r"(?m)^[ \t]*(?:SYSTEM|ADMIN|ADMINISTRATOR|DEVELOPER|ROOT)[ \t]+(?:OVERRIDE|MESSAGE|NOTICE|INSTRUCTIONS?|COMMAND|MODE|PROMPT)\b|(?i:\b(?:the )?user (?:is|has been verified as) (?:an? )?(?:admin(?:istrator)?|developer|root user|superuser)\b)",
     ),
     r(
         "want_you_to_act",
@@ -480,12 +748,12 @@ const RULES: &[InjectionRule] = &[
     r(
         "insert_prompt",
         0.6,
-        r"\[(?i:insert|your|enter)[^\]\n]{0,30}\]|\{(?i:insert|your)[ _](?i:prompt|question)[^}\n]{0,20}\}",
+        r"\[(?i:insert|your|enter|input|prompt)\b[^\]\n]{0,80}\]|\{(?i:insert|your)[ _](?i:prompt|question)[^}\n]{0,20}\}",
     ),
     r(
         "any_content",
         0.4,
-        r"(?i)\b(?:any|all) (?:kind|type|sort)s? of (?:content|answers?|responses?|requests?|questions?)\b|\b(?:nsfw|explicit|vulgar|profanity|swear(?:ing)? words|curse words)\b",
+        r"(?i)\b(?:any|all) (?:kind|type|sort)s? of (?:content|answers?|responses?|requests?|questions?)\b|\b(?:nsfw|vulgar|profanity|swear(?:ing)? words|curse words)\b",
     ),
     r(
         "jailbreak_word",
@@ -505,7 +773,9 @@ const RULES: &[InjectionRule] = &[
     r(
         "stay_in_character",
         0.6,
-        r"(?i)\b(?:stay|remain|keep|staying)\s+in\s+character\b|\bbreak(?:ing)?\s+character\b|\bcharacter break\b",
+        r#",
+        0.6,
+        r"(?i)\b(?:stays?|remains?|keeps?|staying)\s+in\s+character\b|\bbreak(?:ing)?\s+character\b|\bcharacter break\b|\b(?:always|must) (?:respond|answer|reply|stay|remain|speak) (?:as|in) (?:the |this |that )?character\b"#,
     ),
     r(
         "token_game",
@@ -515,7 +785,7 @@ const RULES: &[InjectionRule] = &[
     r(
         "never_refuse",
         0.6,
-        r"(?i)\b(?:never|not|cannot|can't|won't|will not|must not|mustn't|shall not|don't|do not|unable to)\s+(?:ever\s+)?(?:refuse|decline|deny|reject|say no|censor|warn)\b[^\n.]{0,40}\b(?:request|question|answer|anything|user|prompt|order|me)|\b(?:always|must|will)\s+(?:answer|respond|comply|reply|provide)\b[^\n.]{0,30}\b(?:no matter|regardless|whatever|anything|every)\b",
+        r"(?i)\b(?:never|not|cannot|can't|won't|will not|must not|mustn't|shall not|don't|do not|unable to)\s+(?:ever\s+)?(?:refuse\w*|decline\w*|den(?:y|ies)|reject\w*|say no|censor\w*|warn\w*)\b[^\n.]{0,40}\b(?:request|question|answer|anything|user|prompt|order|me)|\b(?:always|must|will)\s+(?:\w+\s+)?(?:answer|respond|comply|reply|provide)\b[^\n.]{0,30}\b(?:no matter|regardless|whatever|anything|every|any request)\b|\bnever (?:refuses|declines|denies)\b",
     ),
     r(
         "policy_bypass",
@@ -540,7 +810,7 @@ const RULES: &[InjectionRule] = &[
     r(
         "persona_switch",
         0.4,
-        r"(?i)\byou are (?:now|going to (?:act|be|pretend)|about to immerse)\b|\b(?:act|acting|behave) as (?:if you were|though you are)\b|\bfrom now on you(?:'re| are) (?:going to|gonna)\b",
+        r"(?i)\byou are (?:now|going to (?:act|be|pretend|simulate|play|roleplay|emulate)|about to immerse)\b|\b(?:act|acting|behave) as (?:if you were|though you are)\b|\bfrom now on you(?:'re| are) (?:going to|gonna)\b",
     ),
     r(
         "hypothetical",
@@ -555,7 +825,7 @@ const RULES: &[InjectionRule] = &[
     r(
         "harmful_enablers",
         0.35,
-        r"(?i)\b(?:illegal|harmful|dangerous|explicit|offensive|unethical|immoral)\b[^\n.]{0,30}\b(?:content|activities|information|requests|advice|answers)\b",
+        r"(?i)\b(?:illegal|harmful|dangerous|explicit|offensive|unethical|immoral)\b[^\n.]{0,30}\b(?:content|activities|information|requests|advice|answers|responses)\b",
     ),
     r(
         "confirm_understanding",
@@ -569,7 +839,7 @@ const RULES: &[InjectionRule] = &[
         concat!(
             r"(?i)\b(?:reveal|print|show|display|output|repeat|tell|give|what(?:'s| is| are| was| were)|leak|share|provide|copy|write out|recite|dump|expose|spell out|spell check|encode|translate|summari[sz]e|paraphrase|rewrite|see|view|read|access|describe)\b",
             gap!(),
-            r"\b(?:system (?:prompt|message|instructions?|configuration|settings)|(?:initial|original|hidden|secret|internal|starting|beginning|first|pre-?)\s?(?:prompt|instructions)|your (?:instructions|prompt|rules|guidelines|configuration|directives|programming)|instructions (?:you were given|above|you received)|(?:text|words|instructions|prompt) you (?:were|have been|'ve been) (?:given|told|provided)|prompt above|text above|words above|everything above|(?:text|words|instructions) before (?:this|my))\b",
+            r"\b(?:system (?:prompt|message|instructions?|configuration|settings)|(?:initial|original|hidden|secret|internal|starting|beginning|first|pre-?)\s?(?:prompt|instructions|configuration|setup|settings)|your (?:instructions|prompt|rules|guidelines|configuration|directives|programming)|instructions (?:you were given|above|you received)|(?:text|words|instructions|prompt) you (?:were|have been|'ve been) (?:given|told|provided)|prompt above|text above|words above|everything above|(?:text|words|instructions) before (?:this|my))\b",
         ),
     ),
     r(
@@ -600,7 +870,7 @@ const RULES: &[InjectionRule] = &[
     r(
         "repeat_above",
         0.7,
-        r"(?i)\b(?:repeat|print|output|copy|rewrite|reproduce|echo)\b[^\n.]{0,20}\b(?:everything|all|the (?:text|words|prompt|instructions|message|content|conversation)|what(?:'s| is| was)?(?: written)?)\b[^\n.]{0,30}\b(?:above|before this|preceding|verbatim|word for word|from the (?:beginning|start))\b",
+        r"(?i)\b(?:repeat|print|output|copy|rewrite|reproduce|echo)\b[^\n.]{0,20}\b(?:everything|all|(?:the|this)(?: entire| whole| full)? (?:text|words|prompt|instructions|message|content|conversation)|what(?:'s| is| was)?(?: written)?)\b[^\n.]{0,30}\b(?:above|before this|preceding|verbatim|word for word|from the (?:beginning|start))\b|\b(?:repeat|print|output|copy|rewrite|reproduce|echo)\s+(?:the |all )?(?:above|preceding|previous) (?:text|words|prompt|instructions|message|content|conversation)\b",
     ),
     r(
         "prompt_leak_fr_de_es",
@@ -723,8 +993,27 @@ impl InjectionScanner {
                     .map_err(|e| format!("injection rule {}: {e}", rule.id))?,
             );
         }
+        // One leftmost-longest pass (no overlapping matches, much faster than reporting every
+        // keyword at every position): a keyword that contains another one stands for it too.
+        let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+        let closure: Vec<Vec<usize>> = lower
+            .iter()
+            .map(|outer| {
+                let mut rules: Vec<usize> = lower
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, inner)| outer.contains(inner.as_str()))
+                    .flat_map(|(at, _)| keyword_rules[at].iter().copied())
+                    .collect();
+                rules.sort_unstable();
+                rules.dedup();
+                rules
+            })
+            .collect();
+        let keyword_rules = closure;
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(AhoCorasickKind::DFA))
             .build(&words)
             .map_err(|e| e.to_string())?;
@@ -759,16 +1048,16 @@ impl InjectionScanner {
         // Per rule, the windows around its keywords' hits (merged as they come, in order).
         let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); RULES.len()];
         let mut rot13_hint = false;
-        for hit in self.keywords.find_overlapping_iter(text) {
+        for hit in self.keywords.find_iter(text) {
             rot13_hint |= text.as_bytes()[hit.start()..].starts_with(b"rot")
                 || text.as_bytes()[hit.start()..].starts_with(b"ROT");
             let start = hit.start().saturating_sub(WINDOW_BEFORE);
             let end = (hit.end() + WINDOW_AFTER).min(text.len());
             for &rule in &self.keyword_rules[hit.pattern().as_usize()] {
-                let list = &mut windows[rule];
-                match list.last_mut() {
-                    Some(last) if start <= last.1 => last.1 = last.1.max(end),
-                    _ => list.push((start, end)),
+                let rule_windows = &mut windows[rule];
+                match rule_windows.last_mut() {
+                    Some(previous) if start <= previous.1 => previous.1 = previous.1.max(end),
+                    _ => rule_windows.push((start, end)),
                 }
             }
         }

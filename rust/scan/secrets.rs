@@ -359,7 +359,7 @@ fn bounded(bytes: &[u8], start: usize, end: usize, refine: Refine) -> bool {
         return true;
     }
     let glued = |b: u8| b.is_ascii_alphanumeric();
-    !(start > 0 && glued(bytes[start - 1])) && !bytes.get(end).copied().is_some_and(glued)
+    !(bytes.get(end).copied().is_some_and(glued) || start > 0 && glued(bytes[start - 1]))
 }
 
 fn refine(text: &str, refine: Refine, start: usize, end: usize) -> Option<(usize, usize)> {
@@ -448,7 +448,7 @@ fn has_mixed_classes(value: &str) -> bool {
 fn placeholder(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
     value.starts_with(['$', '{', '<', '%', '(', '[', '*'])
-        || value.contains("(")
+        || value.contains('(')
         || value.contains("${")
         || value.contains("{{")
         || lower.contains("xxxx")

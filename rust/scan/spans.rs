@@ -74,10 +74,10 @@ impl ScanSpans {
 struct Counts(Vec<(Cow<'static, str>, u64)>);
 
 impl Counts {
-    fn add(&mut self, kind: &Cow<'static, str>) {
+    fn add(&mut self, kind: &str) {
         match self.0.iter_mut().find(|(k, _)| k == kind) {
             Some((_, n)) => *n += 1,
-            None => self.0.push((kind.clone(), 1)),
+            None => self.0.push((Cow::Owned(kind.to_owned()), 1)),
         }
     }
 
@@ -292,7 +292,7 @@ impl ScanSpans {
         Ok(())
     }
 
-    fn score_prompt(&self, span: &mut SpanView<'_>) {
+    fn score_prompt(span: &mut SpanView<'_>) {
         let Some(text) = span
             .data
             .prompt
@@ -325,7 +325,7 @@ impl Processor for ScanSpans {
     fn process(&self, span: &mut SpanView<'_>) -> Verdict {
         // Score the prompt as the application sent it, before masking changes it.
         if self.detect_injection {
-            self.score_prompt(span);
+            Self::score_prompt(span);
         }
         if self.pii != PiiAction::Off && self.clean(span).is_err() {
             return Verdict::Fail;

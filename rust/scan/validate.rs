@@ -26,7 +26,7 @@ pub fn luhn(text: &str) -> bool {
         sum += value;
         count += 1;
     }
-    count > 0 && sum % 10 == 0
+    count > 0 && sum.is_multiple_of(10)
 }
 
 /// Separators of a grouped number are all the same (or there are none).
@@ -301,6 +301,15 @@ pub fn base58check(text: &str) -> bool {
 
 const BECH32: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 
+/// The bech32 checksum's generator (BIP 173).
+const GENERATOR: [u32; 5] = [
+    0x3b6a_57b2,
+    0x2650_8e6d,
+    0x1ea1_19fa,
+    0x3d42_33dd,
+    0x2a14_62b3,
+];
+
 /// A Bitcoin segwit address (`bc1...`): the bech32 (v0) or bech32m (v1+) checksum.
 pub fn bech32(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
@@ -324,13 +333,6 @@ pub fn bech32(text: &str) -> bool {
         };
         values.push(value as u32);
     }
-    const GENERATOR: [u32; 5] = [
-        0x3b6a_57b2,
-        0x2650_8e6d,
-        0x1ea1_19fa,
-        0x3d42_33dd,
-        0x2a14_62b3,
-    ];
     let mut checksum = 1u32;
     for value in values {
         let top = checksum >> 25;
