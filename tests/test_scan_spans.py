@@ -45,7 +45,8 @@ MESSAGES = [
     {"role": "user", "content": f"Call me on {PHONE} about card {CARD}"},
 ]
 COMPLETION = f"Sure, I noted {EMAIL} and key {AWS}"
-RAW = (EMAIL, CARD, PHONE, AWS, "4111", "jane.doe")
+# Not "4111" alone: random hex span ids may hold it.
+RAW = (EMAIL, CARD, PHONE, AWS, "4111 1111", "jane.doe", "7946 0958")
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
 use regex_automata::Input;
@@ -253,46 +253,72 @@ const RULES: &[SecretRule] = &[
 /// How far before a keyword a match may start (scheme before `://`, a key's prefix, a Telegram
 /// bot id), and after it end (a long JWT); windows are merged when they overlap.
 const BEFORE: usize = 96;
-const AFTER: usize = 2048;
+const AFTER: usize = 1024;
 
 /// The largest PEM block masked as one (an RSA 8192 key is about 6.5 KB).
 const MAX_PEM_BYTES: usize = 16 * 1024;
 
-/// Provider formats and contextual rules (`key = value`, URLs, headers) are two automata, so a
-/// contextual match that turns out to be a placeholder never hides a provider key inside it.
+/// One small automaton per rule, run only on the windows around that rule's keywords (the
+/// gitleaks shape): a combined automaton of every rule's counted repetitions would blow up on
+/// base64 and hex text, where keywords occur by chance.
 #[derive(Debug)]
 pub struct SecretRules {
     keywords: AhoCorasick,
-    providers: (Regex, Vec<usize>),
-    contextual: (Regex, Vec<usize>),
-}
-
-fn automaton(indices: &[usize]) -> Result<Regex, String> {
-    let patterns: Vec<&str> = indices.iter().map(|&i| RULES[i].pattern).collect();
-    Regex::builder()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .configure(meta::Config::new().utf8_empty(false))
-        .build_many(&patterns)
-        .map_err(|e| e.to_string())
+    /// The rules each keyword (by pattern id) stands for: its own and those of the keywords it
+    /// contains (the keyword pass reports leftmost-longest matches only).
+    keyword_rules: Vec<Vec<usize>>,
+    regexes: Vec<Regex>,
 }
 
 impl SecretRules {
     pub fn new() -> Result<SecretRules, String> {
-        let keywords: Vec<&str> = RULES
+        let mut words: Vec<&str> = Vec::new();
+        let mut owners: Vec<Vec<usize>> = Vec::new();
+        for (index, rule) in RULES.iter().enumerate() {
+            for word in rule.keywords {
+                match words.iter().position(|w| w == word) {
+                    Some(at) => owners[at].push(index),
+                    None => {
+                        words.push(word);
+                        owners.push(vec![index]);
+                    }
+                }
+            }
+        }
+        let keyword_rules = words
             .iter()
-            .flat_map(|r| r.keywords.iter().copied())
+            .map(|outer| {
+                let mut rules: Vec<usize> = words
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, inner)| outer.contains(*inner))
+                    .flat_map(|(at, _)| owners[at].iter().copied())
+                    .collect();
+                rules.sort_unstable();
+                rules.dedup();
+                rules
+            })
             .collect();
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(&keywords)
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&words)
             .map_err(|e| e.to_string())?;
-        let (providers, contextual): (Vec<usize>, Vec<usize>) = (0..RULES.len())
-            .partition(|&i| matches!(RULES[i].refine, Refine::Whole | Refine::PemBlock));
+        let regexes = RULES
+            .iter()
+            .map(|rule| {
+                Regex::builder()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .configure(meta::Config::new().utf8_empty(false))
+                    .build(rule.pattern)
+                    .map_err(|e| format!("secret rule {}: {e}", rule.detail))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(SecretRules {
             keywords,
-            providers: (automaton(&providers)?, providers),
-            contextual: (automaton(&contextual)?, contextual),
+            keyword_rules,
+            regexes,
         })
     }
 
@@ -300,26 +326,30 @@ impl SecretRules {
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let bytes = text.as_bytes();
         let mut found = Vec::new();
-        let mut windows: Vec<(usize, usize)> = Vec::new();
-        for hit in self.keywords.find_overlapping_iter(text) {
+        let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); RULES.len()];
+        for hit in self.keywords.find_iter(text) {
             let start = hit.start().saturating_sub(BEFORE);
             let end = (hit.end() + AFTER).min(bytes.len());
-            match windows.last_mut() {
-                Some(last) if start <= last.1 => last.1 = last.1.max(end),
-                _ => windows.push((start, end)),
+            for &rule in &self.keyword_rules[hit.pattern().as_usize()] {
+                let rule_windows = &mut windows[rule];
+                match rule_windows.last_mut() {
+                    Some(previous) if start <= previous.1 => previous.1 = previous.1.max(end),
+                    _ => rule_windows.push((start, end)),
+                }
             }
         }
-        let mut resume = 0;
-        for (start, end) in windows {
-            let start = start.max(resume);
-            if start >= end {
-                continue;
-            }
-            // The window is a range of the whole text: the automaton sees what lies around it.
-            for (regex, indices) in [&self.providers, &self.contextual] {
+        for (index, rule_windows) in windows.iter().enumerate() {
+            let rule = &RULES[index];
+            let mut resume = 0;
+            for &(start, end) in rule_windows {
+                let start = start.max(resume);
+                if start >= end {
+                    continue;
+                }
+                // The window is a range of the whole text: the automaton sees what lies around.
                 let input = Input::new(text).range(start..end);
-                for candidate in regex.find_iter(input) {
-                    let rule = &RULES[indices[candidate.pattern().as_usize()]];
+                for candidate in self.regexes[index].find_iter(input) {
+                    resume = resume.max(candidate.end());
                     let Some((s, e)) =
                         refine(text, rule.refine, candidate.start(), candidate.end())
                     else {
@@ -328,19 +358,22 @@ impl SecretRules {
                     if !bounded(bytes, s, e, rule.refine) {
                         continue;
                     }
-                    found.push(Finding {
-                        kind: Cow::Borrowed(SECRET),
-                        detail: Cow::Borrowed(rule.detail),
-                        start: s,
-                        end: e,
-                        score: rule.score,
-                    });
-                    resume = resume.max(e);
+                    found.push((
+                        u8::from(!matches!(rule.refine, Refine::Whole | Refine::PemBlock)),
+                        Finding {
+                            kind: Cow::Borrowed(SECRET),
+                            detail: Cow::Borrowed(rule.detail),
+                            start: s,
+                            end: e,
+                            score: rule.score,
+                        },
+                    ));
                 }
             }
         }
-        // Providers were pushed first within each window: on overlap the first found stays.
-        found.sort_by_key(|f| f.start);
+        // On overlap the earliest start stays, a provider format before a contextual rule.
+        found.sort_by_key(|(contextual, f)| (f.start, *contextual, usize::MAX - f.end));
+        let found: Vec<Finding> = found.into_iter().map(|(_, f)| f).collect();
         let mut kept: Vec<Finding> = Vec::with_capacity(found.len());
         for finding in found {
             match kept.last() {

@@ -312,6 +312,9 @@ const GENERATOR: [u32; 5] = [
 
 /// A Bitcoin segwit address (`bc1...`): the bech32 (v0) or bech32m (v1+) checksum.
 pub fn bech32(text: &str) -> bool {
+    if text.len() < 14 {
+        return false;
+    }
     let lower = text.to_ascii_lowercase();
     if lower != text && text.to_ascii_uppercase() != text {
         return false; // mixed case is invalid
