@@ -300,7 +300,7 @@ fn pii_rules() -> Vec<Rule> {
         rule(
             PHONE_NUMBER,
             "phone_bare",
-            r"\+?[0-9]+",
+            r"\+?[0-9]{9,}",
             Check::PhoneContext,
             0.6,
         ),
