@@ -11,6 +11,9 @@ pub enum Error {
     Tokenizer(String),
     /// A configuration value out of range (buffer capacity, ...).
     InvalidConfig(String),
+    /// A scan could not finish: a user's validator failed (the span it was cleaning is
+    /// dropped, never exported unmasked).
+    Scan(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -29,6 +32,7 @@ impl fmt::Display for Error {
             ),
             Self::Tokenizer(why) => write!(f, "tokenizer failed: {why}"),
             Self::InvalidConfig(why) => f.write_str(why),
+            Self::Scan(why) => write!(f, "PII scan failed: {why}"),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod jsonl;
 pub mod otlp;
 pub mod processor;
 pub mod record;
+pub mod scan;
 pub mod span;
 pub mod stream;
 pub mod tokens;
@@ -36,6 +37,11 @@ mod _core {
     use crate::py::processor::{ExportPlan, RustProcessor};
     #[pymodule_export]
     use crate::py::record::{encode_jsonl_records, record_fields, standard_metadata_keys};
+    #[pymodule_export]
+    use crate::py::scan::{
+        add_pii_pattern, clear_pii_patterns, injection_threshold, install_injection_classes,
+        mask_pii, scan_injection, scan_pii, scan_rule_ids, set_injection_block,
+    };
     #[pymodule_export]
     use crate::py::sink::{orphaned_spans, Batch, JsonlRound, SpanSink};
     #[pymodule_export]

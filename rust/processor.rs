@@ -13,6 +13,9 @@ use crate::span::{Encoded, SpanData};
 pub enum Verdict {
     Keep,
     Drop,
+    /// The processor could not do its work on this span (a scanner's validator raised): the
+    /// span is dropped and counted as a failure, like a panic (fail closed).
+    Fail,
 }
 
 /// One finished span as processors see it: its data (shared with the `Span` object the
@@ -120,6 +123,7 @@ pub fn run(chain: &[Arc<dyn Processor>], span: &mut SpanView<'_>) -> Outcome {
         match catch_unwind(AssertUnwindSafe(|| processor.process(span))) {
             Ok(Verdict::Keep) => {}
             Ok(Verdict::Drop) => return Outcome::Filtered,
+            Ok(Verdict::Fail) => return Outcome::Failed,
             Err(_) => return Outcome::Failed,
         }
     }

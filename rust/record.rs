@@ -282,9 +282,9 @@ const fn standard(key: &'static str, kind: KeyKind, otlp: &'static str) -> Stand
 }
 
 /// The spec's "standard dashboard keys", the SDK's own token-count keys, what streams record,
-/// and what the client integrations record of a call (usage parts, request parameters, ids, the
-/// HTTP status).
-pub const STANDARD_KEYS: [StandardKey; 25] = [
+/// what the client integrations record of a call (usage parts, request parameters, ids, the
+/// HTTP status) and what the scanners record.
+pub const STANDARD_KEYS: [StandardKey; 28] = [
     standard("prompt_tokens", KeyKind::Int, "gen_ai.usage.input_tokens"),
     standard(
         "completion_tokens",
@@ -375,6 +375,24 @@ pub const STANDARD_KEYS: [StandardKey; 25] = [
         "http_status_code",
         KeyKind::Int,
         "http.response.status_code",
+    ),
+    // Set by the scanners (`configure(pii="detect", injection="detect")`, scan/spans.rs):
+    // findings counted by kind (`{"EMAIL_ADDRESS": 2}`), the prompt's injection score (0..1)
+    // and the ids of the injection rules that fired.
+    standard(
+        "pii_findings",
+        KeyKind::Any,
+        "instrumentation_sdk.pii_findings",
+    ),
+    standard(
+        "injection_score",
+        KeyKind::Any,
+        "instrumentation_sdk.injection_score",
+    ),
+    standard(
+        "injection_rules",
+        KeyKind::Any,
+        "instrumentation_sdk.injection_rules",
     ),
 ];
 
@@ -774,7 +792,7 @@ pub fn resolve<'a>(value: &'a Value, deferred: &'a [Encoded]) -> Resolved<'a> {
         Value::Str(s) => Resolved::Text(s),
         Value::Json(json) => Resolved::Json(json),
         Value::Deferred(index) => match deferred.get(*index) {
-            Some(Encoded::Json(json)) => Resolved::Json(json),
+            Some(Encoded::Json(json) | Encoded::Rewritten(json)) => Resolved::Json(json),
             Some(Encoded::Text(text)) => Resolved::Text(text),
             None => Resolved::Null,
         },

@@ -35,6 +35,9 @@ pub enum Encoded {
     Json(String),
     /// Not encodable: its `repr`, kept as a string.
     Text(String),
+    /// JSON a processor rewrote (a masked container): the caller's object no longer stands
+    /// for the value, so every encoder, records included, reads this instead.
+    Rewritten(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

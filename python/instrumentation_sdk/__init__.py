@@ -15,6 +15,15 @@ from .integrations import (
     uninstrument_openai,
 )
 from .pipeline import configure, flush, get_settings, shutdown, stats
+from .scan import (
+    InjectionVerdict,
+    PiiFinding,
+    PromptInjectionError,
+    add_pii_pattern,
+    mask_pii,
+    scan_injection,
+    scan_pii,
+)
 from .spans import (
     AsyncStream,
     Span,
@@ -39,10 +48,14 @@ from .tokens import (
 __all__ = [
     "DEFAULT_MODEL",
     "AsyncStream",
+    "InjectionVerdict",
+    "PiiFinding",
+    "PromptInjectionError",
     "Span",
     "Stream",
     "TokenCount",
     "__version__",
+    "add_pii_pattern",
     "clear_token_cache",
     "configure",
     "configure_token_cache",
@@ -56,6 +69,9 @@ __all__ = [
     "instrument_openai",
     "llm_span",
     "llm_span_with_tokens",
+    "mask_pii",
+    "scan_injection",
+    "scan_pii",
     "shutdown",
     "stats",
     "token_cache_stats",

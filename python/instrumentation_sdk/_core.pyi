@@ -22,7 +22,9 @@ __all__ = [
     "Stream",
     "TokenCount",
     "__version__",
+    "add_pii_pattern",
     "capture_content",
+    "clear_pii_patterns",
     "clear_token_cache",
     "configure_token_cache",
     "count_tokens",
@@ -33,16 +35,23 @@ __all__ = [
     "encoding_for_model",
     "encoding_names",
     "events_dropped",
+    "injection_threshold",
+    "install_injection_classes",
     "install_otel_parent_hook",
     "install_span_hooks",
     "llm_span",
     "llm_span_with_tokens",
+    "mask_pii",
     "model_table",
     "orphaned_spans",
     "otlp_partial_success",
     "preload_encodings",
     "record_fields",
+    "scan_injection",
+    "scan_pii",
+    "scan_rule_ids",
     "set_capture_content",
+    "set_injection_block",
     "standard_metadata_keys",
     "streams_open",
     "token_cache_stats",
@@ -271,6 +280,8 @@ class RustProcessor:
     def sample(ratio: float) -> RustProcessor: ...
     @staticmethod
     def drop_keys(keys: list[str]) -> RustProcessor: ...
+    @staticmethod
+    def scan(pii: str, detect_injection: bool, key: bytes | None = None) -> RustProcessor: ...
 
 @final
 class ExportPlan:
@@ -331,3 +342,14 @@ def otlp_partial_success(body: bytes) -> tuple[int, str]: ...
 def install_otel_parent_hook(
     hook: Callable[[], tuple[int, int] | None], context_var: object | None = None
 ) -> None: ...
+def scan_pii(text: str) -> list[tuple[str, int, int, float, str]]: ...
+def mask_pii(text: str, mode: str, key: bytes | None = None) -> str: ...
+def scan_injection(text: str) -> tuple[float, bool, list[str]]: ...
+def injection_threshold() -> float: ...
+def scan_rule_ids() -> tuple[list[str], list[str]]: ...
+def add_pii_pattern(
+    kind: str, pattern: str, validator: Callable[[str], object] | None = None
+) -> None: ...
+def clear_pii_patterns() -> None: ...
+def install_injection_classes(error: type[BaseException], verdict: type) -> None: ...
+def set_injection_block(on: bool) -> None: ...

@@ -31,6 +31,8 @@ _FALSE = ("0", "false", "no", "off")
 
 ENV_PREFIX = "INSTRUMENTATION_SDK_"
 EXPORTER_NAMES = ("sqlite", "jsonl", "console", "memory", "otlp", "none")
+PII_MODES = ("off", "detect", "mask", "hash")
+INJECTION_MODES = ("off", "detect", "block")
 #: The span buffer is allocated up front; the Rust core refuses more slots than this.
 MAX_BUFFER_CAPACITY = 1 << 22
 #: Longer waits than this cannot be expressed to the platform's lock primitives.
@@ -80,6 +82,15 @@ class Settings:
     #: Prices merged over the shipped table for the SQLite store's ``cost_usd``: a mapping of
     #: model -> ``{"input", "cached_input", "output"}`` (USD per million tokens) or a JSON file.
     prices: PricesSource | None = None
+    #: PII in spans: ``"off"``, ``"detect"`` (count by kind in ``pii_findings``), ``"mask"``
+    #: (``<KIND>``) or ``"hash"`` (``<KIND:hmac>``, keyed by ``pii_hash_key``). On the flusher.
+    pii: str = "off"
+    #: Prompt injection: ``"off"``, ``"detect"`` (``injection_score``/``injection_rules`` of the
+    #: captured prompt) or ``"block"`` (``PromptInjectionError`` on entering a flagged span).
+    injection: str = "off"
+    #: The HMAC key of ``pii="hash"`` and ``mask_pii(mode="hash")`` (shared across processes
+    #: to get the same tokens everywhere). Never exported or logged.
+    pii_hash_key: str | None = field(default=None, repr=False)
 
     def validated(self) -> Settings:
         """Return self, or raise ``ValueError`` naming the first bad field."""
@@ -97,6 +108,14 @@ class Settings:
             _check_field("sqlite_path", self.sqlite_path)
         if self.prices is not None:
             _check_field("prices", self.prices)
+        _check_field("pii", self.pii)
+        _check_field("injection", self.injection)
+        _check_field("pii_hash_key", self.pii_hash_key)
+        if self.pii == "hash" and not self.pii_hash_key:
+            raise ValueError(
+                "pii='hash' needs pii_hash_key (a secret str of at least 16 characters; "
+                "or INSTRUMENTATION_SDK_PII_HASH_KEY)"
+            )
         if self.batch_size > self.buffer_capacity:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must not exceed buffer_capacity "
@@ -180,6 +199,19 @@ def _check_field(name: str, value: object) -> None:
             raise TypeError(str(error)) from None
     elif name == "capture_content" and not isinstance(value, bool):
         raise ValueError(f"capture_content must be True or False, got {value!r}")
+    elif name == "pii" and value not in PII_MODES:
+        raise ValueError(f"pii must be one of {', '.join(map(repr, PII_MODES))}, got {value!r}")
+    elif name == "injection" and value not in INJECTION_MODES:
+        raise ValueError(
+            f"injection must be one of {', '.join(map(repr, INJECTION_MODES))}, got {value!r}"
+        )
+    elif (
+        name == "pii_hash_key"
+        and value is not None
+        and (not isinstance(value, str) or len(value) < 16)
+    ):
+        # Not the value: it is a secret.
+        raise ValueError("pii_hash_key must be a str of at least 16 characters")
 
 
 def _check_processors(value: object) -> None:
@@ -232,6 +264,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "store_max_age": float,
     "max_span_bytes": int,
     "prices": str,
+    "pii": str.strip,
+    "injection": str.strip,
+    "pii_hash_key": str,
 }
 
 
@@ -278,7 +313,8 @@ def settings_from_env(
             if name not in ("jsonl_path", "sqlite_path"):
                 _check_field(name, value)
         except (ValueError, TypeError) as error:
-            reject(f"ignoring {variable}={raw!r}: {error}")
+            shown = "<hidden>" if name == "pii_hash_key" else repr(raw)
+            reject(f"ignoring {variable}={shown}: {error}")
             continue
         if name == "capture_content":
             # Either variable turns capture on: the SDK's own cannot switch OTel's off.

@@ -205,6 +205,11 @@ class Pipeline:
         self.pid = os.getpid()
         self._encode = msgspec.json.Encoder().encode
         builtin = [p for p in settings.processors if isinstance(p, _core.RustProcessor)]
+        scanner = _scan_processor(settings)
+        if scanner is not None:
+            # Last among the built-in ones (what sampling drops is not scanned) and before any
+            # Python processor or exporter sees the span.
+            builtin.append(scanner)
         self._python_processors: list[Callable[[dict[str, Any]], Any]] = [
             p for p in settings.processors if not isinstance(p, _core.RustProcessor)
         ]
@@ -234,6 +239,7 @@ class Pipeline:
                 len(self._python_processors),
             )
         _core.set_capture_content(settings.capture_content)
+        _core.set_injection_block(settings.injection == "block")
         self._abort = threading.Event()
         self._progress = threading.Condition()
         self._resolved = 0  # spans drained and then exported or dropped
@@ -663,6 +669,21 @@ def start_default_pipeline() -> None:
         pipeline.sink.activate()
 
 
+def _scan_processor(settings: Settings) -> _core.RustProcessor | None:
+    """The scanners' processor for ``pii``/``injection="detect"``, or None when both are off."""
+    detect_injection = settings.injection == "detect"
+    if settings.pii == "off" and not detect_injection:
+        return None
+    if detect_injection and not settings.capture_content:
+        logger.warning(
+            "instrumentation-sdk: injection='detect' scores captured prompts, and "
+            "capture_content is off: no prompt will be scored (use injection='block', or "
+            "capture_content=True)"
+        )
+    key = settings.pii_hash_key.encode() if settings.pii_hash_key else None
+    return _core.RustProcessor.scan(settings.pii, detect_injection, key)
+
+
 def configure(
     exporter: Exporter | str | None = None,
     *,
@@ -681,6 +702,9 @@ def configure(
     store_max_age: float | None = None,
     max_span_bytes: int | None = None,
     prices: PricesSource | None = None,
+    pii: str | None = None,
+    injection: str | None = None,
+    pii_hash_key: str | None = None,
 ) -> None:
     """Replace the span pipeline: new spans go to the new one at once, then the old one is
     flushed and shut down (waiting at most its ``exit_timeout``).
@@ -701,6 +725,9 @@ def configure(
     span's ``cost_usd`` with: a mapping of model -> ``{"input": ..., "cached_input": ...,
     "output": ...}`` in USD per million tokens, or the path of a JSON file of them (default:
     ``$INSTRUMENTATION_SDK_PRICES``). Raises
+    ``pii`` (``"off"``, ``"detect"``, ``"mask"``, ``"hash"`` with ``pii_hash_key``) and
+    ``injection`` (``"off"``, ``"detect"``, ``"block"``) switch the scanners on spans (see
+    ``instrumentation_sdk.scan``). Raises
     ``ValueError`` for a bad value and ``TypeError`` for an unknown keyword, leaving the running
     pipeline untouched.
 
@@ -727,6 +754,9 @@ def configure(
             ("store_max_age", store_max_age),
             ("max_span_bytes", max_span_bytes),
             ("prices", _path_setting(prices)),
+            ("pii", pii),
+            ("injection", injection),
+            ("pii_hash_key", pii_hash_key),
         )
         if value is not None
     }
@@ -924,6 +954,7 @@ def _capture_from_environment() -> None:
     the environment's content-capture switch."""
     settings = settings_from_env(on_error=lambda message: None)
     _core.set_capture_content(settings.capture_content)
+    _core.set_injection_block(settings.injection == "block")
 
 
 _capture_from_environment()

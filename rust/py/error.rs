@@ -9,7 +9,7 @@ impl From<Error> for PyErr {
             Error::UnknownEncoding(_) | Error::InvalidConfig(_) => {
                 PyValueError::new_err(error.to_string())
             }
-            Error::Tokenizer(_) => PyRuntimeError::new_err(error.to_string()),
+            Error::Tokenizer(_) | Error::Scan(_) => PyRuntimeError::new_err(error.to_string()),
         }
     }
 }

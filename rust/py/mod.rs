@@ -11,6 +11,7 @@ pub mod preload;
 pub mod processor;
 pub mod prompt;
 pub mod record;
+pub mod scan;
 pub mod sink;
 pub mod span;
 pub mod stream;

@@ -8,6 +8,8 @@ use pyo3::prelude::*;
 
 use crate::processor::{DropKeys, Processor, Sample};
 use crate::record::Limits;
+use crate::scan::mask::Mode;
+use crate::scan::spans::{PiiAction, ScanSpans};
 
 /// A processor that runs in the Rust core, on the flusher thread, with the interpreter detached.
 /// Made by ``instrumentation_sdk.processors.sample(...)`` and ``drop_keys(...)``.
@@ -37,6 +39,38 @@ impl RustProcessor {
             description: format!("drop_keys({:?})", drop.keys()),
             inner: Arc::new(drop),
         }
+    }
+
+    /// The scanners on each span (``configure(pii=..., injection=...)`` adds this one):
+    /// ``pii`` is ``"off"``, ``"detect"``, ``"mask"`` (redact) or ``"hash"`` (with ``key``);
+    /// ``detect_injection`` scores the captured prompt.
+    #[staticmethod]
+    #[pyo3(signature = (pii, detect_injection, key = None))]
+    fn scan(pii: &str, detect_injection: bool, key: Option<Vec<u8>>) -> PyResult<Self> {
+        let action = match pii {
+            "off" => PiiAction::Off,
+            "detect" => PiiAction::Detect,
+            "mask" => PiiAction::Mask(Mode::Redact),
+            "hash" => PiiAction::Mask(Mode::Hash),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "pii must be 'off', 'detect', 'mask' or 'hash', got {other:?}"
+                )))
+            }
+        };
+        let key = match (action, key) {
+            (PiiAction::Mask(Mode::Hash), None) => {
+                return Err(PyValueError::new_err(
+                    "pii='hash' needs a key (pii_hash_key)",
+                ))
+            }
+            (_, key) => key.unwrap_or_default(),
+        };
+        let scan = ScanSpans::new(action, detect_injection, &key);
+        Ok(RustProcessor {
+            description: scan.describe(),
+            inner: Arc::new(scan),
+        })
     }
 
     fn __repr__(&self) -> String {

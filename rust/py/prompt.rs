@@ -98,6 +98,19 @@ impl Prompt {
         }
     }
 
+    /// Every string of the prompt, one per line (what the injection scanner reads).
+    pub fn joined(&self) -> String {
+        match self {
+            Prompt::Text(text) => text.to_string(),
+            Prompt::Messages(messages) => messages
+                .iter()
+                .flat_map(|m| m.strings.iter())
+                .map(Deref::deref)
+                .collect::<Vec<&str>>()
+                .join("\n"),
+        }
+    }
+
     pub fn count(&self, encoding: Option<Encoding>) -> Count {
         match self {
             Prompt::Text(text) => count_text(encoding, text),

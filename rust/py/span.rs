@@ -18,6 +18,7 @@ use pyo3::types::{PyBool, PyDict, PyList, PyString, PyWeakrefMethods, PyWeakrefR
 use super::context::{fault, otel_parent, Hooks, HOOKS};
 use super::prompt::Prompt;
 use super::record::{events_list, metadata_dict, record_dict};
+use super::scan::Blocked;
 use super::sink::{submit, Finished};
 use super::stream::{self, Cursor, StreamTail};
 use super::value::{convert, Converted};
@@ -688,11 +689,11 @@ impl SpanCore {
         )
     }
 
-    fn __aenter__(slf: Bound<'_, Self>) -> Ready {
-        let span = Self::__enter__(slf);
-        Ready {
+    fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Ready> {
+        let span = Self::__enter__(slf)?;
+        Ok(Ready {
             value: Some(span.into_any().unbind()),
-        }
+        })
     }
 
     #[pyo3(signature = (exc_type = None, exc = None, traceback = None))]
@@ -761,18 +762,26 @@ impl SpanCore {
         drop(token);
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+    /// Starts the span. The one exception it raises is ``PromptInjectionError``, with
+    /// ``configure(injection="block")``, when the prompt of ``llm_span_with_tokens`` is flagged
+    /// (the span is then recorded with ``status="error"``).
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         let py = slf.py();
-        guarded(py, "entering a span", (), || {
-            if let Err(error) = start(&slf) {
+        let blocked = guarded(py, "entering a span", None, || match start(&slf) {
+            Ok(blocked) => blocked,
+            Err(error) => {
                 fault(
                     py,
                     "span_start",
                     &format!("starting a span failed: {error}"),
                 );
+                None
             }
         });
-        slf
+        match blocked {
+            Some(error) => Err(error),
+            None => Ok(slf),
+        }
     }
 
     #[pyo3(signature = (exc_type = None, exc = None, traceback = None))]
@@ -812,7 +821,66 @@ fn parent_info(parent: &Bound<'_, PyAny>) -> Option<ParentInfo> {
     })
 }
 
-fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
+/// Links a starting span to its parent (ours, or OpenTelemetry's) and gives it its ids.
+fn link(data: &mut SpanData, parent: Option<ParentInfo>, otel_parent: Option<(u128, u64)>) {
+    if let Some(parent) = parent {
+        data.trace_id = parent.trace_id;
+        data.parent_span_id = Some(parent.span_id);
+        data.service_name = data.service_name.take().or(parent.service_name);
+        data.user_id = data.user_id.take().or(parent.user_id);
+        data.session_id = data.session_id.take().or(parent.session_id);
+    } else if let Some((trace_id, span_id)) = otel_parent {
+        data.trace_id = trace_id;
+        data.parent_span_id = Some(span_id);
+    } else {
+        data.trace_id = new_trace_id();
+    }
+    data.span_id = new_span_id();
+}
+
+/// Records a span whose prompt `injection="block"` stopped: started and ended now, with
+/// `status="error"`, the verdict in its metadata, and never made current.
+fn record_blocked(
+    py: Python<'_>,
+    span: &SpanCore,
+    link_to: (Option<ParentInfo>, Option<(u128, u64)>),
+    prompt: Option<Py<PyAny>>,
+    blocked: &Blocked,
+) {
+    let finished = {
+        let mut state = span.lock();
+        let clock = Clock::start();
+        state.clock = Some(clock);
+        if let Some(prompt) = prompt.filter(|_| CAPTURE_CONTENT.load(Ordering::Relaxed)) {
+            let prompt = state.keep(Converted::Object(prompt));
+            state.data_mut().prompt = Some(prompt);
+        }
+        let data = state.data_mut();
+        link(data, link_to.0, link_to.1);
+        data.status = Status::Error;
+        data.error_type = Some(Text::const_new("PromptInjectionError"));
+        data.error_message = Some(Text::from(blocked.message.as_str()));
+        data.set(
+            Cow::Borrowed("injection_score"),
+            Value::Float(blocked.verdict.score),
+        );
+        data.set(
+            Cow::Borrowed("injection_rules"),
+            Value::Json(serde_json::to_string(&blocked.verdict.rules).unwrap_or_default()),
+        );
+        state.stamp_end();
+        state.ended = true;
+        state.depth = 0;
+        Finished {
+            data: Arc::clone(&state.data),
+            objects: state.objects.iter().map(|o| o.clone_ref(py)).collect(),
+        }
+    };
+    submit(py, finished);
+}
+
+/// Starts the span; `Ok(Some(error))` when `injection="block"` stopped its prompt.
+fn start(slf: &Bound<'_, SpanCore>) -> PyResult<Option<PyErr>> {
     let py = slf.py();
     let span = slf.get();
     let hooks = HOOKS.get(py);
@@ -824,7 +892,7 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
             let ended = state.ended;
             drop(state);
             misuse_on_enter(py, ended);
-            return Ok(());
+            return Ok(None);
         }
         state.entered = true;
         state.depth = 1;
@@ -845,6 +913,13 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
     } else {
         None
     };
+    if let Some(blocked) = prompt
+        .as_ref()
+        .and_then(|p| super::scan::blocked(py, p.bind(py)))
+    {
+        record_blocked(py, span, (parent, otel_parent), prompt, &blocked);
+        return Ok(Some(blocked.error));
+    }
     let count = match (&prompt, model) {
         (Some(prompt), Some(model)) => count_prompt(py, prompt.bind(py), &model),
         _ => None,
@@ -857,20 +932,7 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
         None => py.None(),
     };
     let mut state = span.lock();
-    let data = state.data_mut();
-    if let Some(parent) = parent {
-        data.trace_id = parent.trace_id;
-        data.parent_span_id = Some(parent.span_id);
-        data.service_name = data.service_name.take().or(parent.service_name);
-        data.user_id = data.user_id.take().or(parent.user_id);
-        data.session_id = data.session_id.take().or(parent.session_id);
-    } else if let Some((trace_id, span_id)) = otel_parent {
-        data.trace_id = trace_id;
-        data.parent_span_id = Some(span_id);
-    } else {
-        data.trace_id = new_trace_id();
-    }
-    data.span_id = new_span_id();
+    link(state.data_mut(), parent, otel_parent);
     if let Some(prompt) = captured {
         let prompt = state.keep(Converted::Object(prompt));
         state.data_mut().prompt = Some(prompt);
@@ -897,7 +959,7 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<()> {
     let previous = state.token.replace(token);
     drop(state);
     drop(previous);
-    Ok(())
+    Ok(None)
 }
 
 /// Never fails: a prompt of another type than str or a message list is estimated from its str().

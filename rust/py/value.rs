@@ -150,16 +150,13 @@ pub(crate) fn value_to_py<'py>(
             report.truncated += u64::from(cut);
             PyString::new(py, &text).into_any()
         }
-        Value::Json(json) => {
-            let (text, cut) = bounded(json, max_value_bytes);
-            report.truncated += u64::from(cut);
-            PyString::new(py, &text).into_any()
-        }
+        Value::Json(json) => json_value(py, json, max_value_bytes, report)?,
         Value::Deferred(index) => match encoded.and_then(|e| e.get(*index)) {
             Some(Encoded::Json(json)) if json.len() > max_value_bytes => {
                 report.truncated += 1;
                 PyString::new(py, &bounded(json, max_value_bytes).0).into_any()
             }
+            Some(Encoded::Rewritten(json)) => json_value(py, json, max_value_bytes, report)?,
             Some(Encoded::Text(text)) => {
                 let (text, cut) = bounded(text, max_value_bytes);
                 report.truncated += u64::from(cut);
@@ -170,6 +167,26 @@ pub(crate) fn value_to_py<'py>(
                 .map_or_else(|| py.None().into_bound(py), |o| o.bind(py).clone()),
         },
     })
+}
+
+static JSON_LOADS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// JSON the core holds (a value a processor wrote) as Python objects, or its text cut to the
+/// bound when it is over it.
+fn json_value<'py>(
+    py: Python<'py>,
+    json: &str,
+    max_value_bytes: usize,
+    report: &mut EncodeReport,
+) -> PyResult<Bound<'py, PyAny>> {
+    if json.len() > max_value_bytes {
+        report.truncated += 1;
+        return Ok(PyString::new(py, &bounded(json, max_value_bytes).0).into_any());
+    }
+    let loads = JSON_LOADS.get_or_try_init(py, || {
+        py.import("json")?.getattr("loads").map(Bound::unbind)
+    })?;
+    loads.bind(py).call1((json,))
 }
 
 /// `object` as JSON through `encode(obj) -> bytes` (msgspec), or its `repr()` when it cannot be
