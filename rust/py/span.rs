@@ -874,6 +874,7 @@ fn record_blocked(
         Finished {
             data: Arc::clone(&state.data),
             objects: state.objects.iter().map(|o| o.clone_ref(py)).collect(),
+            streams: std::mem::take(&mut state.streams),
         }
     };
     submit(py, finished);
