@@ -44,6 +44,22 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], prog: str, t
     assert "--help" in lines[0], "a hint says where to look"
 
 
+def wait_until_reading(pid: int, timeout: float = 60.0) -> None:
+    """Until the process blocks reading its stdin pipe. Linux tells (``/proc/PID/wchan``); a
+    fixed sleep raced a slow start on a busy machine (the signal came before the read)."""
+    wchan = Path(f"/proc/{pid}/wchan")
+    if not wchan.exists():
+        time.sleep(2.0)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "pipe" in wchan.read_text():
+            time.sleep(0.2)  # the read is the command's: nothing else it does waits on a pipe
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never blocked reading stdin")
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a process group is POSIX")
 def test_ctrl_c_exits_130_with_one_short_line() -> None:
     proc = subprocess.Popen(
@@ -54,7 +70,7 @@ def test_ctrl_c_exits_130_with_one_short_line() -> None:
         text=True,
         env={**os.environ, "PYTHONIOENCODING": "utf-8"},
     )
-    time.sleep(2.0)  # imported and blocked in the read
+    wait_until_reading(proc.pid)  # imported and blocked in the read
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, (proc.returncode, err)
