@@ -278,3 +278,30 @@ def test_off_by_default() -> None:
     (record,) = memory.spans
     assert EMAIL in record["prompt"]
     assert "pii_findings" not in record["metadata"]
+
+
+def test_mask_cleans_streamed_completions_before_any_exporter(tmp_path: Path) -> None:
+    """A stream's text becomes the completion on the flusher, before the processors run: one
+    choice (a str) and several (a list) are masked like any completion."""
+    memory = InMemoryExporter()
+    jsonl = tmp_path / "streams.jsonl"
+    for exporter in (memory, JsonlExporter(jsonl)):
+        configure(exporter=exporter, flush_interval=0.05, capture_content=True, pii="mask")
+        with llm_span("gpt-4o", "openai") as span:
+            list(span.wrap_stream(["Sure, I noted ", EMAIL, " and card ", CARD]))
+        with llm_span("gpt-4o", "openai") as span:
+            chunks = [
+                {"choices": [{"index": 0, "delta": {"content": f"mail {EMAIL}"}}]},
+                {"choices": [{"index": 1, "delta": {"content": f"card {CARD}"}}]},
+            ]
+            list(span.wrap_stream(chunks))
+        assert flush(timeout=5.0)
+        shutdown(timeout=5.0)
+    written = {"memory": json.dumps(memory.spans), "jsonl": jsonl.read_text()}
+    for name, text in written.items():
+        assert EMAIL not in text, name
+        assert CARD not in text, name
+    single, several = (json.loads(line) for line in written["jsonl"].splitlines())
+    assert single["completion"] == "Sure, I noted <EMAIL_ADDRESS> and card <CREDIT_CARD>"
+    assert several["completion"] == ["mail <EMAIL_ADDRESS>", "card <CREDIT_CARD>"]
+    assert single["metadata"]["stream_status"] == "completed"
