@@ -316,6 +316,30 @@ impl Wrapped {
         }
     }
 
+    /// Ends the stream as closed early, then passes the exit to the wrapped stream's own
+    /// `method` (`__exit__` or `__aexit__`) if it has one; `None` if it has none.
+    fn exit_wrapped(
+        &self,
+        py: Python<'_>,
+        method: &Bound<'_, PyString>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        self.close_early(py);
+        let stream = self.stream.bind(py);
+        if !stream.hasattr(method)? {
+            return Ok(None);
+        }
+        let none = py.None().into_bound(py);
+        let args = (
+            exc_type.unwrap_or(&none),
+            exc.unwrap_or(&none),
+            traceback.unwrap_or(&none),
+        );
+        Ok(Some(stream.call_method1(method, args)?.unbind()))
+    }
+
     /// How a stream that stopped (or failed) ended.
     fn stopped(&self, failed: bool) -> StreamStatus {
         match (self.closing.load(Ordering::Relaxed), failed) {
@@ -498,16 +522,12 @@ impl Stream {
         exc: Option<&Bound<'_, PyAny>>,
         traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        self.wrapped.close_early(py);
-        let stream = self.wrapped.stream.bind(py);
-        if stream.hasattr(intern!(py, "__exit__"))? {
-            let none = py.None().into_bound(py);
-            let args = (
-                exc_type.unwrap_or(&none),
-                exc.unwrap_or(&none),
-                traceback.unwrap_or(&none),
-            );
-            return Ok(stream.call_method1(intern!(py, "__exit__"), args)?.unbind());
+        let method = intern!(py, "__exit__");
+        if let Some(exited) = self
+            .wrapped
+            .exit_wrapped(py, method, exc_type, exc, traceback)?
+        {
+            return Ok(exited);
         }
         self.close(py)?;
         Ok(false.into_pyobject(py)?.to_owned().into_any().unbind())
@@ -606,18 +626,12 @@ impl AsyncStream {
         exc: Option<&Bound<'_, PyAny>>,
         traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        self.wrapped.close_early(py);
-        let stream = self.wrapped.stream.bind(py);
-        if stream.hasattr(intern!(py, "__aexit__"))? {
-            let none = py.None().into_bound(py);
-            let args = (
-                exc_type.unwrap_or(&none),
-                exc.unwrap_or(&none),
-                traceback.unwrap_or(&none),
-            );
-            return Ok(stream
-                .call_method1(intern!(py, "__aexit__"), args)?
-                .unbind());
+        let method = intern!(py, "__aexit__");
+        if let Some(exited) = self
+            .wrapped
+            .exit_wrapped(py, method, exc_type, exc, traceback)?
+        {
+            return Ok(exited);
         }
         self.aclose(py)
     }
