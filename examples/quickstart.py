@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from instrumentation_sdk import flush, get_settings, llm_span, llm_span_with_tokens, stats
@@ -65,6 +66,14 @@ class FakeChatCompletions:
             choices=[Choice(Message(answer))],
         )
 
+    async def stream(self, model: str, messages: list[dict[str, str]]) -> AsyncIterator[str]:
+        """Streams the answer a few words at a time, as a streamed completion arrives."""
+        await asyncio.sleep(random.uniform(0.005, 0.02))  # time to the first token
+        prompt = " ".join(m["content"] for m in messages)
+        for word in f"A streamed answer about {prompt[:30]!r}.".split(" "):
+            await asyncio.sleep(0.002)
+            yield word + " "
+
 
 class FakeClient:
     def __init__(self) -> None:
@@ -97,6 +106,14 @@ async def handle_with_tokens(prompt: str) -> None:
         span.set_metadata("finish_reason", response.choices[0].finish_reason)
 
 
+async def handle_streamed(prompt: str) -> str:
+    """Streaming: the span ends when the stream does, with time to first token and chunks."""
+    messages = [{"role": "user", "content": prompt}]
+    async with llm_span_with_tokens(model="gpt-4o", provider="openai", prompt=messages) as span:
+        stream = span.wrap_stream(client.chat.completions.stream(model="gpt-4o", messages=messages))
+        return "".join([chunk async for chunk in stream])
+
+
 async def router(question: str) -> None:
     """Nesting: a router span with a worker span inside it."""
     async with llm_span(model="router-v2", service_name="agent-router"):
@@ -122,6 +139,7 @@ async def main() -> None:
         for task in (
             handle_request(f"user-{index}", question),
             handle_with_tokens(question),
+            handle_streamed(question),
             router(question),
         ):
             # On a timeout the span records status="error"; the application handles the error.

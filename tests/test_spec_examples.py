@@ -195,7 +195,7 @@ def test_quickstart_fills_the_store_and_the_cli_shows_it(tmp_path: Path) -> None
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    assert "recorded 16 spans: 16 exported, 0 dropped" in run.stdout
+    assert "recorded 20 spans: 20 exported, 0 dropped" in run.stdout
 
     cli = [sys.executable, "-m", "instrumentation_sdk"]
     spans = subprocess.run(
@@ -207,13 +207,21 @@ def test_quickstart_fills_the_store_and_the_cli_shows_it(tmp_path: Path) -> None
         check=True,
     )
     records = json.loads(spans.stdout)
-    assert len(records) == 16
+    assert len(records) == 20
     assert {r["model"] for r in records} == {"gpt-4o", "gpt-4o-mini", "router-v2"}
     assert sum(r["status"] == "error" for r in records) >= 1
     children = [r for r in records if r["parent_span_id"]]
     assert len(children) == 4
     by_id = {r["span_id"]: r for r in records}
     assert all(by_id[c["parent_span_id"]]["model"] == "router-v2" for c in children)
+    streamed = [r for r in records if "stream_status" in r["metadata"]]
+    assert len(streamed) == 4
+    for record in streamed:
+        metadata = record["metadata"]
+        assert metadata["stream_status"] == "completed"
+        assert metadata["stream_chunks"] >= 6  # a word a chunk
+        assert metadata["completion_tokens"] >= metadata["stream_chunks"]
+        assert 0 < metadata["time_to_first_token_ms"] <= record["duration_ms"]
 
     stats = subprocess.run(
         [*cli, "stats", "--by", "model"],
