@@ -32,8 +32,8 @@ lint-rust:
 	cargo clippy --locked --all-targets --all-features -- -D warnings
 
 lint-python:
-	ruff check python tests benches scripts
-	ruff format --check python tests benches scripts
+	ruff check python tests benches scripts examples
+	ruff format --check python tests benches scripts examples
 	mypy
 	$(PYTHON) -m mypy.stubtest instrumentation_sdk._core --allowlist .stubtest-allowlist
 

@@ -75,10 +75,14 @@ class FakeChatCompletions:
             yield word + " "
 
 
+class FakeChat:
+    def __init__(self) -> None:
+        self.completions = FakeChatCompletions()
+
+
 class FakeClient:
     def __init__(self) -> None:
-        self.chat = type("Chat", (), {})()
-        self.chat.completions = FakeChatCompletions()
+        self.chat = FakeChat()
 
 
 client = FakeClient()
