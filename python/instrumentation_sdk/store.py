@@ -46,6 +46,7 @@ from .exporters.sqlite import (
     DB_ENV_VAR,
     RECORD_FIELDS,
     SCHEMA_VERSION,
+    TEXT_INDEX,
     default_db_path,
 )
 
@@ -118,19 +119,47 @@ class SpanStore:
     """
 
     def __init__(
-        self, path: Path, conn: sqlite3.Connection, has_schema: bool, version: int = SCHEMA_VERSION
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        has_schema: bool,
+        version: int = SCHEMA_VERSION,
+        *,
+        has_text_index: bool = False,
     ) -> None:
         self.path = path
         self._conn = conn
         self._has_schema = has_schema
         #: The file's schema version (``PRAGMA user_version``); older files lack newer columns.
         self.version = version
+        #: Whether the file has the free-text index (schema 4, where SQLite has FTS5 trigram)
+        #: and this SQLite can read it.
+        self.has_text_index = has_text_index
 
     @property
     def has_cost(self) -> bool:
         """Whether the file has the ``cost_usd`` and ``time_to_first_token_ms`` columns (schema
         3); an older file reads them as ``None`` until a writer migrates it."""
         return self.version >= 3
+
+    @property
+    def has_rollups(self) -> bool:
+        """Whether the file has the hourly and daily rollups of schema 4
+        (``exporters/rollups.py``)."""
+        return self.version >= 4
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same committed state (spans and
+        their rollups as one batch left them)."""
+        if not self._has_schema or self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
 
     def select_record(self) -> str:
         """``SELECT <record columns>, duration_ns, cost_usd FROM spans`` for this file."""
@@ -206,7 +235,14 @@ def open_store(path: str | os.PathLike[str] | None = None) -> SpanStore:
     if version == 0 and tables:
         conn.close()
         raise StoreError(f"{file} is an SQLite database, but not an instrumentation-sdk one")
-    return SpanStore(file, conn, has_schema=version > 0, version=version)
+    text_index = False
+    if TEXT_INDEX in tables:
+        try:
+            conn.execute(f"SELECT rowid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH 'abc' LIMIT 0")
+            text_index = True
+        except sqlite3.DatabaseError:
+            pass  # this SQLite lacks FTS5 or trigram: text filters scan
+    return SpanStore(file, conn, has_schema=version > 0, version=version, has_text_index=text_index)
 
 
 DbArg: TypeAlias = SpanStore | str | os.PathLike[str]

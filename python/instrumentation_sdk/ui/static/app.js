@@ -573,7 +573,9 @@
   const path = location.pathname;
   const trace = path.match(/^\/traces\/([^/]+)$/);
   const session = path.match(/^\/sessions\/([^/]+)$/);
-  if (trace) tracePage(decodeURIComponent(trace[1]));
-  else if (session) sessionPage(decodeURIComponent(session[1]));
+  // A malformed %-escape is shown as typed rather than failing the page.
+  const decoded = (text) => { try { return decodeURIComponent(text); } catch { return text; } };
+  if (trace) tracePage(decoded(trace[1]));
+  else if (session) sessionPage(decoded(session[1]));
   else overview();
 })();
