@@ -228,3 +228,35 @@ def test_baseline_cli_stats(benchmark: Any, store: Path, newest: int, window: st
 
     groups = benchmark.pedantic(run, rounds=3 if benchmark.enabled else 1, iterations=1)
     assert sum(g["count"] for g in groups) > 0
+
+
+@pytest.mark.parametrize("write_path", ["schema-4", "without-rollups-and-text-index"])
+def test_store_write_cost(
+    benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_path: str
+) -> None:
+    """What the rollups and the text index cost the exporter: 20 batches of 500 spans into a
+    fresh store, side by side with the same exporter with both turned off (the schema-3 path)."""
+    from instrumentation_sdk.exporters import rollups
+
+    records = next(_records(10_000, time.time_ns()))
+    batches = [records[i : i + 500] for i in range(0, len(records), 500)]
+    if write_path != "schema-4":
+        monkeypatch.setattr(rollups, "add_inserted", lambda conn, after_rowid: None)
+    paths = iter(range(1000))
+
+    def setup() -> tuple[tuple[SqliteExporter], dict[str, Any]]:
+        exporter = SqliteExporter(tmp_path / f"w{next(paths)}.db", max_bytes=0, max_age=0)
+        exporter.export(batches[0][:1])  # create and migrate outside the timing
+        if write_path != "schema-4":
+            conn = sqlite3.connect(exporter.path)
+            for trigger in ("insert", "delete", "update"):
+                conn.execute(f"DROP TRIGGER span_text_{trigger}")
+            conn.close()
+        return (exporter,), {}
+
+    def write(exporter: SqliteExporter) -> None:
+        for batch in batches:
+            exporter.export(batch)
+        exporter.shutdown()
+
+    benchmark.pedantic(write, setup=setup, rounds=5 if benchmark.enabled else 1)

@@ -174,7 +174,9 @@ def build_openapi(version: str) -> dict[str, Any]:
             "/api/sessions/{session_id}": {
                 "get": {
                     "summary": "The traces of one session (conversation), oldest first",
-                    "parameters": [_path_id("session_id", "the session id")],
+                    "parameters": [
+                        _path_id("session_id", "the session id, percent-encoded (%2F for /)")
+                    ],
                     "responses": _ok(
                         {
                             "type": "object",
@@ -225,7 +227,8 @@ def build_openapi(version: str) -> dict[str, Any]:
                         *_FILTERS,
                         _param(
                             "points",
-                            f"buckets (default 60, at most {MAX_POINTS})",
+                            f"buckets (default 60, at most {MAX_POINTS}); over a day or more "
+                            "the buckets are whole hours (or days), so there may be fewer",
                             {"type": "integer", "minimum": 1, "maximum": MAX_POINTS},
                         ),
                     ],

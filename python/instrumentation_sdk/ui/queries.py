@@ -131,7 +131,7 @@ class SpanFilter:
                 "(name LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' "
                 "OR error_message LIKE ? ESCAPE '\\')"
             )
-            if text_index and len(self.text) >= 3:
+            if self.uses_text_index(text_index):
                 # The trigram index finds the candidates (a superset: it also folds non-ASCII
                 # case); LIKE keeps the filter's own semantics. Shorter text has no trigram.
                 phrase = '"' + self.text.replace('"', '""') + '"'
@@ -149,6 +149,10 @@ class SpanFilter:
             params.append(self.until_ns)
         return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
+    def uses_text_index(self, text_index: bool) -> bool:
+        """Whether ``where(text_index=...)`` looks the text up in the index (3+ characters)."""
+        return text_index and self.text is not None and len(self.text) >= 3
+
     def scan_hint(self, *, text_index: bool = False) -> str:
         """How an aggregate over these spans should read the table: by start time when only
         the window (and status or text) narrows it. Left to itself, SQLite walks the
@@ -157,7 +161,7 @@ class SpanFilter:
         narrowed = (self.model, self.provider, self.service, self.session_id, self.user_id)
         if self.since_ns is None or any(value is not None for value in narrowed):
             return ""
-        if text_index and self.text and len(self.text) >= 3:
+        if self.uses_text_index(text_index):
             return ""  # the text index narrows more
         return " INDEXED BY spans_start_time"
 
@@ -293,8 +297,12 @@ def _raw_aggregates(
 ) -> None:
     """Add to ``groups``, per value of the SQL expression ``key``, the aggregate of the matching
     raw spans. Two scans: totals with the latency histogram (grouped by key and bucket), then
-    the TTFT histogram of the streamed spans."""
+    the TTFT histogram of the streamed spans; or, when the text index picks the spans, one
+    read of them, added up here."""
     where, params = span_filter.where(text_index=store.has_text_index)
+    if span_filter.uses_text_index(store.has_text_index):
+        _add_rows(store, key, where, params, groups)
+        return
     table = f"spans{span_filter.scan_hint(text_index=store.has_text_index)}"
     cost = "sum(cost_usd)" if store.has_cost else "NULL"
     for group, bucket, count, errors, prompt, completion, cost_usd, low, high in _rows(
@@ -320,6 +328,31 @@ def _raw_aggregates(
         params,
     ):
         groups[group].add_ttft(bucket, count, low, high)
+
+
+def _add_rows(
+    store: SpanStore, key: str, where: str, params: list[Any], groups: dict[Any, Aggregate]
+) -> None:
+    """The aggregates of few spans (those the text index found), added up row by row: the
+    random reads of a few thousand rows are cheap, two grouped passes over them are not. The
+    buckets are SQL's (``ln`` is the C library's ``log`` in both)."""
+    ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)" if store.has_cost else "NULL"
+    cost = "cost_usd" if store.has_cost else "NULL"
+    log, per_e = math.log, BUCKETS_PER_E
+    for group, duration, status, prompt, completion, cost_usd, ttft in _rows(
+        store,
+        f"SELECT {key}, duration_ns, status, prompt_tokens, completion_tokens, {cost}, "
+        f"{ttft_ns} FROM spans{where}",
+        params,
+    ):
+        aggregate = groups.get(group)
+        if aggregate is None:
+            aggregate = groups[group] = Aggregate()
+        bucket = int(log(max(duration, 1)) * per_e)
+        error = 1 if status == "error" else 0
+        aggregate.add_latency(bucket, 1, error, prompt, completion, cost_usd, duration, duration)
+        if ttft is not None:
+            aggregate.add_ttft(int(log(max(ttft, 1)) * per_e), 1, ttft, ttft)
 
 
 def _rollup_aggregates(
