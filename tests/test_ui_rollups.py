@@ -296,3 +296,46 @@ def test_histogram_blobs_round_trip_and_merge() -> None:
     with pytest.raises(ValueError, match="17 bytes"):
         _core.merge_histograms([b"x" * 17])
     assert math.isclose(rollups.PERCENTILE_ERROR, math.expm1(0.005))
+
+
+def test_short_text_reads_a_bounded_number_of_spans_per_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from instrumentation_sdk.ui import queries
+
+    rng = random.Random(9)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    _write(path, [_records(rng, 600, now - DAY, DAY)]).shutdown()
+    monkeypatch.setattr(queries, "TEXT_SCAN_ROWS", 70)
+    with open_store(path) as store:
+        raw = _raw(store)
+        for text, reader in (("ll", store), ("%", store), ("timed out", raw), ("Caf", store)):
+            span_filter = SpanFilter(text=text, since_ns=now - 2 * DAY)
+            (expected,) = (
+                store._conn.execute(
+                    "SELECT count(*) FROM spans WHERE name LIKE ?1 OR error_type LIKE ?1 "
+                    "OR error_message LIKE ?1",
+                    (f"%{text}%",),
+                ).fetchone()
+                if text != "%"
+                else store._conn.execute(
+                    "SELECT count(*) FROM spans WHERE instr(name, '%') OR instr(error_message, '%')"
+                ).fetchone()
+            )
+            seen: list[dict[str, Any]] = []
+            cursor = None
+            bounded = 0
+            for _ in range(1000):
+                page = search_spans(reader, span_filter, limit=25, cursor=cursor)
+                seen += page["spans"]
+                bounded += page["scan_bounded"]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            keys = [(s["start_time_unix_nano"], s["span_id"]) for s in seen]
+            assert keys == sorted(keys, reverse=True), text
+            assert len(set(keys)) == len(keys) == expected > 0, text
+            indexed = text != "timed out" and len(text) >= 3
+            assert (bounded == 0) == indexed, text
+        raw.close()

@@ -139,10 +139,17 @@ def build_openapi(version: str) -> dict[str, Any]:
                     "responses": _ok(
                         {
                             "type": "object",
-                            "required": ["spans", "next_cursor"],
+                            "required": ["spans", "next_cursor", "scan_bounded"],
                             "properties": {
                                 "spans": {"type": "array", "items": span_ref},
                                 "next_cursor": _NULLABLE_STR,
+                                "scan_bounded": {
+                                    "type": "boolean",
+                                    "description": (
+                                        "a text filter under 3 characters read its bound of "
+                                        "spans: follow next_cursor for older matches"
+                                    ),
+                                },
                             },
                         },
                         "a page of spans",

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_POINTS",
     "MAX_TRACE_SPANS",
     "PERCENTILE_ERROR",
+    "TEXT_SCAN_ROWS",
     "SpanFilter",
     "decode_cursor",
     "ensure_math",
@@ -53,6 +54,8 @@ MAX_LIMIT: Final = 500
 MAX_TRACE_SPANS: Final = 10_000
 #: At most this many points in a time series.
 MAX_POINTS: Final = 500
+#: A text filter without the index (under 3 characters) reads at most this many spans a page.
+TEXT_SCAN_ROWS: Final = 100_000
 _STATUSES: Final = ("unset", "ok", "error")
 _CURSOR: Final = re.compile(r"(-?\d{1,20})\.([0-9a-f]{1,32})")
 _HEX_ID: Final = re.compile(r"[0-9a-f]{1,32}")
@@ -193,26 +196,64 @@ def search_spans(
     limit: int = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """One page of matching spans, newest first: ``{"spans": [...], "next_cursor": str|None}``.
+    """One page of matching spans, newest first: ``{"spans": [...], "next_cursor": str|None,
+    "scan_bounded": bool}``.
 
     Pass ``next_cursor`` back as ``cursor`` for the next page; spans stored meanwhile do not
-    shift the pages (the cursor is the last span's start time and id).
+    shift the pages (the cursor is the last span's start time and id). A text filter the
+    index cannot answer (under 3 characters, or a store without the index) reads at most
+    ``TEXT_SCAN_ROWS`` spans per page: when it stops there, ``scan_bounded`` is true and
+    ``next_cursor`` continues after the last span read, so the page may hold fewer than
+    ``limit`` spans (even none) while older ones still match.
     """
     if isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be from 1 to {MAX_LIMIT}, got {limit!r}")
-    where, params = span_filter.where(text_index=store.has_text_index)
+    conditions: list[str] = []
+    params: list[Any] = []
     if cursor is not None:
         start, span_id = decode_cursor(cursor)
-        after = "(start_time_unix_nano < ? OR (start_time_unix_nano = ? AND span_id < ?))"
-        where = f"{where} AND {after}" if where else f" WHERE {after}"
+        conditions.append(
+            "(start_time_unix_nano < ? OR (start_time_unix_nano = ? AND span_id < ?))"
+        )
         params += [start, start, span_id]
-    sql = f"{store.select_record()}{where} ORDER BY start_time_unix_nano DESC, span_id DESC LIMIT ?"
-    rows = _rows(store, sql, [*params, limit + 1])
+    order = " ORDER BY start_time_unix_nano DESC, span_id DESC"
+    bound: tuple[int, str] | None = None
+    if span_filter.text and not span_filter.uses_text_index(store.has_text_index):
+        unscanned = SpanFilter(**{**span_filter.as_dict(), "text": None})
+        where, unscanned_params = _and(unscanned.where(), conditions, params)
+        found = _rows(
+            store,
+            f"SELECT start_time_unix_nano, span_id FROM spans{where}{order} LIMIT 1 OFFSET ?",
+            [*unscanned_params, TEXT_SCAN_ROWS - 1],
+        )
+        if found:
+            bound = (int(found[0][0]), str(found[0][1]))
+            conditions = [
+                *conditions,
+                "(start_time_unix_nano > ? OR (start_time_unix_nano = ? AND span_id >= ?))",
+            ]
+            params = [*params, bound[0], bound[0], bound[1]]
+    where, all_params = _and(span_filter.where(text_index=store.has_text_index), conditions, params)
+    rows = _rows(store, f"{store.select_record()}{where}{order} LIMIT ?", [*all_params, limit + 1])
     records = [record_from_row(row) for row in rows[:limit]]
     for record in records:
         _add_derived(record)
-    more = len(rows) > limit
-    return {"spans": records, "next_cursor": _cursor(records[-1]) if more else None}
+    if len(rows) > limit:
+        return {"spans": records, "next_cursor": _cursor(records[-1]), "scan_bounded": False}
+    if bound is not None:
+        return {"spans": records, "next_cursor": f"{bound[0]}.{bound[1]}", "scan_bounded": True}
+    return {"spans": records, "next_cursor": None, "scan_bounded": False}
+
+
+def _and(
+    base: tuple[str, list[Any]], conditions: list[str], params: list[Any]
+) -> tuple[str, list[Any]]:
+    """``base`` (a ``where()``) with more conditions ANDed on."""
+    where, base_params = base
+    if not conditions:
+        return where, base_params
+    more = " AND ".join(conditions)
+    return (f"{where} AND {more}" if where else f" WHERE {more}"), [*base_params, *params]
 
 
 def _add_derived(record: dict[str, Any]) -> None:
