@@ -74,6 +74,43 @@ DEFAULT_STORE_MAX_AGE: Final = 30 * 86400.0
 _EVICT_ROWS: Final = 1000
 _EVICT_STEPS: Final = 8
 
+#: The free-text index: FTS5 with the trigram tokenizer (substrings, case-insensitive) over the
+#: fields the dashboard's text filter searches, an external-content index of ``spans`` kept by
+#: triggers, so every insert and delete (retention included) updates it in its transaction.
+TEXT_INDEX: Final = "span_text"
+TEXT_COLUMNS: Final = ("name", "error_type", "error_message")
+_TEXT_INDEX_SQL: Final = (
+    f"CREATE VIRTUAL TABLE {TEXT_INDEX} USING fts5({', '.join(TEXT_COLUMNS)}, content='spans', "
+    "content_rowid='rowid', tokenize='trigram case_sensitive 0')",
+    f"CREATE TRIGGER {TEXT_INDEX}_insert AFTER INSERT ON spans BEGIN "
+    f"INSERT INTO {TEXT_INDEX} (rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES (new.rowid, {', '.join(f'new.{c}' for c in TEXT_COLUMNS)}); END",
+    f"CREATE TRIGGER {TEXT_INDEX}_delete AFTER DELETE ON spans BEGIN "
+    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}, rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES ('delete', old.rowid, {', '.join(f'old.{c}' for c in TEXT_COLUMNS)}); END",
+    # Spans are never updated; were one, its text would be re-indexed.
+    f"CREATE TRIGGER {TEXT_INDEX}_update AFTER UPDATE OF {', '.join(TEXT_COLUMNS)} ON spans BEGIN "
+    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}, rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES ('delete', old.rowid, {', '.join(f'old.{c}' for c in TEXT_COLUMNS)}); "
+    f"INSERT INTO {TEXT_INDEX} (rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES (new.rowid, {', '.join(f'new.{c}' for c in TEXT_COLUMNS)}); END",
+    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}) VALUES ('rebuild')",
+)
+
+
+def _create_text_index(conn: sqlite3.Connection) -> None:
+    """The free-text index, filled from the spans stored. An SQLite without FTS5 or its
+    trigram tokenizer (before 3.34) gets none: the dashboard then scans, as before."""
+    try:
+        conn.execute("SAVEPOINT text_index")
+        for statement in _TEXT_INDEX_SQL:
+            conn.execute(statement)
+        conn.execute("RELEASE text_index")
+    except sqlite3.OperationalError:
+        conn.execute("ROLLBACK TO text_index")
+        conn.execute("RELEASE text_index")
+
+
 #: Schema migrations in order: ``MIGRATIONS[i]`` takes a database from ``user_version == i`` to
 #: ``i + 1``. Each is a sequence of single SQL statements (or functions of the connection, for a
 #: backfill SQL alone cannot do) run inside one ``BEGIN IMMEDIATE`` transaction together with the
@@ -147,7 +184,7 @@ MIGRATIONS: Final[tuple[tuple[MigrationStep, ...], ...]] = (
     # 4: hourly and daily rollups for the dashboard's aggregates (exporters/rollups.py), kept
     # by every batch in its own transaction; the spans already stored are rolled up here. And
     # the dashboard's free-text index (see _create_text_index).
-    (*rollups.MIGRATION, rollups.rebuild, lambda conn: _create_text_index(conn)),
+    (*rollups.MIGRATION, rollups.rebuild, _create_text_index),
 )
 
 #: The schema version this code writes and reads.
@@ -270,43 +307,6 @@ def migrate(
             conn.execute("ROLLBACK")
         raise
     return target
-
-
-#: The free-text index: FTS5 with the trigram tokenizer (substrings, case-insensitive) over the
-#: fields the dashboard's text filter searches, an external-content index of ``spans`` kept by
-#: triggers, so every insert and delete (retention included) updates it in its transaction.
-TEXT_INDEX: Final = "span_text"
-TEXT_COLUMNS: Final = ("name", "error_type", "error_message")
-_TEXT_INDEX_SQL: Final = (
-    f"CREATE VIRTUAL TABLE {TEXT_INDEX} USING fts5({', '.join(TEXT_COLUMNS)}, content='spans', "
-    "content_rowid='rowid', tokenize='trigram case_sensitive 0')",
-    f"CREATE TRIGGER {TEXT_INDEX}_insert AFTER INSERT ON spans BEGIN "
-    f"INSERT INTO {TEXT_INDEX} (rowid, {', '.join(TEXT_COLUMNS)}) "
-    f"VALUES (new.rowid, {', '.join(f'new.{c}' for c in TEXT_COLUMNS)}); END",
-    f"CREATE TRIGGER {TEXT_INDEX}_delete AFTER DELETE ON spans BEGIN "
-    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}, rowid, {', '.join(TEXT_COLUMNS)}) "
-    f"VALUES ('delete', old.rowid, {', '.join(f'old.{c}' for c in TEXT_COLUMNS)}); END",
-    # Spans are never updated; were one, its text would be re-indexed.
-    f"CREATE TRIGGER {TEXT_INDEX}_update AFTER UPDATE OF {', '.join(TEXT_COLUMNS)} ON spans BEGIN "
-    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}, rowid, {', '.join(TEXT_COLUMNS)}) "
-    f"VALUES ('delete', old.rowid, {', '.join(f'old.{c}' for c in TEXT_COLUMNS)}); "
-    f"INSERT INTO {TEXT_INDEX} (rowid, {', '.join(TEXT_COLUMNS)}) "
-    f"VALUES (new.rowid, {', '.join(f'new.{c}' for c in TEXT_COLUMNS)}); END",
-    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}) VALUES ('rebuild')",
-)
-
-
-def _create_text_index(conn: sqlite3.Connection) -> None:
-    """The free-text index, filled from the spans stored. An SQLite without FTS5 or its
-    trigram tokenizer (before 3.34) gets none: the dashboard then scans, as before."""
-    try:
-        conn.execute("SAVEPOINT text_index")
-        for statement in _TEXT_INDEX_SQL:
-            conn.execute(statement)
-        conn.execute("RELEASE text_index")
-    except sqlite3.OperationalError:
-        conn.execute("ROLLBACK TO text_index")
-        conn.execute("RELEASE text_index")
 
 
 def _user_version(conn: sqlite3.Connection) -> int:

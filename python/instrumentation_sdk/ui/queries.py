@@ -55,9 +55,9 @@ MAX_TRACE_SPANS: Final = 10_000
 #: At most this many points in a time series.
 MAX_POINTS: Final = 500
 #: A text filter without the index (under 3 characters) reads at most this many spans a page.
-TEXT_SCAN_ROWS: Final = 100_000
+TEXT_SCAN_ROWS: Final = 50_000
 _STATUSES: Final = ("unset", "ok", "error")
-_CURSOR: Final = re.compile(r"(-?\d{1,20})\.([0-9a-f]{1,32})")
+_CURSOR: Final = re.compile(r"(-?\d{1,20})\.([0-9a-f]{0,32})")
 _HEX_ID: Final = re.compile(r"[0-9a-f]{1,32}")
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -201,8 +201,9 @@ def search_spans(
 
     Pass ``next_cursor`` back as ``cursor`` for the next page; spans stored meanwhile do not
     shift the pages (the cursor is the last span's start time and id). A text filter the
-    index cannot answer (under 3 characters, or a store without the index) reads at most
-    ``TEXT_SCAN_ROWS`` spans per page: when it stops there, ``scan_bounded`` is true and
+    index cannot answer (under 3 characters, or a store without the index) reads about
+    ``TEXT_SCAN_ROWS`` spans per page (all those that started at the last one's time): when it
+    stops there, ``scan_bounded`` is true and
     ``next_cursor`` continues after the last span read, so the page may hold fewer than
     ``limit`` spans (even none) while older ones still match.
     """
@@ -210,30 +211,37 @@ def search_spans(
         raise ValueError(f"limit must be from 1 to {MAX_LIMIT}, got {limit!r}")
     conditions: list[str] = []
     params: list[Any] = []
+    # Bounds on the start time go into the filter's own window: SQLite narrows its index range
+    # by one lower and one upper bound per column, and cannot tell which of several is tighter.
+    window = span_filter.as_dict()
     if cursor is not None:
         start, span_id = decode_cursor(cursor)
-        conditions.append(
-            "(start_time_unix_nano < ? OR (start_time_unix_nano = ? AND span_id < ?))"
-        )
-        params += [start, start, span_id]
+        until = window["until_ns"]
+        window["until_ns"] = start + 1 if until is None else min(until, start + 1)
+        conditions.append("(start_time_unix_nano < ? OR span_id < ?)")
+        params += [start, span_id]
     order = " ORDER BY start_time_unix_nano DESC, span_id DESC"
-    bound: tuple[int, str] | None = None
+    bound: int | None = None
     if span_filter.text and not span_filter.uses_text_index(store.has_text_index):
-        unscanned = SpanFilter(**{**span_filter.as_dict(), "text": None})
+        unscanned = SpanFilter(**{**window, "text": None})
         where, unscanned_params = _and(unscanned.where(), conditions, params)
+        # By start time alone (the index covers it): the spans read are those from the bound's
+        # start on, and the next page goes on before it.
         found = _rows(
             store,
-            f"SELECT start_time_unix_nano, span_id FROM spans{where}{order} LIMIT 1 OFFSET ?",
+            f"SELECT start_time_unix_nano FROM spans{where}"
+            " ORDER BY start_time_unix_nano DESC LIMIT 1 OFFSET ?",
             [*unscanned_params, TEXT_SCAN_ROWS - 1],
         )
         if found:
-            bound = (int(found[0][0]), str(found[0][1]))
-            conditions = [
-                *conditions,
-                "(start_time_unix_nano > ? OR (start_time_unix_nano = ? AND span_id >= ?))",
-            ]
-            params = [*params, bound[0], bound[0], bound[1]]
-    where, all_params = _and(span_filter.where(text_index=store.has_text_index), conditions, params)
+            bound = int(found[0][0])
+            lowest = window["since_ns"]
+            window["since_ns"] = bound if lowest is None else max(lowest, bound)
+    since, until = window["since_ns"], window["until_ns"]
+    if since is not None and until is not None and until <= since:  # a cursor past the window
+        return {"spans": [], "next_cursor": None, "scan_bounded": False}
+    bounded = SpanFilter(**window)
+    where, all_params = _and(bounded.where(text_index=store.has_text_index), conditions, params)
     rows = _rows(store, f"{store.select_record()}{where}{order} LIMIT ?", [*all_params, limit + 1])
     records = [record_from_row(row) for row in rows[:limit]]
     for record in records:
@@ -241,7 +249,8 @@ def search_spans(
     if len(rows) > limit:
         return {"spans": records, "next_cursor": _cursor(records[-1]), "scan_bounded": False}
     if bound is not None:
-        return {"spans": records, "next_cursor": f"{bound[0]}.{bound[1]}", "scan_bounded": True}
+        # An empty span id: every span that started at the bound was read.
+        return {"spans": records, "next_cursor": f"{bound}.", "scan_bounded": True}
     return {"spans": records, "next_cursor": None, "scan_bounded": False}
 
 

@@ -261,9 +261,11 @@
 
     let newest = null;
     let refreshing = false;
+    let again = false; // filters changed while a refresh was in flight: run once more after it
     async function refresh() {
-      if (refreshing) return;
+      if (refreshing) { again = true; return; }
       refreshing = true;
+      again = false;
       try {
         const params = filterParams(state);
         const [models, services, providers, series, spans] = await Promise.all([
@@ -288,6 +290,7 @@
         showStoreError(error);
       } finally {
         refreshing = false;
+        if (again) refresh();
       }
     }
 
