@@ -370,10 +370,6 @@ _INSERT: Final = (
     f"INSERT INTO span_rollups (bucket_ns, bucket_start, {', '.join(_KEY_COLUMNS)}, "
     f"{', '.join(ROLLUP_VALUES)}) VALUES ({', '.join('?' for _ in range(6 + len(ROLLUP_VALUES)))})"
 )
-_FIND: Final = (
-    f"SELECT rowid, {', '.join(ROLLUP_VALUES)} FROM span_rollups WHERE bucket_ns = ? "
-    "AND bucket_start = ? AND model = ? AND provider IS ? AND service_name IS ? AND status = ?"
-)
 _UPDATE: Final = (
     f"UPDATE span_rollups SET {', '.join(f'{column} = ?' for column in ROLLUP_VALUES)} "
     "WHERE rowid = ?"
@@ -383,15 +379,30 @@ _UPDATE: Final = (
 def add_inserted(conn: sqlite3.Connection, after_rowid: int) -> None:
     """Add the spans with ``rowid > after_rowid`` (what the current transaction inserted) to
     their hourly and daily rollups. Call inside the inserting transaction."""
-    hours = _hourly(conn, "rowid > ?", (after_rowid,))
-    for (width, key), aggregate in _with_days(hours).items():
-        row = conn.execute(_FIND, (width, *key)).fetchone()
+    levels = _with_days(_hourly(conn, "rowid > ?", (after_rowid,)))
+    # The stored rows of the hours and days the batch touched, in one read per width.
+    stored: dict[tuple[int, Key], tuple[Any, ...]] = {}
+    for width in (HOUR_NS, DAY_NS):
+        starts = sorted({key[0] for level, key in levels if level == width})
+        for offset in range(0, len(starts), 500):  # SQLite bounds a statement's parameters
+            chunk = starts[offset : offset + 500]
+            for rowid, start, model, provider, service, status, *values in conn.execute(
+                f"SELECT rowid, bucket_start, {', '.join(_KEY_COLUMNS)}, "
+                f"{', '.join(ROLLUP_VALUES)} FROM span_rollups WHERE bucket_ns = ? AND "
+                f"bucket_start IN ({', '.join('?' for _ in chunk)})",
+                (width, *chunk),
+            ):
+                stored[(width, (start, model, provider, service, status))] = (rowid, *values)
+    inserts, updates = [], []
+    for (width, key), aggregate in levels.items():
+        row = stored.get((width, key))
         if row is None:
-            conn.execute(_INSERT, (width, *key, *_values(aggregate)))
+            inserts.append((width, *key, *_values(aggregate)))
             continue
-        rowid, *stored = row
-        aggregate.add_rollup(tuple(stored), is_error=False)  # errors: the key's status says
-        conn.execute(_UPDATE, (*_values(aggregate), rowid))
+        aggregate.add_rollup(row[1:], is_error=False)  # errors: the key's status says
+        updates.append((*_values(aggregate), row[0]))
+    conn.executemany(_INSERT, inserts)
+    conn.executemany(_UPDATE, updates)
 
 
 def rebuild(conn: sqlite3.Connection) -> None:
