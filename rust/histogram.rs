@@ -15,7 +15,7 @@ pub const PAIR_BYTES: usize = 16;
 
 /// The `(bucket, count)` pairs of one blob, in the blob's order.
 fn pairs(blob: &[u8]) -> Result<impl Iterator<Item = (i64, i64)> + '_> {
-    if blob.len() % PAIR_BYTES != 0 {
+    if !blob.len().is_multiple_of(PAIR_BYTES) {
         return Err(Error::Histogram(format!(
             "a histogram blob holds {PAIR_BYTES}-byte pairs, got {} bytes",
             blob.len()

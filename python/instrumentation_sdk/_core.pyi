@@ -42,6 +42,7 @@ __all__ = [
     "llm_span",
     "llm_span_with_tokens",
     "mask_pii",
+    "merge_histograms",
     "model_table",
     "orphaned_spans",
     "otlp_partial_success",
