@@ -203,6 +203,16 @@ def test_session_lists_its_traces_in_order(ui: UiServer) -> None:
     assert agent["prompt_tokens"] == 1000 + 50 + 2000 + 10
     assert agent["duration_ms"] == 900.0
     assert (limited["errors"], limited["cost_usd"]) == (1, None)
+    # The session's totals: every trace's spans, errors, tokens; cost of what was priced.
+    assert session["total"] == {
+        "traces": 2,
+        "spans": 5,
+        "errors": 1,
+        "prompt_tokens": agent["prompt_tokens"],
+        "completion_tokens": agent["completion_tokens"],
+        "cost_usd": agent["cost_usd"],
+    }
+    assert agent["cost_usd"] > 0
     assert "no spans of session" in error(ui, "/api/sessions/nobody", 404)
 
 

@@ -226,6 +226,7 @@ def test_trace_deep_link_shows_tree_and_waterfall(page: Any, ui: UiServer) -> No
     page.wait_for_selector("#session-table tbody tr", timeout=WAIT_MS)
     assert page.url.endswith("/sessions/sess-1")
     assert page.locator("#session-table tbody tr").count() == 2
+    assert page.text_content("#session-total").startswith("2 traces, 5 spans, 1 errors")
 
 
 def test_error_span_shows_its_message(page: Any, ui: UiServer) -> None:

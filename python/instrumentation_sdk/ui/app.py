@@ -37,6 +37,7 @@ from .queries import (
     ensure_math,
     group_stats,
     search_spans,
+    session_total,
     session_traces,
     time_series,
     trace_spans,
@@ -273,7 +274,7 @@ class DashboardApp:
                 traces = session_traces(store, session_id)
             if not traces:
                 raise ApiError(404, f"no spans of session {session_id[:80]!r} in the store")
-            return {"session_id": session_id, "traces": traces}
+            return {"session_id": session_id, "total": session_total(traces), "traces": traces}
         raise ApiError(404, f"no such API path: {path[:200]}")
 
     def _spans(self, query: dict[str, str]) -> Any:

@@ -189,6 +189,11 @@ def build_openapi(version: str) -> dict[str, Any]:
                             "type": "object",
                             "properties": {
                                 "session_id": {"type": "string"},
+                                "total": {
+                                    "type": "object",
+                                    "description": "traces, spans, errors, tokens and cost "
+                                    "of the whole session",
+                                },
                                 "traces": {"type": "array", "items": {"type": "object"}},
                             },
                         },

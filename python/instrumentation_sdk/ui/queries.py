@@ -45,6 +45,7 @@ __all__ = [
     "ensure_math",
     "group_stats",
     "search_spans",
+    "session_total",
     "session_traces",
     "time_series",
     "trace_spans",
@@ -340,6 +341,19 @@ def session_traces(store: SpanStore, session_id: str) -> list[dict[str, Any]]:
             traces[trace_id].setdefault("name", name)
             traces[trace_id].setdefault("model", model)
     return [traces[trace_id] for trace_id in ids if trace_id in traces]
+
+
+def session_total(traces: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of a session's traces (``session_traces``): traces, spans, errors, tokens and
+    cost (``None`` when no span of it was priced)."""
+    total: dict[str, Any] = {"traces": len(traces), "spans": 0, "errors": 0}
+    for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
+        values = [trace[key] for trace in traces if trace[key] is not None]
+        total[key] = sum(values) if values else None
+    for trace in traces:
+        total["spans"] += trace["spans"]
+        total["errors"] += trace["errors"]
+    return total
 
 
 def _raw_aggregates(

@@ -556,6 +556,10 @@
       main.append(el("p", { class: "error-text" }, error.message));
       return;
     }
+    const total = data.total;
+    main.append(el("p", { class: "muted", id: "session-total" },
+      `${fmtInt(total.traces)} traces, ${fmtInt(total.spans)} spans, ${fmtInt(total.errors)} errors, ` +
+      `tokens ${fmtInt(total.prompt_tokens)} / ${fmtInt(total.completion_tokens)}, cost ${fmtCost(total.cost_usd)}`));
     main.append(el("div", { class: "table-box" }, table(
       ["#", "time", "trace", "first span", "model", "spans", "duration", "errors", "tokens in/out", "cost"],
       data.traces.map((t, i) => el("tr", { class: t.errors ? "error" : "" },
