@@ -53,6 +53,7 @@ from .exporters.sqlite import (
 __all__ = [
     "GROUP_COLUMNS",
     "PERCENTILES",
+    "STATS_GROUP_COLUMNS",
     "SpanStore",
     "StoreError",
     "count_spans",
@@ -65,7 +66,7 @@ __all__ = [
     "store_size",
 ]
 
-GroupBy: TypeAlias = Literal["model", "provider", "service"]
+GroupBy: TypeAlias = Literal["model", "provider", "service", "session"]
 
 #: ``span_stats(by=...)`` -> the column grouped on.
 GROUP_COLUMNS: Final[dict[str, str]] = {
@@ -73,6 +74,11 @@ GROUP_COLUMNS: Final[dict[str, str]] = {
     "provider": "provider",
     "service": "service_name",
 }
+
+#: What ``span_stats`` (``instrumentation-sdk stats --by``) groups on: those and the session
+#: (spans outside any session form the group ``None``). The dashboard's ``/api/stats`` keeps to
+#: ``GROUP_COLUMNS``, which its rollups are keyed by.
+STATS_GROUP_COLUMNS: Final[dict[str, str]] = {**GROUP_COLUMNS, "session": "session_id"}
 
 #: The latency percentiles ``span_stats`` reports, as ``p<N>_ms`` keys.
 PERCENTILES: Final = (50, 95, 99)
@@ -405,11 +411,12 @@ def span_stats(
 ) -> list[dict[str, Any]]:
     """Per-group counts, errors, latency percentiles and token totals, busiest group first.
 
-    ``by`` groups on ``model``, ``provider`` or ``service`` (``service_name``); spans with no
-    provider form the group ``None``. ``since_ns`` keeps spans that started at or after that
-    Unix time in nanoseconds. Each group is a dict:
+    ``by`` groups on ``model``, ``provider``, ``service`` (``service_name``) or ``session``
+    (``session_id``); spans with no provider (or session) form the group ``None``.
+    ``since_ns`` keeps spans that started at or after that Unix time in nanoseconds. Each
+    group is a dict:
 
-    - ``group``: the model, provider or service name (or ``None``);
+    - ``group``: the model, provider, service name or session id (or ``None``);
     - ``count``, ``errors`` (spans with ``status == "error"``), ``error_rate`` (0.0 to 1.0);
     - ``p50_ms``, ``p95_ms``, ``p99_ms``: exact nearest-rank percentiles (see ``percentile``) of
       the group's durations, in milliseconds, computed over every span of the group;
@@ -421,9 +428,9 @@ def span_stats(
 
     Groups are sorted by count, descending, then by name.
     """
-    column = GROUP_COLUMNS.get(by)
+    column = STATS_GROUP_COLUMNS.get(by)
     if column is None:
-        raise ValueError(f"by must be one of {', '.join(GROUP_COLUMNS)}, got {by!r}")
+        raise ValueError(f"by must be one of {', '.join(STATS_GROUP_COLUMNS)}, got {by!r}")
     where, params = "", tuple[Any, ...]()
     if since_ns is not None:
         where, params = " WHERE start_time_unix_nano >= ?", (_since_param(since_ns),)
