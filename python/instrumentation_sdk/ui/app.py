@@ -236,7 +236,10 @@ class DashboardApp:
         except StoreError as error:
             raise ApiError(503, str(error)) from None
         conn = store._conn
-        conn.execute("PRAGMA mmap_size = 268435456")
+        # Map the whole store (1 GiB: the exporter's default bound): each request opens a fresh
+        # connection, whose reads then come from the OS page cache without a copy. Address
+        # space only; SQLite caps it where it must (32-bit).
+        conn.execute(f"PRAGMA mmap_size = {1 << 30}")
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA temp_store = MEMORY")
         ensure_math(conn)
