@@ -14,6 +14,8 @@ pub enum Error {
     /// A scan could not finish: a user's validator failed (the span it was cleaning is
     /// dropped, never exported unmasked).
     Scan(String),
+    /// A rollup histogram blob that is not whole `(bucket, count)` pairs.
+    Histogram(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -33,6 +35,7 @@ impl fmt::Display for Error {
             Self::Tokenizer(why) => write!(f, "tokenizer failed: {why}"),
             Self::InvalidConfig(why) => f.write_str(why),
             Self::Scan(why) => write!(f, "PII scan failed: {why}"),
+            Self::Histogram(why) => f.write_str(why),
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod buffer;
 pub mod error;
 pub mod fork;
 pub mod heuristic;
+pub mod histogram;
 pub mod jsonl;
 pub mod otlp;
 pub mod processor;
@@ -27,6 +28,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod _core {
     #[pymodule_export]
     use crate::py::context::{install_otel_parent_hook, install_span_hooks};
+    #[pymodule_export]
+    use crate::py::histogram::merge_histograms;
     #[pymodule_export]
     use crate::py::jsonl::JsonlFile;
     #[pymodule_export]

@@ -277,3 +277,81 @@ def test_stats_command_totals_cost(tmp_path: Path) -> None:
     )
     costs = {g["group"]: g["cost_usd"] for g in json.loads(as_json.stdout)}
     assert costs == {"gpt-4o": 2.5, "o3": 8.0, "mystery": None}
+
+
+def test_stats_command_totals_cost_by_session(tmp_path: Path) -> None:
+    db = tmp_path / "spans.db"
+    now = time.time_ns()
+    exporter = SqliteExporter(db)
+    exporter.export(
+        [
+            span(
+                "a",
+                trace="a",
+                start=now,
+                duration_ms=5,
+                session="chat/1",
+                metadata={"prompt_tokens": M},
+            ),
+            span(
+                "b",
+                trace="b",
+                start=now,
+                duration_ms=5,
+                model="o3",
+                session="chat/1",
+                metadata={"completion_tokens": M},
+            ),
+            span(
+                "c",
+                trace="c",
+                start=now,
+                duration_ms=5,
+                session="chat/2",
+                metadata={"prompt_tokens": M},
+            ),
+            span("d", trace="d", start=now, duration_ms=5, metadata={"prompt_tokens": M}),
+        ]
+    )
+    exporter.shutdown()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "instrumentation_sdk.cli_store",
+            "stats",
+            "--by",
+            "session",
+            "--db",
+            str(db),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    groups = {g["group"]: g for g in json.loads(result.stdout)}
+    assert set(groups) == {"chat/1", "chat/2", None}
+    assert groups["chat/1"]["count"] == 2
+    assert groups["chat/1"]["cost_usd"] == pytest.approx(2.5 + 8.0)
+    assert groups["chat/2"]["cost_usd"] == pytest.approx(2.5)
+    assert groups[None]["cost_usd"] == pytest.approx(2.5)
+    table = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "instrumentation_sdk.cli_store",
+            "stats",
+            "--by",
+            "session",
+            "--db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert table.splitlines()[0].split()[0] == "SESSION"
+    assert "total cost: $15.5000" in table

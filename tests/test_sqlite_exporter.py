@@ -115,7 +115,7 @@ def exporter(db: Path) -> Any:
 def test_first_export_creates_schema_at_current_version(db: Path, exporter: SqliteExporter) -> None:
     assert not db.exists(), "the file is opened lazily, on the first export"
     exporter.export([make_record(1)])
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 3
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 4
     assert user_version(db) == SCHEMA_VERSION
     columns = [(row["name"], row["type"]) for row in rows(db, "PRAGMA table_info(spans)")]
     assert columns == EXPECTED_COLUMNS
@@ -135,7 +135,13 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
         "spans_provider_start",
         "spans_session_start",
         "spans_user_start",
+        "span_rollups_bucket",
     }
+    kinds = rows(db, "SELECT type, name FROM sqlite_master")
+    tables = {row["name"] for row in kinds if row["type"] == "table"}
+    assert {"spans", "span_rollups", "span_rollup_state", "span_text"} <= tables
+    triggers = {row["name"] for row in kinds if row["type"] == "trigger"}
+    assert triggers == {"span_text_insert", "span_text_delete", "span_text_update"}
     assert "WHERE status = 'error'" in indexes["spans_errors"]
     assert "WHERE session_id IS NOT NULL" in indexes["spans_session_start"]
 

@@ -203,7 +203,59 @@ def test_session_lists_its_traces_in_order(ui: UiServer) -> None:
     assert agent["prompt_tokens"] == 1000 + 50 + 2000 + 10
     assert agent["duration_ms"] == 900.0
     assert (limited["errors"], limited["cost_usd"]) == (1, None)
+    # The session's totals: every trace's spans, errors, tokens; cost of what was priced.
+    assert session["total"] == {
+        "traces": 2,
+        "spans": 5,
+        "errors": 1,
+        "prompt_tokens": agent["prompt_tokens"],
+        "completion_tokens": agent["completion_tokens"],
+        "cost_usd": agent["cost_usd"],
+    }
+    assert agent["cost_usd"] > 0
     assert "no spans of session" in error(ui, "/api/sessions/nobody", 404)
+
+
+#: A session id with every character a path reserves: "/" must not split it, "?" and "#" must
+#: not end it, "%" must not decode twice, and non-ASCII goes as UTF-8.
+ODD_SESSION = "team/a b?c=d&e#f%2F+g;h\u00e9"
+
+
+def test_session_ids_with_reserved_characters(tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    path = tmp_path / "spans.db"
+    now = time.time_ns()
+    write_store(
+        path,
+        [
+            span("odd-1", trace="odd-1", start=now - 60 * SEC, duration_ms=5, session=ODD_SESSION),
+            span("odd-2", trace="odd-2", start=now - 30 * SEC, duration_ms=5, session=ODD_SESSION),
+            span("plain", trace="plain", start=now - 10 * SEC, duration_ms=5, session="team"),
+        ],
+    )
+    server = UiServer(path)
+    try:
+        encoded = quote(ODD_SESSION, safe="")
+        response = httpx.get(f"{server.url}/api/sessions/{encoded}", timeout=30)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["session_id"] == ODD_SESSION
+        assert [t["trace_id"] for t in body["traces"]] == [hex_id("odd-1", 32), hex_id("odd-2", 32)]
+        # The page's path: the shell, whose script reads the id from the encoded path.
+        page = httpx.get(f"{server.url}/sessions/{encoded}", timeout=30)
+        assert page.status_code == 200
+        assert "text/html" in page.headers["content-type"]
+        # Unencoded, the "/" is a separator: no such API path or page, never another session.
+        assert httpx.get(f"{server.url}/api/sessions/team/a", timeout=30).status_code == 404
+        assert httpx.get(f"{server.url}/sessions/team/a", timeout=30).status_code == 404
+        plain = httpx.get(f"{server.url}/api/sessions/team", timeout=30).json()
+        assert [t["trace_id"] for t in plain["traces"]] == [hex_id("plain", 32)]
+        bad = httpx.get(f"{server.url}/api/sessions/%FF", timeout=30)
+        assert bad.status_code == 400
+        assert "UTF-8" in bad.json()["detail"]
+    finally:
+        server.close()
 
 
 # -- /api/stats, /api/timeseries ------------------------------------------------------------

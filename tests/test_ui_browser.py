@@ -30,10 +30,12 @@ from ui_support import (
     UiServer,
     hex_id,
     known_spans,
+    span,
     write_store,
 )
 
 WAIT_MS = 15_000
+SEC = 1_000_000_000
 
 
 def chromium_path() -> str | None:
@@ -224,6 +226,7 @@ def test_trace_deep_link_shows_tree_and_waterfall(page: Any, ui: UiServer) -> No
     page.wait_for_selector("#session-table tbody tr", timeout=WAIT_MS)
     assert page.url.endswith("/sessions/sess-1")
     assert page.locator("#session-table tbody tr").count() == 2
+    assert page.text_content("#session-total").startswith("2 traces, 5 spans, 1 errors")
 
 
 def test_error_span_shows_its_message(page: Any, ui: UiServer) -> None:
@@ -295,6 +298,40 @@ def test_token_from_the_printed_url(browser: Any, db: Path) -> None:
         assert "token" not in page.url
         page.goto(f"{server.url}/traces/{hex_id('agent', 32)}")
         page.wait_for_selector("#trace-table tbody tr", timeout=WAIT_MS)
+    finally:
+        context.close()
+        server.close()
+
+
+def test_session_id_with_a_slash_opens(browser: Any, tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    odd = "team/a b?c#d%2F"
+    path = tmp_path / "spans.db"
+    now = time.time_ns()
+    records = [
+        span(f"odd-{i}", trace=f"odd-{i}", start=now - (60 - i) * SEC, duration_ms=5, session=odd)
+        for i in range(3)
+    ]
+    write_store(path, records)
+    server = UiServer(path)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        # From a span's detail: the session link the trace page makes.
+        page.goto(f"{server.url}/traces/{hex_id('odd-1', 32)}")
+        page.wait_for_selector("#trace-table tbody tr", timeout=WAIT_MS)
+        page.click(f"a[href='/sessions/{quote(odd, safe='')}']")
+        page.wait_for_selector("#session-table tbody tr", timeout=WAIT_MS)
+        assert page.locator("#session-table tbody tr").count() == 3
+        assert odd in page.text_content("h1")
+        # And on a fresh load of the deep link.
+        page.goto(f"{server.url}/sessions/{quote(odd, safe='')}")
+        page.wait_for_selector("#session-table tbody tr", timeout=WAIT_MS)
+        assert page.locator("#session-table tbody tr").count() == 3
+        assert errors == []
     finally:
         context.close()
         server.close()

@@ -44,6 +44,7 @@ __all__ = [
     "llm_span",
     "llm_span_with_tokens",
     "mask_pii",
+    "merge_histograms",
     "model_table",
     "orphaned_spans",
     "otlp_partial_success",
@@ -309,6 +310,7 @@ def events_dropped() -> int: ...
 def encode_jsonl_records(
     records: list[dict[str, Any]], encode: Callable[[object], bytes], plan: ExportPlan
 ) -> tuple[bytes, int]: ...
+def merge_histograms(blobs: list[bytes]) -> bytes: ...
 def install_span_hooks(
     current: object,
     start_pipeline: Callable[[], None],

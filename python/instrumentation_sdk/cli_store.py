@@ -1,7 +1,8 @@
 """The ``spans`` and ``stats`` commands: read the local span database from the command line.
 
 ``instrumentation-sdk spans [--last N] [--trace ID] [--errors] [--since 1h] [--json] [--db PATH]``
-``instrumentation-sdk stats [--since 1h] [--by model|provider|service] [--json] [--db PATH]``
+``instrumentation-sdk stats [--since 1h] [--by model|provider|service|session] [--json]
+[--db PATH]``
 
 ``cli.py`` wires them in with ``add_store_commands(subparsers)`` and dispatches with
 ``run_store_command(args)`` when ``args.command in STORE_COMMANDS``. Until then (and for tests)
@@ -23,8 +24,8 @@ import msgspec
 
 from .exporters.sqlite import DB_ENV_VAR
 from .store import (
-    GROUP_COLUMNS,
     PERCENTILES,
+    STATS_GROUP_COLUMNS,
     TTFT_PERCENTILES,
     StoreError,
     count_spans,
@@ -104,7 +105,7 @@ def add_store_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     stats.add_argument("--since", metavar="WINDOW", help=since_help)
     stats.add_argument(
         "--by",
-        choices=tuple(GROUP_COLUMNS),
+        choices=tuple(STATS_GROUP_COLUMNS),
         default="model",
         help="group by this (default: model)",
     )

@@ -46,12 +46,14 @@ from .exporters.sqlite import (
     DB_ENV_VAR,
     RECORD_FIELDS,
     SCHEMA_VERSION,
+    TEXT_INDEX,
     default_db_path,
 )
 
 __all__ = [
     "GROUP_COLUMNS",
     "PERCENTILES",
+    "STATS_GROUP_COLUMNS",
     "SpanStore",
     "StoreError",
     "count_spans",
@@ -64,7 +66,7 @@ __all__ = [
     "store_size",
 ]
 
-GroupBy: TypeAlias = Literal["model", "provider", "service"]
+GroupBy: TypeAlias = Literal["model", "provider", "service", "session"]
 
 #: ``span_stats(by=...)`` -> the column grouped on.
 GROUP_COLUMNS: Final[dict[str, str]] = {
@@ -72,6 +74,11 @@ GROUP_COLUMNS: Final[dict[str, str]] = {
     "provider": "provider",
     "service": "service_name",
 }
+
+#: What ``span_stats`` (``instrumentation-sdk stats --by``) groups on: those and the session
+#: (spans outside any session form the group ``None``). The dashboard's ``/api/stats`` keeps to
+#: ``GROUP_COLUMNS``, which its rollups are keyed by.
+STATS_GROUP_COLUMNS: Final[dict[str, str]] = {**GROUP_COLUMNS, "session": "session_id"}
 
 #: The latency percentiles ``span_stats`` reports, as ``p<N>_ms`` keys.
 PERCENTILES: Final = (50, 95, 99)
@@ -118,19 +125,47 @@ class SpanStore:
     """
 
     def __init__(
-        self, path: Path, conn: sqlite3.Connection, has_schema: bool, version: int = SCHEMA_VERSION
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        has_schema: bool,
+        version: int = SCHEMA_VERSION,
+        *,
+        has_text_index: bool = False,
     ) -> None:
         self.path = path
         self._conn = conn
         self._has_schema = has_schema
         #: The file's schema version (``PRAGMA user_version``); older files lack newer columns.
         self.version = version
+        #: Whether the file has the free-text index (schema 4, where SQLite has FTS5 trigram)
+        #: and this SQLite can read it.
+        self.has_text_index = has_text_index
 
     @property
     def has_cost(self) -> bool:
         """Whether the file has the ``cost_usd`` and ``time_to_first_token_ms`` columns (schema
         3); an older file reads them as ``None`` until a writer migrates it."""
         return self.version >= 3
+
+    @property
+    def has_rollups(self) -> bool:
+        """Whether the file has the hourly and daily rollups of schema 4
+        (``exporters/rollups.py``)."""
+        return self.version >= 4
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same committed state (spans and
+        their rollups as one batch left them)."""
+        if not self._has_schema or self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
 
     def select_record(self) -> str:
         """``SELECT <record columns>, duration_ns, cost_usd FROM spans`` for this file."""
@@ -206,7 +241,14 @@ def open_store(path: str | os.PathLike[str] | None = None) -> SpanStore:
     if version == 0 and tables:
         conn.close()
         raise StoreError(f"{file} is an SQLite database, but not an instrumentation-sdk one")
-    return SpanStore(file, conn, has_schema=version > 0, version=version)
+    text_index = False
+    if TEXT_INDEX in tables:
+        try:
+            conn.execute(f"SELECT rowid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH 'abc' LIMIT 0")
+            text_index = True
+        except sqlite3.DatabaseError:
+            pass  # this SQLite lacks FTS5 or trigram: text filters scan
+    return SpanStore(file, conn, has_schema=version > 0, version=version, has_text_index=text_index)
 
 
 DbArg: TypeAlias = SpanStore | str | os.PathLike[str]
@@ -369,11 +411,12 @@ def span_stats(
 ) -> list[dict[str, Any]]:
     """Per-group counts, errors, latency percentiles and token totals, busiest group first.
 
-    ``by`` groups on ``model``, ``provider`` or ``service`` (``service_name``); spans with no
-    provider form the group ``None``. ``since_ns`` keeps spans that started at or after that
-    Unix time in nanoseconds. Each group is a dict:
+    ``by`` groups on ``model``, ``provider``, ``service`` (``service_name``) or ``session``
+    (``session_id``); spans with no provider (or session) form the group ``None``.
+    ``since_ns`` keeps spans that started at or after that Unix time in nanoseconds. Each
+    group is a dict:
 
-    - ``group``: the model, provider or service name (or ``None``);
+    - ``group``: the model, provider, service name or session id (or ``None``);
     - ``count``, ``errors`` (spans with ``status == "error"``), ``error_rate`` (0.0 to 1.0);
     - ``p50_ms``, ``p95_ms``, ``p99_ms``: exact nearest-rank percentiles (see ``percentile``) of
       the group's durations, in milliseconds, computed over every span of the group;
@@ -385,9 +428,9 @@ def span_stats(
 
     Groups are sorted by count, descending, then by name.
     """
-    column = GROUP_COLUMNS.get(by)
+    column = STATS_GROUP_COLUMNS.get(by)
     if column is None:
-        raise ValueError(f"by must be one of {', '.join(GROUP_COLUMNS)}, got {by!r}")
+        raise ValueError(f"by must be one of {', '.join(STATS_GROUP_COLUMNS)}, got {by!r}")
     where, params = "", tuple[Any, ...]()
     if since_ns is not None:
         where, params = " WHERE start_time_unix_nano >= ?", (_since_param(since_ns),)

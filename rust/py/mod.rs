@@ -5,6 +5,7 @@ pub mod chunks;
 pub mod context;
 pub mod error;
 pub mod fastcall;
+pub mod histogram;
 pub mod jsonl;
 pub mod otlp;
 pub mod preload;

@@ -41,6 +41,7 @@ import msgspec
 
 from .. import _core
 from ..prices import PriceTable, default_prices, record_cost
+from . import rollups
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
@@ -73,10 +74,49 @@ DEFAULT_STORE_MAX_AGE: Final = 30 * 86400.0
 _EVICT_ROWS: Final = 1000
 _EVICT_STEPS: Final = 8
 
+#: The free-text index: FTS5 with the trigram tokenizer (substrings, case-insensitive) over the
+#: fields the dashboard's text filter searches, an external-content index of ``spans`` kept by
+#: triggers, so every insert and delete (retention included) updates it in its transaction.
+TEXT_INDEX: Final = "span_text"
+TEXT_COLUMNS: Final = ("name", "error_type", "error_message")
+_TEXT_INDEX_SQL: Final = (
+    f"CREATE VIRTUAL TABLE {TEXT_INDEX} USING fts5({', '.join(TEXT_COLUMNS)}, content='spans', "
+    "content_rowid='rowid', tokenize='trigram case_sensitive 0')",
+    f"CREATE TRIGGER {TEXT_INDEX}_insert AFTER INSERT ON spans BEGIN "
+    f"INSERT INTO {TEXT_INDEX} (rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES (new.rowid, {', '.join(f'new.{c}' for c in TEXT_COLUMNS)}); END",
+    f"CREATE TRIGGER {TEXT_INDEX}_delete AFTER DELETE ON spans BEGIN "
+    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}, rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES ('delete', old.rowid, {', '.join(f'old.{c}' for c in TEXT_COLUMNS)}); END",
+    # Spans are never updated; were one, its text would be re-indexed.
+    f"CREATE TRIGGER {TEXT_INDEX}_update AFTER UPDATE OF {', '.join(TEXT_COLUMNS)} ON spans BEGIN "
+    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}, rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES ('delete', old.rowid, {', '.join(f'old.{c}' for c in TEXT_COLUMNS)}); "
+    f"INSERT INTO {TEXT_INDEX} (rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES (new.rowid, {', '.join(f'new.{c}' for c in TEXT_COLUMNS)}); END",
+    f"INSERT INTO {TEXT_INDEX} ({TEXT_INDEX}) VALUES ('rebuild')",
+)
+
+
+def _create_text_index(conn: sqlite3.Connection) -> None:
+    """The free-text index, filled from the spans stored. An SQLite without FTS5 or its
+    trigram tokenizer (before 3.34) gets none: the dashboard then scans, as before."""
+    try:
+        conn.execute("SAVEPOINT text_index")
+        for statement in _TEXT_INDEX_SQL:
+            conn.execute(statement)
+        conn.execute("RELEASE text_index")
+    except sqlite3.OperationalError:
+        conn.execute("ROLLBACK TO text_index")
+        conn.execute("RELEASE text_index")
+
+
 #: Schema migrations in order: ``MIGRATIONS[i]`` takes a database from ``user_version == i`` to
-#: ``i + 1``. Each is a sequence of single SQL statements run inside one ``BEGIN IMMEDIATE``
-#: transaction together with the ``user_version`` bump. Never edit a released entry; append.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+#: ``i + 1``. Each is a sequence of single SQL statements (or functions of the connection, for a
+#: backfill SQL alone cannot do) run inside one ``BEGIN IMMEDIATE`` transaction together with the
+#: ``user_version`` bump. Never edit a released entry; append.
+MigrationStep = str | Callable[[sqlite3.Connection], None]
+MIGRATIONS: Final[tuple[tuple[MigrationStep, ...], ...]] = (
     # 1: the spans table and the indexes the CLI's queries use.
     (
         """
@@ -141,6 +181,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX spans_user_start ON spans (user_id, start_time_unix_nano) "
         "WHERE user_id IS NOT NULL",
     ),
+    # 4: hourly and daily rollups for the dashboard's aggregates (exporters/rollups.py), kept
+    # by every batch in its own transaction; the spans already stored are rolled up here. And
+    # the dashboard's free-text index (see _create_text_index).
+    (*rollups.MIGRATION, rollups.rebuild, _create_text_index),
 )
 
 #: The schema version this code writes and reads.
@@ -162,6 +206,7 @@ _INSERT: Final = (
     f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
     "ON CONFLICT(span_id) DO NOTHING"
 )
+_NEWEST_ROWID: Final = "SELECT coalesce(max(rowid), 0) FROM spans"
 #: Fields a stored row cannot lack (NOT NULL columns); the other str fields may be None.
 _REQUIRED: Final = frozenset(
     {"span_id", "trace_id", "name", "model", "status", "start_time_unix_nano", "end_time_unix_nano"}
@@ -213,7 +258,7 @@ def default_db_path() -> Path:
 
 def migrate(
     conn: sqlite3.Connection,
-    migrations: Sequence[Sequence[str]] = MIGRATIONS,
+    migrations: Sequence[Sequence[MigrationStep]] = MIGRATIONS,
 ) -> int:
     """Bring the database behind ``conn`` up to ``len(migrations)``; returns that version.
 
@@ -242,7 +287,10 @@ def migrate(
         for number in range(version, target):
             for statement in migrations[number]:
                 try:
-                    conn.execute(statement)
+                    if callable(statement):
+                        statement(conn)
+                    else:
+                        conn.execute(statement)
                 except sqlite3.OperationalError as error:
                     if number == 0 and "already exists" in str(error):
                         raise SqliteSchemaError(
@@ -512,7 +560,13 @@ class SqliteExporter:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                # Rows this batch inserts get rowids past the largest one now (the write lock
+                # is held); spans already stored insert nothing, so a retry adds nothing twice.
+                (newest_rowid,) = conn.execute(
+                    "SELECT coalesce(max(rowid), 0) FROM spans"
+                ).fetchone()
                 conn.executemany(_INSERT, rows)
+                rollups.add_inserted(conn, newest_rowid)
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback(conn)
@@ -533,26 +587,38 @@ class SqliteExporter:
         if self.max_age:
             cutoff = time.time_ns() - int(self.max_age * 1e9)
             for _ in range(_EVICT_STEPS):
-                deleted = conn.execute(
-                    "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans "
-                    "WHERE start_time_unix_nano < ? ORDER BY start_time_unix_nano LIMIT ?)",
-                    (cutoff, _EVICT_ROWS),
-                ).rowcount
-                self.evicted += max(deleted, 0)
+                deleted = self._delete_oldest(conn, "WHERE start_time_unix_nano < ?", (cutoff,))
                 if deleted < _EVICT_ROWS:
                     break
         if self.max_bytes:
             for _ in range(_EVICT_STEPS):
                 if self._used_bytes(conn) <= self.max_bytes:
                     break
-                deleted = conn.execute(
-                    "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans "
-                    "ORDER BY start_time_unix_nano LIMIT ?)",
-                    (_EVICT_ROWS,),
-                ).rowcount
-                self.evicted += max(deleted, 0)
-                if deleted <= 0:
+                if self._delete_oldest(conn, "", ()) <= 0:
                     break
+
+    def _delete_oldest(self, conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> int:
+        """Delete up to ``_EVICT_ROWS`` of the oldest spans matching ``where``, and retire the
+        rollups of their hours, in one transaction; returns how many were deleted."""
+        oldest = f"SELECT rowid, start_time_unix_nano FROM spans {where} "
+        oldest += "ORDER BY start_time_unix_nano LIMIT ?"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (newest_start,) = conn.execute(
+                f"SELECT max(start_time_unix_nano) FROM ({oldest})", (*params, _EVICT_ROWS)
+            ).fetchone()
+            deleted = conn.execute(
+                f"DELETE FROM spans WHERE rowid IN (SELECT rowid FROM ({oldest}))",
+                (*params, _EVICT_ROWS),
+            ).rowcount
+            if deleted > 0 and newest_start is not None:
+                rollups.forget_through(conn, int(newest_start))
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        self.evicted += max(deleted, 0)
+        return deleted
 
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         """Bytes of the database's pages in use (its size less its free list)."""
@@ -643,6 +709,7 @@ class SqliteExporter:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            rollups.ensure_math(conn)
             # Migrate first: a file that is not ours is refused before anything changes it.
             migrate(conn)
             conn.execute("PRAGMA journal_mode = WAL")  # persistent: readers see it too

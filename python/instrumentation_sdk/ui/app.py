@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote
 
 import msgspec
 
@@ -37,6 +37,7 @@ from .queries import (
     ensure_math,
     group_stats,
     search_spans,
+    session_total,
     session_traces,
     time_series,
     trace_spans,
@@ -138,6 +139,7 @@ class DashboardApp:
 
     async def _answer(self, scope: Scope) -> tuple[int, bytes, bytes, Headers]:
         path: str = scope["path"]
+        raw = _raw_path(scope)
         try:
             if scope["method"] not in ("GET", "HEAD"):
                 raise ApiError(405, "the dashboard only answers GET", [(b"allow", b"GET, HEAD")])
@@ -145,13 +147,13 @@ class DashboardApp:
             if path == "/healthz":
                 return 200, b'{"status":"ok"}', JSON, []
             if self._digest is not None:
-                redirect = self._check_auth(scope, path, query)
+                redirect = self._check_auth(scope, raw, query)
                 if redirect is not None:
                     return redirect
             if path.startswith("/api/"):
-                result = await asyncio.to_thread(self._api, path, query)
+                result = await asyncio.to_thread(self._api, path, raw, query)
                 return 200, _encode(result), JSON, []
-            return self._static(path)
+            return self._static(path, raw)
         except ApiError as error:
             body = _encode({"error": _reason(error.status), "detail": error.detail})
             return error.status, body, JSON, error.headers
@@ -170,13 +172,14 @@ class DashboardApp:
         self, scope: Scope, path: str, query: dict[str, str]
     ) -> tuple[int, bytes, bytes, Headers] | None:
         """``None`` when the request carries the token; a redirect that sets the cookie for a
-        page load with a right ``?token=``; else ``ApiError(401)``."""
+        page load with a right ``?token=``; else ``ApiError(401)``. ``path`` is the raw
+        (percent-encoded) path, so the redirect keeps a session id's ``%2F``."""
         assert self._digest is not None
         cookie_token = self._digest.hex().encode()
         token = query.get("token")
         if token is not None and not path.startswith("/api/") and self._matches(token.encode()):
             rest = "&".join(f"{quote(k)}={quote(v)}" for k, v in query.items() if k != "token")
-            location = quote(path) + (f"?{rest}" if rest else "")
+            location = quote(path, safe=_PATH_SAFE) + (f"?{rest}" if rest else "")
             # The cookie holds the token's SHA-256, not the token: no quoting issues, and the
             # token itself is not stored in the browser.
             cookie = f"{COOKIE_NAME}={cookie_token.decode()}; Path=/; HttpOnly; SameSite=Strict"
@@ -210,11 +213,12 @@ class DashboardApp:
 
     # -- pages and assets ---------------------------------------------------------------------
 
-    def _static(self, path: str) -> tuple[int, bytes, bytes, Headers]:
+    def _static(self, path: str, raw: str) -> tuple[int, bytes, bytes, Headers]:
         if path == "/openapi.json":
             return 200, self._openapi, JSON, []
+        # Page paths are matched encoded: a session id may hold "/" (sent as %2F).
         if path == "/" or (
-            path.startswith(_PAGE_PREFIXES) and path.count("/") == 2 and not path.endswith("/")
+            raw.startswith(_PAGE_PREFIXES) and raw.count("/") == 2 and not raw.endswith("/")
         ):
             return 200, self._assets["index.html"], _ASSET_TYPES[".html"], []
         if path.startswith("/static/"):
@@ -232,13 +236,16 @@ class DashboardApp:
         except StoreError as error:
             raise ApiError(503, str(error)) from None
         conn = store._conn
-        conn.execute("PRAGMA mmap_size = 268435456")
+        # Map the whole store (1 GiB: the exporter's default bound): each request opens a fresh
+        # connection, whose reads then come from the OS page cache without a copy. Address
+        # space only; SQLite caps it where it must (32-bit).
+        conn.execute(f"PRAGMA mmap_size = {1 << 30}")
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA temp_store = MEMORY")
         ensure_math(conn)
         return store
 
-    def _api(self, path: str, query: dict[str, str]) -> Any:
+    def _api(self, path: str, raw: str, query: dict[str, str]) -> Any:
         endpoint, _, rest = path[len("/api/") :].partition("/")
         if endpoint == "spans" and not rest:
             return self._spans(query)
@@ -256,13 +263,21 @@ class DashboardApp:
             if not spans:
                 raise ApiError(404, f"no spans of trace {rest[:40]} in the store")
             return {"trace_id": spans[0]["trace_id"], "spans": spans}
-        if endpoint == "sessions" and rest and "/" not in rest:
+        # The session id is taken from the encoded path: it may hold "/" (sent as %2F).
+        encoded = raw[len("/api/sessions/") :] if raw.startswith("/api/sessions/") else ""
+        if endpoint == "sessions" and encoded and "/" not in encoded:
+            try:
+                session_id = unquote(encoded, errors="strict")
+            except UnicodeDecodeError:
+                raise ApiError(
+                    400, "a session id in the path must be UTF-8, percent-encoded"
+                ) from None
             _allow(query, ())
             with self._open() as store:
-                traces = session_traces(store, rest)
+                traces = session_traces(store, session_id)
             if not traces:
-                raise ApiError(404, f"no spans of session {rest[:80]!r} in the store")
-            return {"session_id": rest, "traces": traces}
+                raise ApiError(404, f"no spans of session {session_id[:80]!r} in the store")
+            return {"session_id": session_id, "total": session_total(traces), "traces": traces}
         raise ApiError(404, f"no such API path: {path[:200]}")
 
     def _spans(self, query: dict[str, str]) -> Any:
@@ -297,6 +312,19 @@ class DashboardApp:
         with self._open() as store:
             series = time_series(store, span_filter, since_ns=since, until_ns=until, points=points)
         return {"since_unix_nano": since, "until_unix_nano": until, **series}
+
+
+#: Characters a path keeps unquoted in a redirect ("%" too: the path is already encoded).
+_PATH_SAFE: Final = "/%:@!$&'()*+,;=-._~"
+
+
+def _raw_path(scope: Scope) -> str:
+    """The request's path as sent (percent-encoded), without the query: ``scope["path"]`` is
+    decoded, which turns a ``%2F`` inside a session id into a separator."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("latin-1").partition("?")[0]
+    return quote(scope["path"], safe=_PATH_SAFE)
 
 
 def _reason(status: int) -> str:

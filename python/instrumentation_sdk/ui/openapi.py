@@ -139,10 +139,17 @@ def build_openapi(version: str) -> dict[str, Any]:
                     "responses": _ok(
                         {
                             "type": "object",
-                            "required": ["spans", "next_cursor"],
+                            "required": ["spans", "next_cursor", "scan_bounded"],
                             "properties": {
                                 "spans": {"type": "array", "items": span_ref},
                                 "next_cursor": _NULLABLE_STR,
+                                "scan_bounded": {
+                                    "type": "boolean",
+                                    "description": (
+                                        "a text filter under 3 characters read its bound of "
+                                        "spans: follow next_cursor for older matches"
+                                    ),
+                                },
                             },
                         },
                         "a page of spans",
@@ -174,12 +181,19 @@ def build_openapi(version: str) -> dict[str, Any]:
             "/api/sessions/{session_id}": {
                 "get": {
                     "summary": "The traces of one session (conversation), oldest first",
-                    "parameters": [_path_id("session_id", "the session id")],
+                    "parameters": [
+                        _path_id("session_id", "the session id, percent-encoded (%2F for /)")
+                    ],
                     "responses": _ok(
                         {
                             "type": "object",
                             "properties": {
                                 "session_id": {"type": "string"},
+                                "total": {
+                                    "type": "object",
+                                    "description": "traces, spans, errors, tokens and cost "
+                                    "of the whole session",
+                                },
                                 "traces": {"type": "array", "items": {"type": "object"}},
                             },
                         },
@@ -225,7 +239,8 @@ def build_openapi(version: str) -> dict[str, Any]:
                         *_FILTERS,
                         _param(
                             "points",
-                            f"buckets (default 60, at most {MAX_POINTS})",
+                            f"buckets (default 60, at most {MAX_POINTS}); over a day or more "
+                            "the buckets are whole hours (or days), so there may be fewer",
                             {"type": "integer", "minimum": 1, "maximum": MAX_POINTS},
                         ),
                     ],

@@ -13,11 +13,23 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
+from ..exporters.rollups import (
+    BUCKETS_PER_E,
+    DAY_NS,
+    EMPTY_AGGREGATE,
+    HOUR_NS,
+    PERCENTILE_ERROR,
+    ROLLUP_VALUES,
+    Aggregate,
+    ensure_math,
+    floor_to,
+    log_bucket_sql,
+)
+from ..exporters.sqlite import TEXT_INDEX
 from ..store import GROUP_COLUMNS, SpanStore, record_from_row
 
 __all__ = [
@@ -27,11 +39,13 @@ __all__ = [
     "MAX_POINTS",
     "MAX_TRACE_SPANS",
     "PERCENTILE_ERROR",
+    "TEXT_SCAN_ROWS",
     "SpanFilter",
     "decode_cursor",
     "ensure_math",
     "group_stats",
     "search_spans",
+    "session_total",
     "session_traces",
     "time_series",
     "trace_spans",
@@ -39,29 +53,16 @@ __all__ = [
 
 MAX_LIMIT: Final = 500
 MAX_TRACE_SPANS: Final = 10_000
-#: Log-spaced percentile buckets: a value is reported as its bucket's geometric middle.
-BUCKETS_PER_E: Final = 100
-#: The largest relative error of a reported percentile: half a bucket.
-PERCENTILE_ERROR: Final = math.expm1(0.5 / BUCKETS_PER_E)
 #: At most this many points in a time series.
 MAX_POINTS: Final = 500
-#: The aggregate of no spans.
-EMPTY_AGGREGATE: Final[dict[str, Any]] = {
-    "count": 0,
-    "errors": 0,
-    "error_rate": None,
-    "p50_ms": None,
-    "p95_ms": None,
-    "p99_ms": None,
-    "ttft_p50_ms": None,
-    "ttft_p95_ms": None,
-    "prompt_tokens": None,
-    "completion_tokens": None,
-    "cost_usd": None,
-}
+#: A text filter without the index (under 3 characters) reads at most this many spans a page.
+TEXT_SCAN_ROWS: Final = 50_000
 _STATUSES: Final = ("unset", "ok", "error")
-_CURSOR: Final = re.compile(r"(-?\d{1,20})\.([0-9a-f]{1,32})")
+_CURSOR: Final = re.compile(r"(-?\d{1,20})\.([0-9a-f]{0,32})")
 _HEX_ID: Final = re.compile(r"[0-9a-f]{1,32}")
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_KEY_FILTERS: Final = (("model", "model"), ("provider", "provider"), ("service", "service_name"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +94,15 @@ class SpanFilter:
         ):
             raise ValueError("until must be later than since")
 
-    def where(self) -> tuple[str, list[Any]]:
-        """``" WHERE ..."`` (or ``""``) and its parameters."""
+    def key_conditions(self) -> tuple[list[str], list[Any]]:
+        """The conditions on model, provider, service and status (the columns a rollup row is
+        keyed by, named alike in ``spans`` and ``span_rollups``) and their parameters."""
         conditions: list[str] = []
         params: list[Any] = []
         for name, column in (
             ("model", "model"),
             ("provider", "provider"),
             ("service", "service_name"),
-            ("session_id", "session_id"),
-            ("user_id", "user_id"),
         ):
             value = getattr(self, name)
             if value is not None:
@@ -113,12 +113,37 @@ class SpanFilter:
         elif self.status is not None:
             conditions.append("status = ?")
             params.append(self.status)
+        return conditions, params
+
+    def rollups_apply(self) -> bool:
+        """Whether rollups can answer for these spans: not when a session, user or text
+        narrows them (those are read from the raw rows)."""
+        return self.session_id is None and self.user_id is None and not self.text
+
+    def where(self, *, text_index: bool = False) -> tuple[str, list[Any]]:
+        """``" WHERE ..."`` (or ``""``) and its parameters; ``text_index``: the store has the
+        free-text index (``SpanStore.has_text_index``)."""
+        conditions, params = self.key_conditions()
+        for name in ("session_id", "user_id"):
+            value = getattr(self, name)
+            if value is not None:
+                conditions.append(f"{name} = ?")
+                params.append(value)
         if self.text:
             pattern = "%" + re.sub(r"([\\%_])", r"\\\1", self.text) + "%"
-            conditions.append(
+            like = (
                 "(name LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' "
                 "OR error_message LIKE ? ESCAPE '\\')"
             )
+            if self.uses_text_index(text_index):
+                # The trigram index finds the candidates (a superset: it also folds non-ASCII
+                # case); LIKE keeps the filter's own semantics. Shorter text has no trigram.
+                phrase = '"' + self.text.replace('"', '""') + '"'
+                conditions.append(
+                    f"rowid IN (SELECT rowid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH ?)"
+                )
+                params.append(phrase)
+            conditions.append(like)
             params += [pattern] * 3
         if self.since_ns is not None:
             conditions.append("start_time_unix_nano >= ?")
@@ -128,7 +153,11 @@ class SpanFilter:
             params.append(self.until_ns)
         return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
-    def scan_hint(self) -> str:
+    def uses_text_index(self, text_index: bool) -> bool:
+        """Whether ``where(text_index=...)`` looks the text up in the index (3+ characters)."""
+        return text_index and self.text is not None and len(self.text) >= 3
+
+    def scan_hint(self, *, text_index: bool = False) -> str:
         """How an aggregate over these spans should read the table: by start time when only
         the window (and status or text) narrows it. Left to itself, SQLite walks the
         (model, start) index to spare the GROUP BY a sort, and pays a table lookup per row in
@@ -136,6 +165,8 @@ class SpanFilter:
         narrowed = (self.model, self.provider, self.service, self.session_id, self.user_id)
         if self.since_ns is None or any(value is not None for value in narrowed):
             return ""
+        if self.uses_text_index(text_index):
+            return ""  # the text index narrows more
         return " INDEXED BY spans_start_time"
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,26 +197,73 @@ def search_spans(
     limit: int = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """One page of matching spans, newest first: ``{"spans": [...], "next_cursor": str|None}``.
+    """One page of matching spans, newest first: ``{"spans": [...], "next_cursor": str|None,
+    "scan_bounded": bool}``.
 
     Pass ``next_cursor`` back as ``cursor`` for the next page; spans stored meanwhile do not
-    shift the pages (the cursor is the last span's start time and id).
+    shift the pages (the cursor is the last span's start time and id). A text filter the
+    index cannot answer (under 3 characters, or a store without the index) reads about
+    ``TEXT_SCAN_ROWS`` spans per page (all those that started at the last one's time): when it
+    stops there, ``scan_bounded`` is true and
+    ``next_cursor`` continues after the last span read, so the page may hold fewer than
+    ``limit`` spans (even none) while older ones still match.
     """
     if isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be from 1 to {MAX_LIMIT}, got {limit!r}")
-    where, params = span_filter.where()
+    conditions: list[str] = []
+    params: list[Any] = []
+    # Bounds on the start time go into the filter's own window: SQLite narrows its index range
+    # by one lower and one upper bound per column, and cannot tell which of several is tighter.
+    window = span_filter.as_dict()
     if cursor is not None:
         start, span_id = decode_cursor(cursor)
-        after = "(start_time_unix_nano < ? OR (start_time_unix_nano = ? AND span_id < ?))"
-        where = f"{where} AND {after}" if where else f" WHERE {after}"
-        params += [start, start, span_id]
-    sql = f"{store.select_record()}{where} ORDER BY start_time_unix_nano DESC, span_id DESC LIMIT ?"
-    rows = _rows(store, sql, [*params, limit + 1])
+        until = window["until_ns"]
+        window["until_ns"] = start + 1 if until is None else min(until, start + 1)
+        conditions.append("(start_time_unix_nano < ? OR span_id < ?)")
+        params += [start, span_id]
+    order = " ORDER BY start_time_unix_nano DESC, span_id DESC"
+    bound: int | None = None
+    if span_filter.text and not span_filter.uses_text_index(store.has_text_index):
+        unscanned = SpanFilter(**{**window, "text": None})
+        where, unscanned_params = _and(unscanned.where(), conditions, params)
+        # By start time alone (the index covers it): the spans read are those from the bound's
+        # start on, and the next page goes on before it.
+        found = _rows(
+            store,
+            f"SELECT start_time_unix_nano FROM spans{where}"
+            " ORDER BY start_time_unix_nano DESC LIMIT 1 OFFSET ?",
+            [*unscanned_params, TEXT_SCAN_ROWS - 1],
+        )
+        if found:
+            bound = int(found[0][0])
+            lowest = window["since_ns"]
+            window["since_ns"] = bound if lowest is None else max(lowest, bound)
+    since, until = window["since_ns"], window["until_ns"]
+    if since is not None and until is not None and until <= since:  # a cursor past the window
+        return {"spans": [], "next_cursor": None, "scan_bounded": False}
+    bounded = SpanFilter(**window)
+    where, all_params = _and(bounded.where(text_index=store.has_text_index), conditions, params)
+    rows = _rows(store, f"{store.select_record()}{where}{order} LIMIT ?", [*all_params, limit + 1])
     records = [record_from_row(row) for row in rows[:limit]]
     for record in records:
         _add_derived(record)
-    more = len(rows) > limit
-    return {"spans": records, "next_cursor": _cursor(records[-1]) if more else None}
+    if len(rows) > limit:
+        return {"spans": records, "next_cursor": _cursor(records[-1]), "scan_bounded": False}
+    if bound is not None:
+        # An empty span id: every span that started at the bound was read.
+        return {"spans": records, "next_cursor": f"{bound}.", "scan_bounded": True}
+    return {"spans": records, "next_cursor": None, "scan_bounded": False}
+
+
+def _and(
+    base: tuple[str, list[Any]], conditions: list[str], params: list[Any]
+) -> tuple[str, list[Any]]:
+    """``base`` (a ``where()``) with more conditions ANDed on."""
+    where, base_params = base
+    if not conditions:
+        return where, base_params
+    more = " AND ".join(conditions)
+    return (f"{where} AND {more}" if where else f" WHERE {more}"), [*base_params, *params]
 
 
 def _add_derived(record: dict[str, Any]) -> None:
@@ -265,156 +343,156 @@ def session_traces(store: SpanStore, session_id: str) -> list[dict[str, Any]]:
     return [traces[trace_id] for trace_id in ids if trace_id in traces]
 
 
-def _bucket_value(bucket: int) -> float:
-    """A log bucket's geometric middle, in milliseconds."""
-    return math.exp((bucket + 0.5) / BUCKETS_PER_E) / 1_000_000
+def session_total(traces: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of a session's traces (``session_traces``): traces, spans, errors, tokens and
+    cost (``None`` when no span of it was priced)."""
+    total: dict[str, Any] = {"traces": len(traces), "spans": 0, "errors": 0}
+    for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
+        values = [trace[key] for trace in traces if trace[key] is not None]
+        total[key] = sum(values) if values else None
+    for trace in traces:
+        total["spans"] += trace["spans"]
+        total["errors"] += trace["errors"]
+    return total
 
 
-def _percentiles(
-    histogram: dict[int, int], ps: Iterable[int], low: float, high: float
-) -> dict[int, float | None]:
-    """Nearest-rank percentiles of a histogram (bucket -> count), clamped to the exact minimum
-    and maximum (so the extremes, one value, or all equal values come out exact)."""
-    total = sum(histogram.values())
-    ordered = sorted(histogram.items())
-    result: dict[int, float | None] = {}
-    for p in ps:
-        if total == 0:
-            result[p] = None
-            continue
-        rank = max(1, -(-p * total // 100))
-        if rank in (1, total):  # the minimum or the maximum: known exactly
-            result[p] = low if rank == 1 else high
-            continue
-        seen = 0
-        for bucket, count in ordered:
-            seen += count
-            if seen >= rank:
-                result[p] = min(max(_bucket_value(bucket), low), high)
-                break
-    return result
-
-
-def _log_bucket(column: str) -> str:
-    # ln() of nanoseconds: every duration >= 1 ns lands in a bucket (0 ns in bucket 0).
-    return f"CAST(ln(max({column}, 1)) * {BUCKETS_PER_E} AS INTEGER)"
-
-
-def ensure_math(conn: sqlite3.Connection) -> None:
-    """SQLite builds without the math functions get ``ln`` from Python (slower, same result)."""
-    try:
-        conn.execute("SELECT ln(2)").fetchone()
-    except sqlite3.OperationalError:
-        conn.create_function("ln", 1, math.log, deterministic=True)
-
-
-def _add(a: Any, b: Any) -> Any:
-    """SQL's sum: ``None`` only when every part is ``None``."""
-    return b if a is None else a if b is None else a + b
-
-
-class _Aggregate:
-    """Counts, sums and histograms of some spans; mergeable (the total is the groups' merge)."""
-
-    __slots__ = (
-        "completion",
-        "cost",
-        "count",
-        "errors",
-        "high",
-        "hist",
-        "low",
-        "prompt",
-        "t_high",
-        "t_hist",
-        "t_low",
-    )
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.errors = 0
-        self.prompt: int | None = None
-        self.completion: int | None = None
-        self.cost: float | None = None
-        self.low = math.inf
-        self.high = -math.inf
-        self.hist: dict[int, int] = {}
-        self.t_low = math.inf
-        self.t_high = -math.inf
-        self.t_hist: dict[int, int] = {}
-
-    def merge(self, other: _Aggregate) -> None:
-        self.count += other.count
-        self.errors += other.errors
-        self.prompt = _add(self.prompt, other.prompt)
-        self.completion = _add(self.completion, other.completion)
-        self.cost = _add(self.cost, other.cost)
-        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
-        self.t_low, self.t_high = min(self.t_low, other.t_low), max(self.t_high, other.t_high)
-        for bucket, count in other.hist.items():
-            self.hist[bucket] = self.hist.get(bucket, 0) + count
-        for bucket, count in other.t_hist.items():
-            self.t_hist[bucket] = self.t_hist.get(bucket, 0) + count
-
-    def result(self) -> dict[str, Any]:
-        if not self.count:
-            return dict(EMPTY_AGGREGATE)
-        latency = _percentiles(self.hist, (50, 95, 99), self.low / 1e6, self.high / 1e6)
-        ttft = _percentiles(self.t_hist, (50, 95), self.t_low / 1e6, self.t_high / 1e6)
-        return {
-            "count": self.count,
-            "errors": self.errors,
-            "error_rate": self.errors / self.count,
-            "p50_ms": latency[50],
-            "p95_ms": latency[95],
-            "p99_ms": latency[99],
-            "ttft_p50_ms": ttft[50],
-            "ttft_p95_ms": ttft[95],
-            "prompt_tokens": self.prompt,
-            "completion_tokens": self.completion,
-            "cost_usd": self.cost,
-        }
-
-
-def _aggregates(store: SpanStore, key: str, span_filter: SpanFilter) -> dict[Any, _Aggregate]:
-    """Per value of the SQL expression ``key``: the aggregate of the matching spans. Two
-    scans: totals with the latency histogram (grouped by key and bucket), then the TTFT
-    histogram of the streamed spans."""
-    where, params = span_filter.where()
-    table = f"spans{span_filter.scan_hint()}"
-    groups: dict[Any, _Aggregate] = {}
+def _raw_aggregates(
+    store: SpanStore, key: str, span_filter: SpanFilter, groups: dict[Any, Aggregate]
+) -> None:
+    """Add to ``groups``, per value of the SQL expression ``key``, the aggregate of the matching
+    raw spans. Two scans: totals with the latency histogram (grouped by key and bucket), then
+    the TTFT histogram of the streamed spans; or, when the text index picks the spans, one
+    read of them, added up here."""
+    where, params = span_filter.where(text_index=store.has_text_index)
+    if span_filter.uses_text_index(store.has_text_index):
+        _add_rows(store, key, where, params, groups)
+        return
+    table = f"spans{span_filter.scan_hint(text_index=store.has_text_index)}"
     cost = "sum(cost_usd)" if store.has_cost else "NULL"
     for group, bucket, count, errors, prompt, completion, cost_usd, low, high in _rows(
         store,
-        f"SELECT {key}, {_log_bucket('duration_ns')}, count(*), sum(status = 'error'), "
+        f"SELECT {key}, {log_bucket_sql('duration_ns')}, count(*), sum(status = 'error'), "
         f"sum(prompt_tokens), sum(completion_tokens), {cost}, min(duration_ns), "
         f"max(duration_ns) FROM {table}{where} GROUP BY 1, 2",
         params,
     ):
         aggregate = groups.get(group)
         if aggregate is None:
-            aggregate = groups[group] = _Aggregate()
-        aggregate.count += count
-        aggregate.errors += errors
-        aggregate.prompt = _add(aggregate.prompt, prompt)
-        aggregate.completion = _add(aggregate.completion, completion)
-        aggregate.cost = _add(aggregate.cost, cost_usd)
-        aggregate.low, aggregate.high = min(aggregate.low, low), max(aggregate.high, high)
-        aggregate.hist[bucket] = count
+            aggregate = groups[group] = Aggregate()
+        aggregate.add_latency(bucket, count, errors, prompt, completion, cost_usd, low, high)
     if not store.has_cost:
-        return groups
+        return
     ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)"
     present = "time_to_first_token_ms IS NOT NULL"
     condition = f"{where} AND {present}" if where else f" WHERE {present}"
     for group, bucket, count, low, high in _rows(
         store,
-        f"SELECT {key}, {_log_bucket(ttft_ns)}, count(*), min({ttft_ns}), max({ttft_ns}) "
+        f"SELECT {key}, {log_bucket_sql(ttft_ns)}, count(*), min({ttft_ns}), max({ttft_ns}) "
         f"FROM {table}{condition} GROUP BY 1, 2",
         params,
     ):
-        aggregate = groups[group]
-        aggregate.t_low, aggregate.t_high = min(aggregate.t_low, low), max(aggregate.t_high, high)
-        aggregate.t_hist[bucket] = count
+        groups[group].add_ttft(bucket, count, low, high)
+
+
+def _add_rows(
+    store: SpanStore, key: str, where: str, params: list[Any], groups: dict[Any, Aggregate]
+) -> None:
+    """The aggregates of few spans (those the text index found), added up row by row: the
+    random reads of a few thousand rows are cheap, two grouped passes over them are not. The
+    buckets are SQL's (``ln`` is the C library's ``log`` in both)."""
+    ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)" if store.has_cost else "NULL"
+    cost = "cost_usd" if store.has_cost else "NULL"
+    log, per_e = math.log, BUCKETS_PER_E
+    for group, duration, status, prompt, completion, cost_usd, ttft in _rows(
+        store,
+        f"SELECT {key}, duration_ns, status, prompt_tokens, completion_tokens, {cost}, "
+        f"{ttft_ns} FROM spans{where}",
+        params,
+    ):
+        aggregate = groups.get(group)
+        if aggregate is None:
+            aggregate = groups[group] = Aggregate()
+        bucket = int(log(max(duration, 1)) * per_e)
+        error = 1 if status == "error" else 0
+        aggregate.add_latency(bucket, 1, error, prompt, completion, cost_usd, duration, duration)
+        if ttft is not None:
+            aggregate.add_ttft(int(log(max(ttft, 1)) * per_e), 1, ttft, ttft)
+
+
+def _rollup_aggregates(
+    store: SpanStore,
+    key: str,
+    span_filter: SpanFilter,
+    width: int,
+    low: int,
+    high: int,
+    groups: dict[Any, Aggregate],
+) -> None:
+    """Add to ``groups`` the rollups of ``width`` (an hour or a day) that start in
+    ``[low, high)`` and match the filter's model, provider, service and status."""
+    conditions, params = span_filter.key_conditions()
+    where = "".join(f" AND {condition}" for condition in conditions)
+    for group, status, *row in _rows(
+        store,
+        f"SELECT {key}, status, {', '.join(ROLLUP_VALUES)} FROM span_rollups "
+        f"WHERE bucket_ns = ? AND bucket_start >= ? AND bucket_start < ?{where}",
+        [width, low, high, *params],
+    ):
+        aggregate = groups.get(group)
+        if aggregate is None:
+            aggregate = groups[group] = Aggregate()
+        aggregate.add_rollup(tuple(row), status == "error")
+
+
+def _aggregates(
+    store: SpanStore,
+    span_filter: SpanFilter,
+    raw_key: str,
+    rollup_key: str | None,
+    *,
+    days: bool = True,
+) -> dict[Any, Aggregate]:
+    """Per value of ``raw_key`` (SQL over a span; ``rollup_key``: the same over a rollup row,
+    ``None`` when rollups cannot answer): the aggregate of the matching spans.
+
+    With rollups (schema 4) and a filter they can answer (no session, user or text), whole
+    days (when ``days``) and whole hours come from ``span_rollups`` and only the partial hours
+    at the window's edges (and any hour before ``complete_from``) from the raw rows; all in one
+    read transaction, so a batch committed meanwhile is counted in both or neither."""
+    groups: dict[Any, Aggregate] = {}
+    usable = rollup_key is not None and store.has_rollups and span_filter.rollups_apply()
+    with store.snapshot():
+        if not usable or rollup_key is None:
+            _raw_aggregates(store, raw_key, span_filter, groups)
+            return groups
+        cursor = store._query("SELECT complete_from FROM span_rollup_state")
+        row = cursor.fetchone() if cursor is not None else None
+        complete = int(row[0]) if row is not None else _INT64_MAX
+        since = span_filter.since_ns if span_filter.since_ns is not None else _INT64_MIN
+        until = span_filter.until_ns if span_filter.until_ns is not None else _INT64_MAX
+        low = max(-floor_to(-since, HOUR_NS), complete)  # the first whole hour
+        high = floor_to(until, HOUR_NS) if until < _INT64_MAX else _INT64_MAX
+        if not low < high:
+            _raw_aggregates(store, raw_key, span_filter, groups)
+            return groups
+        for edge_since, edge_until in ((since, low), (high, until)):
+            if edge_since < edge_until and not (edge_since == _INT64_MIN == edge_until):
+                edge = SpanFilter(
+                    **{
+                        **span_filter.as_dict(),
+                        "since_ns": None if edge_since == _INT64_MIN else edge_since,
+                        "until_ns": None if edge_until == _INT64_MAX else edge_until,
+                    }
+                )
+                _raw_aggregates(store, raw_key, edge, groups)
+        day_low = -floor_to(-low, DAY_NS) if low > _INT64_MIN else low
+        day_high = floor_to(high, DAY_NS) if high < _INT64_MAX else high
+        if days and day_low < day_high:
+            _rollup_aggregates(store, rollup_key, span_filter, DAY_NS, day_low, day_high, groups)
+            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, low, day_low, groups)
+            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, day_high, high, groups)
+        else:
+            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, low, high, groups)
     return groups
 
 
@@ -430,8 +508,8 @@ def group_stats(
     column = GROUP_COLUMNS.get(by)
     if column is None:
         raise ValueError(f"by must be one of {', '.join(GROUP_COLUMNS)}, got {by!r}")
-    aggregates = _aggregates(store, column, span_filter)
-    total = _Aggregate()
+    aggregates = _aggregates(store, span_filter, column, column)
+    total = Aggregate()
     groups = []
     for key, aggregate in aggregates.items():
         total.merge(aggregate)
@@ -440,23 +518,48 @@ def group_stats(
     return groups, total.result()
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def time_series(
     store: SpanStore, span_filter: SpanFilter, *, since_ns: int, until_ns: int, points: int
 ) -> dict[str, Any]:
-    """The filtered spans in ``points`` equal time buckets from ``since_ns`` to ``until_ns``:
-    per bucket its start (``start_unix_nano``) and the aggregates of ``group_stats``. Empty
-    buckets are listed with zero counts and ``None`` elsewhere."""
+    """The filtered spans from ``since_ns`` to ``until_ns`` in at most ``points`` equal time
+    buckets: per bucket its start (``start_unix_nano``) and the aggregates of ``group_stats``.
+    Empty buckets are listed with zero counts and ``None`` elsewhere.
+
+    A window of a day or more is cut at whole hours (buckets of whole days from ``points``
+    days on), the first bucket starting at the hour (day) of ``since_ns``, so the hourly and
+    daily rollups answer: then there may be fewer than ``points`` buckets, and the first and
+    last cover only their part inside the window. Shorter windows have exactly ``points``."""
     if isinstance(points, bool) or not 1 <= points <= MAX_POINTS:
         raise ValueError(f"points must be from 1 to {MAX_POINTS}, got {points!r}")
     if until_ns <= since_ns:
         raise ValueError("until must be later than since")
-    width = max(1, -(-(until_ns - since_ns) // points))
+    start, width, count = since_ns, max(1, _ceil_div(until_ns - since_ns, points)), points
+    aligned = False
+    if until_ns - since_ns >= DAY_NS:
+        # Whole hours; whole days once a bucket would hold half a day or more of hourly rows.
+        for unit in (HOUR_NS, DAY_NS):
+            first = floor_to(since_ns, unit)
+            step = _ceil_div(_ceil_div(until_ns - first, points), unit) * unit
+            if first < _INT64_MIN or (unit == DAY_NS and width < DAY_NS // 2):
+                break
+            start, width, aligned = first, step, True
+            count = _ceil_div(until_ns - first, step)
     ranged = SpanFilter(**{**span_filter.as_dict(), "since_ns": since_ns, "until_ns": until_ns})
-    slot = f"(start_time_unix_nano - {int(since_ns)}) / {int(width)}"
-    aggregates = _aggregates(store, slot, ranged)
+    slot = "(start_time_unix_nano - {start}) / {width}"
+    aggregates = _aggregates(
+        store,
+        ranged,
+        slot.format(start=int(start), width=int(width)),
+        f"(bucket_start - {int(start)}) / {int(width)}" if aligned else None,
+        days=aligned and width % DAY_NS == 0 and start % DAY_NS == 0,
+    )
     series = []
-    for index in range(points):
+    for index in range(count):
         aggregate = aggregates.get(index)
         result = aggregate.result() if aggregate is not None else dict(EMPTY_AGGREGATE)
-        series.append({"start_unix_nano": since_ns + index * width, **result})
+        series.append({"start_unix_nano": start + index * width, **result})
     return {"bucket_ns": width, "points": series}

@@ -261,9 +261,11 @@
 
     let newest = null;
     let refreshing = false;
+    let again = false; // filters changed while a refresh was in flight: run once more after it
     async function refresh() {
-      if (refreshing) return;
+      if (refreshing) { again = true; return; }
       refreshing = true;
+      again = false;
       try {
         const params = filterParams(state);
         const [models, services, providers, series, spans] = await Promise.all([
@@ -288,6 +290,7 @@
         showStoreError(error);
       } finally {
         refreshing = false;
+        if (again) refresh();
       }
     }
 
@@ -553,6 +556,10 @@
       main.append(el("p", { class: "error-text" }, error.message));
       return;
     }
+    const total = data.total;
+    main.append(el("p", { class: "muted", id: "session-total" },
+      `${fmtInt(total.traces)} traces, ${fmtInt(total.spans)} spans, ${fmtInt(total.errors)} errors, ` +
+      `tokens ${fmtInt(total.prompt_tokens)} / ${fmtInt(total.completion_tokens)}, cost ${fmtCost(total.cost_usd)}`));
     main.append(el("div", { class: "table-box" }, table(
       ["#", "time", "trace", "first span", "model", "spans", "duration", "errors", "tokens in/out", "cost"],
       data.traces.map((t, i) => el("tr", { class: t.errors ? "error" : "" },
@@ -573,7 +580,9 @@
   const path = location.pathname;
   const trace = path.match(/^\/traces\/([^/]+)$/);
   const session = path.match(/^\/sessions\/([^/]+)$/);
-  if (trace) tracePage(decodeURIComponent(trace[1]));
-  else if (session) sessionPage(decodeURIComponent(session[1]));
+  // A malformed %-escape is shown as typed rather than failing the page.
+  const decoded = (text) => { try { return decodeURIComponent(text); } catch { return text; } };
+  if (trace) tracePage(decoded(trace[1]));
+  else if (session) sessionPage(decoded(session[1]));
   else overview();
 })();

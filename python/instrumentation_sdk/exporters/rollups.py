@@ -1,0 +1,472 @@
+"""Hourly and daily rollups of the span store, written with the spans, read by the dashboard.
+
+A month of spans is too many rows to aggregate per request (seconds at a million spans), so
+``SqliteExporter`` keeps, in the same transaction as each batch, one row per hour and per UTC
+day and per (model, provider, service, status) in ``span_rollups``: span count, token and cost
+sums, the exact minimum and maximum duration and time to first token, and their log-bucket
+histograms (``BUCKETS_PER_E`` buckets per factor e, the same buckets the dashboard's percentile
+SQL uses over raw spans, so a percentile from rollups is the one from the raw rows).
+
+Histograms are blobs of little-endian ``i64`` pairs ``(bucket, count)`` sorted by bucket; the
+Rust core merges many of them (``_core.merge_histograms``).
+
+Each batch adds what it inserted (the rows after the table's largest ``rowid`` before the
+insert: a retried batch whose spans are already stored inserts nothing, so adds nothing).
+Deleting spans (retention) moves ``span_rollup_state.complete_from`` past the hour of the
+newest span deleted: rollups before it are dropped and readers take those hours from the raw
+rows, so an answer never counts a deleted span.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sqlite3
+import sys
+from array import array
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from .. import _core
+
+__all__ = [
+    "BUCKETS_PER_E",
+    "DAY_NS",
+    "EMPTY_AGGREGATE",
+    "HOUR_NS",
+    "MIGRATION",
+    "PERCENTILE_ERROR",
+    "Aggregate",
+    "add_inserted",
+    "complete_from",
+    "decode_histogram",
+    "encode_histogram",
+    "ensure_math",
+    "floor_to",
+    "forget_through",
+    "log_bucket_sql",
+    "rebuild",
+]
+
+HOUR_NS: Final = 3600 * 1_000_000_000
+DAY_NS: Final = 24 * HOUR_NS
+#: Log-spaced percentile buckets: a value is reported as its bucket's geometric middle.
+BUCKETS_PER_E: Final = 100
+#: The largest relative error of a reported percentile: half a bucket.
+PERCENTILE_ERROR: Final = math.expm1(0.5 / BUCKETS_PER_E)
+#: The aggregate of no spans.
+EMPTY_AGGREGATE: Final[dict[str, Any]] = {
+    "count": 0,
+    "errors": 0,
+    "error_rate": None,
+    "p50_ms": None,
+    "p95_ms": None,
+    "p99_ms": None,
+    "ttft_p50_ms": None,
+    "ttft_p95_ms": None,
+    "prompt_tokens": None,
+    "completion_tokens": None,
+    "cost_usd": None,
+}
+_INT64_MIN: Final = -(2**63)
+_KEY_COLUMNS: Final = ("model", "provider", "service_name", "status")
+_LITTLE_ENDIAN: Final = sys.byteorder == "little"
+
+Key = tuple[int, str, str | None, str | None, str]
+
+
+def log_bucket_sql(column: str) -> str:
+    """SQL for a value's log bucket: ``ln()`` of nanoseconds, ``BUCKETS_PER_E`` per factor e
+    (every value >= 1 ns has one; 0 and below land in bucket 0)."""
+    return f"CAST(ln(max({column}, 1)) * {BUCKETS_PER_E} AS INTEGER)"
+
+
+_TTFT_NS: Final = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)"
+
+
+def ensure_math(conn: sqlite3.Connection) -> None:
+    """SQLite builds without the math functions get ``ln`` from Python (slower, same result)."""
+    try:
+        conn.execute("SELECT ln(2)").fetchone()
+    except sqlite3.OperationalError:
+        conn.create_function("ln", 1, math.log, deterministic=True)
+
+
+def floor_to(value: int, width: int) -> int:
+    """``value`` rounded down to a multiple of ``width`` (toward minus infinity)."""
+    return value - value % width
+
+
+def encode_histogram(histogram: Mapping[int, int]) -> bytes:
+    """A histogram (bucket -> count) as the blob ``span_rollups`` stores."""
+    pairs = array("q", itertools.chain.from_iterable(sorted(histogram.items())))
+    if not _LITTLE_ENDIAN:
+        pairs.byteswap()
+    return pairs.tobytes()
+
+
+def decode_histogram(blob: bytes) -> list[tuple[int, int]]:
+    """A histogram blob as ``(bucket, count)`` pairs in bucket order."""
+    pairs = array("q")
+    pairs.frombytes(blob)
+    if not _LITTLE_ENDIAN:
+        pairs.byteswap()
+    return list(zip(pairs[0::2], pairs[1::2], strict=True))
+
+
+def _add(a: Any, b: Any) -> Any:
+    """SQL's sum: ``None`` only when every part is ``None``."""
+    return b if a is None else a if b is None else a + b
+
+
+class Aggregate:
+    """Counts, sums and histograms of some spans; mergeable. Histograms are held as a dict
+    (counts added from raw rows) plus blobs (from rollup rows), merged in Rust when read."""
+
+    __slots__ = (
+        "completion",
+        "cost",
+        "count",
+        "errors",
+        "high",
+        "hist",
+        "hist_blobs",
+        "low",
+        "prompt",
+        "t_blobs",
+        "t_high",
+        "t_hist",
+        "t_low",
+    )
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.prompt: int | None = None
+        self.completion: int | None = None
+        self.cost: float | None = None
+        self.low: float = math.inf
+        self.high: float = -math.inf
+        self.hist: dict[int, int] = {}
+        self.hist_blobs: list[bytes] = []
+        self.t_low: float = math.inf
+        self.t_high: float = -math.inf
+        self.t_hist: dict[int, int] = {}
+        self.t_blobs: list[bytes] = []
+
+    def add_latency(
+        self,
+        bucket: int,
+        count: int,
+        errors: int,
+        prompt: int | None,
+        completion: int | None,
+        cost: float | None,
+        low: int,
+        high: int,
+    ) -> None:
+        """One (group, latency bucket) row of raw spans."""
+        self.count += count
+        self.errors += errors
+        self.prompt = _add(self.prompt, prompt)
+        self.completion = _add(self.completion, completion)
+        self.cost = _add(self.cost, cost)
+        self.low, self.high = min(self.low, low), max(self.high, high)
+        self.hist[bucket] = self.hist.get(bucket, 0) + count
+
+    def add_ttft(self, bucket: int, count: int, low: int, high: int) -> None:
+        """One (group, time-to-first-token bucket) row of raw spans."""
+        self.t_low, self.t_high = min(self.t_low, low), max(self.t_high, high)
+        self.t_hist[bucket] = self.t_hist.get(bucket, 0) + count
+
+    def add_rollup(self, row: tuple[Any, ...], is_error: bool) -> None:
+        """One ``span_rollups`` row: ``_ROLLUP_VALUES`` in order."""
+        spans, prompt, completion, cost, low, high, hist, t_low, t_high, t_hist = row
+        self.count += spans
+        if is_error:
+            self.errors += spans
+        self.prompt = _add(self.prompt, prompt)
+        self.completion = _add(self.completion, completion)
+        self.cost = _add(self.cost, cost)
+        self.low, self.high = min(self.low, low), max(self.high, high)
+        self.hist_blobs.append(hist)
+        if t_low is not None:
+            self.t_low, self.t_high = min(self.t_low, t_low), max(self.t_high, t_high)
+            self.t_blobs.append(t_hist)
+
+    def merge(self, other: Aggregate) -> None:
+        self.count += other.count
+        self.errors += other.errors
+        self.prompt = _add(self.prompt, other.prompt)
+        self.completion = _add(self.completion, other.completion)
+        self.cost = _add(self.cost, other.cost)
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        self.t_low, self.t_high = min(self.t_low, other.t_low), max(self.t_high, other.t_high)
+        for bucket, count in other.hist.items():
+            self.hist[bucket] = self.hist.get(bucket, 0) + count
+        for bucket, count in other.t_hist.items():
+            self.t_hist[bucket] = self.t_hist.get(bucket, 0) + count
+        self.hist_blobs += other.hist_blobs
+        self.t_blobs += other.t_blobs
+
+    def latency_blob(self) -> bytes:
+        return _merged(self.hist, self.hist_blobs)
+
+    def ttft_blob(self) -> bytes:
+        return _merged(self.t_hist, self.t_blobs)
+
+    def result(self) -> dict[str, Any]:
+        """What the dashboard reports: counts, error rate, percentiles, sums."""
+        if not self.count:
+            return dict(EMPTY_AGGREGATE)
+        latency = _percentiles(
+            _pairs(self.hist, self.hist_blobs), (50, 95, 99), self.low / 1e6, self.high / 1e6
+        )
+        ttft = _percentiles(
+            _pairs(self.t_hist, self.t_blobs), (50, 95), self.t_low / 1e6, self.t_high / 1e6
+        )
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "error_rate": self.errors / self.count,
+            "p50_ms": latency[50],
+            "p95_ms": latency[95],
+            "p99_ms": latency[99],
+            "ttft_p50_ms": ttft[50],
+            "ttft_p95_ms": ttft[95],
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "cost_usd": self.cost,
+        }
+
+
+def _merged(histogram: dict[int, int], blobs: list[bytes]) -> bytes:
+    if not blobs:
+        return encode_histogram(histogram)
+    if histogram:
+        blobs = [*blobs, encode_histogram(histogram)]
+    return bytes(_core.merge_histograms(blobs)) if len(blobs) > 1 else blobs[0]
+
+
+def _pairs(histogram: dict[int, int], blobs: list[bytes]) -> list[tuple[int, int]]:
+    if not blobs:
+        return sorted(histogram.items())
+    return decode_histogram(_merged(histogram, blobs))
+
+
+def _bucket_value(bucket: int) -> float:
+    """A log bucket's geometric middle, in milliseconds."""
+    return math.exp((bucket + 0.5) / BUCKETS_PER_E) / 1_000_000
+
+
+def _percentiles(
+    ordered: list[tuple[int, int]], ps: Iterable[int], low: float, high: float
+) -> dict[int, float | None]:
+    """Nearest-rank percentiles of a histogram (``(bucket, count)`` in bucket order), clamped to
+    the exact minimum and maximum (so the extremes, one value, or all equal values come out
+    exact)."""
+    total = sum(count for _bucket, count in ordered)
+    result: dict[int, float | None] = {}
+    for p in ps:
+        if total == 0:
+            result[p] = None
+            continue
+        rank = max(1, -(-p * total // 100))
+        if rank in (1, total):  # the minimum or the maximum: known exactly
+            result[p] = low if rank == 1 else high
+            continue
+        seen = 0
+        for bucket, count in ordered:
+            seen += count
+            if seen >= rank:
+                result[p] = min(max(_bucket_value(bucket), low), high)
+                break
+    return result
+
+
+# -- the write side -----------------------------------------------------------------------------
+
+#: ``span_rollups``' value columns, in the order ``Aggregate.add_rollup`` takes them.
+ROLLUP_VALUES: Final = (
+    "spans",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "min_duration_ns",
+    "max_duration_ns",
+    "latency_histogram",
+    "min_ttft_ns",
+    "max_ttft_ns",
+    "ttft_histogram",
+)
+
+
+def _hour_start_sql() -> str:
+    return (
+        f"(start_time_unix_nano - (((start_time_unix_nano % {HOUR_NS}) + {HOUR_NS}) % {HOUR_NS}))"
+    )
+
+
+def _hourly(
+    conn: sqlite3.Connection, condition: str, params: tuple[Any, ...]
+) -> dict[Key, Aggregate]:
+    """Per (hour, model, provider, service, status) of the spans matching ``condition``: their
+    aggregate, from two grouped scans (the same SQL the dashboard runs over raw rows)."""
+    hours: dict[Key, Aggregate] = {}
+    keys = ", ".join(_KEY_COLUMNS)
+    for hour, model, provider, service, status, *row in conn.execute(
+        f"SELECT {_hour_start_sql()}, {keys}, {log_bucket_sql('duration_ns')}, count(*), "
+        "sum(prompt_tokens), sum(completion_tokens), sum(cost_usd), min(duration_ns), "
+        f"max(duration_ns) FROM spans WHERE {condition} GROUP BY 1, 2, 3, 4, 5, 6",
+        params,
+    ):
+        key = (hour, model, provider, service, status)
+        aggregate = hours.get(key)
+        if aggregate is None:
+            aggregate = hours[key] = Aggregate()
+        bucket, count, prompt, completion, cost, low, high = row
+        errors = count if status == "error" else 0
+        aggregate.add_latency(bucket, count, errors, prompt, completion, cost, low, high)
+    for hour, model, provider, service, status, bucket, count, low, high in conn.execute(
+        f"SELECT {_hour_start_sql()}, {keys}, {log_bucket_sql(_TTFT_NS)}, count(*), "
+        f"min({_TTFT_NS}), max({_TTFT_NS}) FROM spans WHERE ({condition}) "
+        "AND time_to_first_token_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6",
+        params,
+    ):
+        hours[(hour, model, provider, service, status)].add_ttft(bucket, count, low, high)
+    return hours
+
+
+def _with_days(hours: dict[Key, Aggregate]) -> dict[tuple[int, Key], Aggregate]:
+    """The hourly aggregates and the daily ones they add up to, keyed by (width, key)."""
+    levels: dict[tuple[int, Key], Aggregate] = {}
+    for key, aggregate in hours.items():
+        levels[(HOUR_NS, key)] = aggregate
+        day_key: Key = (floor_to(key[0], DAY_NS), key[1], key[2], key[3], key[4])
+        day = levels.get((DAY_NS, day_key))
+        if day is None:
+            day = levels[(DAY_NS, day_key)] = Aggregate()
+        day.merge(aggregate)
+    return levels
+
+
+def _values(aggregate: Aggregate) -> tuple[Any, ...]:
+    has_ttft = aggregate.t_low != math.inf
+    return (
+        aggregate.count,
+        aggregate.prompt,
+        aggregate.completion,
+        aggregate.cost,
+        int(aggregate.low),
+        int(aggregate.high),
+        aggregate.latency_blob(),
+        int(aggregate.t_low) if has_ttft else None,
+        int(aggregate.t_high) if has_ttft else None,
+        aggregate.ttft_blob(),
+    )
+
+
+_INSERT: Final = (
+    f"INSERT INTO span_rollups (bucket_ns, bucket_start, {', '.join(_KEY_COLUMNS)}, "
+    f"{', '.join(ROLLUP_VALUES)}) VALUES ({', '.join('?' for _ in range(6 + len(ROLLUP_VALUES)))})"
+)
+_UPDATE: Final = (
+    f"UPDATE span_rollups SET {', '.join(f'{column} = ?' for column in ROLLUP_VALUES)} "
+    "WHERE rowid = ?"
+)
+
+
+def add_inserted(conn: sqlite3.Connection, after_rowid: int) -> None:
+    """Add the spans with ``rowid > after_rowid`` (what the current transaction inserted) to
+    their hourly and daily rollups. Call inside the inserting transaction."""
+    levels = _with_days(_hourly(conn, "rowid > ?", (after_rowid,)))
+    # The stored rows of the hours and days the batch touched, in one read per width.
+    stored: dict[tuple[int, Key], tuple[Any, ...]] = {}
+    for width in (HOUR_NS, DAY_NS):
+        starts = sorted({key[0] for level, key in levels if level == width})
+        for offset in range(0, len(starts), 500):  # SQLite bounds a statement's parameters
+            chunk = starts[offset : offset + 500]
+            for rowid, start, model, provider, service, status, *values in conn.execute(
+                f"SELECT rowid, bucket_start, {', '.join(_KEY_COLUMNS)}, "
+                f"{', '.join(ROLLUP_VALUES)} FROM span_rollups WHERE bucket_ns = ? AND "
+                f"bucket_start IN ({', '.join('?' for _ in chunk)})",
+                (width, *chunk),
+            ):
+                stored[(width, (start, model, provider, service, status))] = (rowid, *values)
+    inserts, updates = [], []
+    for (width, key), aggregate in levels.items():
+        row = stored.get((width, key))
+        if row is None:
+            inserts.append((width, *key, *_values(aggregate)))
+            continue
+        aggregate.add_rollup(row[1:], is_error=False)  # errors: the key's status says
+        updates.append((*_values(aggregate), row[0]))
+    conn.executemany(_INSERT, inserts)
+    conn.executemany(_UPDATE, updates)
+
+
+def rebuild(conn: sqlite3.Connection) -> None:
+    """Every rollup again from the spans stored (the schema 4 migration's backfill)."""
+    conn.execute("DELETE FROM span_rollups")
+    conn.execute("UPDATE span_rollup_state SET complete_from = ?", (_INT64_MIN,))
+    ensure_math(conn)
+    hours = _hourly(conn, "1", ())
+    conn.executemany(
+        _INSERT,
+        (
+            (width, *key, *_values(aggregate))
+            for (width, key), aggregate in _with_days(hours).items()
+        ),
+    )
+
+
+def forget_through(conn: sqlite3.Connection, newest_deleted_start: int) -> None:
+    """After deleting spans that started at or before ``newest_deleted_start``: rollups of its
+    hour and earlier no longer hold, so readers take those hours from the raw rows. Call inside
+    the deleting transaction."""
+    boundary = floor_to(newest_deleted_start, HOUR_NS) + HOUR_NS
+    conn.execute(
+        "UPDATE span_rollup_state SET complete_from = max(complete_from, ?)",
+        (min(boundary, 2**63 - 1),),
+    )
+    conn.execute(
+        "DELETE FROM span_rollups "
+        "WHERE bucket_start < (SELECT complete_from FROM span_rollup_state)"
+    )
+
+
+def complete_from(conn: sqlite3.Connection) -> int:
+    """The start of the first hour whose rollups hold every span stored (``-2**63``: all)."""
+    row = conn.execute("SELECT complete_from FROM span_rollup_state").fetchone()
+    return int(row[0]) if row is not None else _INT64_MIN
+
+
+#: Schema 4: the rollup tables, filled from the spans already stored. (Not WITHOUT ROWID: its
+#: key columns provider and service_name may be NULL, which a WITHOUT ROWID key cannot hold.)
+MIGRATION: Final = (
+    f"""
+    CREATE TABLE span_rollups (
+        bucket_ns         INTEGER NOT NULL,
+        bucket_start      INTEGER NOT NULL,
+        model             TEXT NOT NULL,
+        provider          TEXT,
+        service_name      TEXT,
+        status            TEXT NOT NULL,
+        spans             INTEGER NOT NULL,
+        prompt_tokens     INTEGER,
+        completion_tokens INTEGER,
+        cost_usd          REAL,
+        min_duration_ns   INTEGER NOT NULL,
+        max_duration_ns   INTEGER NOT NULL,
+        latency_histogram BLOB NOT NULL,
+        min_ttft_ns       INTEGER,
+        max_ttft_ns       INTEGER,
+        ttft_histogram    BLOB NOT NULL,
+        CHECK (bucket_ns IN ({HOUR_NS}, {DAY_NS}))
+    )
+    """,
+    "CREATE INDEX span_rollups_bucket ON span_rollups "
+    "(bucket_ns, bucket_start, model, provider, service_name, status)",
+    "CREATE TABLE span_rollup_state (complete_from INTEGER NOT NULL)",
+    f"INSERT INTO span_rollup_state VALUES ({_INT64_MIN})",
+)

@@ -1,0 +1,91 @@
+//! Sparse histograms of the span store's rollups: merging the latency and time-to-first-token
+//! histograms of many hourly or daily rollup rows into one, which is the hot part of answering a
+//! dashboard query over a month of spans (tens of thousands of rows, a million bucket counts).
+//!
+//! A histogram is a blob of little-endian `i64` pairs `(bucket, count)`, sorted by bucket with
+//! each bucket at most once; the Python layer writes and reads the same layout with
+//! `array("q")`.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+/// Bytes of one `(bucket, count)` pair.
+pub const PAIR_BYTES: usize = 16;
+
+/// The `(bucket, count)` pairs of one blob, in the blob's order.
+fn pairs(blob: &[u8]) -> Result<impl Iterator<Item = (i64, i64)> + '_> {
+    if !blob.len().is_multiple_of(PAIR_BYTES) {
+        return Err(Error::Histogram(format!(
+            "a histogram blob holds {PAIR_BYTES}-byte pairs, got {} bytes",
+            blob.len()
+        )));
+    }
+    Ok(blob.chunks_exact(PAIR_BYTES).map(|pair| {
+        let (bucket, count) = pair.split_at(8);
+        (
+            i64::from_le_bytes(bucket.try_into().unwrap_or([0; 8])),
+            i64::from_le_bytes(count.try_into().unwrap_or([0; 8])),
+        )
+    }))
+}
+
+/// The sum of `blobs` as one blob: each bucket's counts added (saturating), buckets whose sum
+/// is zero dropped, sorted by bucket. An error names the first blob that is not whole pairs.
+pub fn merge<'a>(blobs: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>> {
+    let mut sums: BTreeMap<i64, i64> = BTreeMap::new();
+    for blob in blobs {
+        for (bucket, count) in pairs(blob)? {
+            let sum = sums.entry(bucket).or_insert(0);
+            *sum = sum.saturating_add(count);
+        }
+    }
+    let mut merged = Vec::with_capacity(sums.len() * PAIR_BYTES);
+    for (bucket, count) in sums.into_iter().filter(|&(_, count)| count != 0) {
+        merged.extend_from_slice(&bucket.to_le_bytes());
+        merged.extend_from_slice(&count.to_le_bytes());
+    }
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(pairs: &[(i64, i64)]) -> Vec<u8> {
+        pairs
+            .iter()
+            .flat_map(|&(b, c)| b.to_le_bytes().into_iter().chain(c.to_le_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn adds_counts_per_bucket_in_bucket_order() {
+        let a = blob(&[(3, 1), (7, 2)]);
+        let b = blob(&[(-1, 4), (7, 5)]);
+        let merged = merge([a.as_slice(), b.as_slice()]).unwrap();
+        assert_eq!(merged, blob(&[(-1, 4), (3, 1), (7, 7)]));
+    }
+
+    #[test]
+    fn nothing_merges_to_nothing() {
+        assert_eq!(merge([]).unwrap(), Vec::<u8>::new());
+        assert_eq!(merge([&[][..]]).unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn drops_zero_sums_and_saturates() {
+        let a = blob(&[(1, 2), (2, i64::MAX)]);
+        let b = blob(&[(1, -2), (2, 1)]);
+        assert_eq!(
+            merge([a.as_slice(), b.as_slice()]).unwrap(),
+            blob(&[(2, i64::MAX)])
+        );
+    }
+
+    #[test]
+    fn a_torn_blob_is_an_error() {
+        let error = merge([&[0u8; 17][..]]).unwrap_err();
+        assert!(error.to_string().contains("17 bytes"), "{error}");
+    }
+}

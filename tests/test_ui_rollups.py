@@ -1,0 +1,341 @@
+"""The store's rollups and free-text index (schema 4) against the raw rows they summarize.
+
+Every answer the dashboard takes from ``span_rollups`` is compared with the same question put to
+the raw spans of the same file (a ``SpanStore`` told it has no rollups and no text index): over
+random windows and filters, after retried batches, after retention deleted the oldest spans,
+and after migrating a schema-3 store. Counts, errors and tokens must be equal, cost equal up to
+float rounding, and percentiles equal (the rollups keep the same log buckets and exact extremes).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from instrumentation_sdk.exporters import rollups
+from instrumentation_sdk.exporters.sqlite import (
+    _INSERT,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SqliteExporter,
+    _row,
+    migrate,
+)
+from instrumentation_sdk.prices import default_prices
+from instrumentation_sdk.store import SpanStore, open_store
+from instrumentation_sdk.ui.queries import SpanFilter, group_stats, search_spans, time_series
+from ui_support import hex_id
+
+SEC = 1_000_000_000
+HOUR = 3600 * SEC
+DAY = 24 * HOUR
+MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "claude-sonnet-4-5", "local-model")
+PROVIDERS = ("openai", "anthropic", None)
+SERVICES = ("api", "worker", None)
+NAMES = ("llm", "agent step", "Retrieve_docs", "tool 100%", 'quote "x"', "Café")
+ERRORS = (
+    ("TimeoutError", "upstream timed out after 30 s"),
+    ("RateLimitError", "429: slow down"),
+    ("ValueError", "bad input: 50% off_label"),
+)
+
+
+def _records(rng: random.Random, count: int, start: int, span_ns: int) -> list[dict[str, Any]]:
+    records = []
+    for _ in range(count):
+        i = rng.getrandbits(48)
+        begin = start + rng.randrange(span_ns)
+        status = rng.choice(("ok", "ok", "ok", "error", "unset"))
+        error = rng.choice(ERRORS) if status == "error" else (None, None)
+        metadata: dict[str, Any] = {}
+        if rng.random() < 0.8:
+            metadata["prompt_tokens"] = rng.randrange(0, 5000)
+        if rng.random() < 0.7:
+            metadata["completion_tokens"] = rng.randrange(0, 900)
+        if rng.random() < 0.4:
+            metadata["time_to_first_token_ms"] = rng.lognormvariate(5, 1)
+        records.append(
+            {
+                "trace_id": hex_id(f"t{i}", 32),
+                "span_id": hex_id(f"s{i}", 16),
+                "parent_span_id": None,
+                "name": rng.choice(NAMES),
+                "model": rng.choice(MODELS),
+                "provider": rng.choice(PROVIDERS),
+                "service_name": rng.choice(SERVICES),
+                "user_id": rng.choice((None, "ada", "bob")),
+                "session_id": rng.choice((None, "s/1", "s2")),
+                "status": status,
+                "error_type": error[0],
+                "error_message": error[1],
+                "start_time_unix_nano": begin,
+                "end_time_unix_nano": begin + int(rng.lognormvariate(19, 1.2)),
+                "metadata": metadata,
+            }
+        )
+    return records
+
+
+def _raw(store: SpanStore) -> SpanStore:
+    """The same file read without rollups or text index: every answer from the raw rows."""
+    raw = open_store(store.path)
+    raw.version = 3
+    raw.has_text_index = False
+    return raw
+
+
+def _same(fast: dict[str, Any], slow: dict[str, Any]) -> None:
+    for key, value in slow.items():
+        if key == "cost_usd" and value is not None:
+            assert fast[key] == pytest.approx(value, rel=1e-9), key
+        else:
+            assert fast[key] == value, key
+
+
+def _random_filter(rng: random.Random, since: int | None, until: int | None) -> SpanFilter:
+    return SpanFilter(
+        model=rng.choice((None, None, *MODELS)),
+        provider=rng.choice((None, None, "openai", "anthropic")),
+        service=rng.choice((None, None, "api", "worker")),
+        status=rng.choice((None, None, "ok", "error", "unset")),
+        since_ns=since,
+        until_ns=until,
+    )
+
+
+def _check(store: SpanStore, rng: random.Random, low: int, high: int, rounds: int) -> None:
+    """Rollup answers equal raw answers over ``rounds`` random windows and filters."""
+    raw = _raw(store)
+    try:
+        for _ in range(rounds):
+            since = rng.randrange(low - DAY, high) if rng.random() < 0.9 else None
+            until = rng.randrange((since or low) + 1, high + DAY) if rng.random() < 0.8 else None
+            span_filter = _random_filter(rng, since, until)
+            by = rng.choice(("model", "service", "provider"))
+            fast_groups, fast_total = group_stats(store, span_filter, by)
+            slow_groups, slow_total = group_stats(raw, span_filter, by)
+            _same(fast_total, slow_total)
+            assert [g["group"] for g in fast_groups] == [g["group"] for g in slow_groups]
+            for fast, slow in zip(fast_groups, slow_groups, strict=True):
+                _same(fast, slow)
+            t0 = since if since is not None else low - DAY
+            t1 = until if until is not None else high + DAY
+            points = rng.randrange(1, 80)
+            fast_series = time_series(store, span_filter, since_ns=t0, until_ns=t1, points=points)
+            slow_series = time_series(raw, span_filter, since_ns=t0, until_ns=t1, points=points)
+            assert fast_series["bucket_ns"] == slow_series["bucket_ns"]
+            assert len(fast_series["points"]) == len(slow_series["points"]) <= points
+            for fast, slow in zip(fast_series["points"], slow_series["points"], strict=True):
+                _same(fast, slow)
+    finally:
+        raw.close()
+
+
+def _write(path: Path, batches: list[list[dict[str, Any]]], **kwargs: Any) -> SqliteExporter:
+    exporter = SqliteExporter(path, max_bytes=0, max_age=0, **kwargs)
+    for batch in batches:
+        exporter.export(batch)
+    return exporter
+
+
+def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
+    rng = random.Random(14)
+    now = time.time_ns()
+    start = now - 5 * DAY
+    batches = [_records(rng, rng.randrange(1, 300), start, 5 * DAY) for _ in range(20)]
+    # Retried batches (whole, and a part of one with new spans) add nothing twice.
+    batches += [batches[3], batches[7][:50] + _records(rng, 20, start, 5 * DAY)]
+    exporter = _write(tmp_path / "spans.db", batches)
+    exporter.shutdown()
+    with open_store(tmp_path / "spans.db") as store:
+        assert store.version == SCHEMA_VERSION == 4
+        assert store.has_rollups
+        assert store.has_text_index
+        (stored,) = store._conn.execute("SELECT count(*) FROM spans").fetchone()
+        (rolled,) = store._conn.execute(
+            "SELECT sum(spans) FROM span_rollups WHERE bucket_ns = ?", (HOUR,)
+        ).fetchone()
+        (daily,) = store._conn.execute(
+            "SELECT sum(spans) FROM span_rollups WHERE bucket_ns = ?", (DAY,)
+        ).fetchone()
+        assert stored == rolled == daily == sum(len(b) for b in batches[:20]) + 20
+        _check(store, rng, start, now, rounds=60)
+
+
+def test_a_month_window_is_answered_from_whole_days(tmp_path: Path) -> None:
+    rng = random.Random(30)
+    now = time.time_ns()
+    exporter = _write(tmp_path / "spans.db", [_records(rng, 2000, now - 30 * DAY, 30 * DAY)])
+    exporter.shutdown()
+    with open_store(tmp_path / "spans.db") as store:
+        series = time_series(store, SpanFilter(), since_ns=now - 30 * DAY, until_ns=now, points=60)
+        assert series["bucket_ns"] == DAY
+        assert series["points"][0]["start_unix_nano"] % DAY == 0
+        assert 30 <= len(series["points"]) <= 31
+        assert sum(p["count"] for p in series["points"]) == 2000
+        day = time_series(store, SpanFilter(), since_ns=now - DAY, until_ns=now, points=60)
+        assert day["bucket_ns"] == HOUR
+        assert len(day["points"]) in (24, 25)
+        short = time_series(store, SpanFilter(), since_ns=now - HOUR, until_ns=now, points=60)
+        assert short["bucket_ns"] == 60 * SEC
+        assert len(short["points"]) == 60
+        _check(store, rng, now - 30 * DAY, now, rounds=20)
+
+
+def test_retention_keeps_rollups_exact(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    exporter = _write(path, [_records(rng, 3000, now - 3 * DAY, 3 * DAY)])
+    # Age: spans older than 36 h go; then size: the oldest go until the store is small.
+    exporter.max_age = 36 * 3600.0
+    exporter.export(_records(rng, 10, now - HOUR, HOUR))
+    assert exporter.evicted > 0
+    with open_store(path) as store:
+        (complete,) = store._conn.execute("SELECT complete_from FROM span_rollup_state").fetchone()
+        (oldest,) = store._conn.execute("SELECT min(start_time_unix_nano) FROM spans").fetchone()
+        assert oldest >= now - 36 * HOUR - 60 * SEC
+        assert complete > oldest - HOUR
+        (stale,) = store._conn.execute(
+            "SELECT count(*) FROM span_rollups WHERE bucket_start < ?", (complete,)
+        ).fetchone()
+        assert stale == 0
+        _check(store, rng, now - 3 * DAY, now, rounds=30)
+    evicted = exporter.evicted
+    exporter.max_age = 0
+    exporter.max_bytes = 200_000
+    exporter.export(_records(rng, 10, now - 2 * HOUR, HOUR))
+    assert exporter.evicted > evicted
+    # Late spans into hours that retention already passed: stored, and still counted exactly.
+    exporter.max_bytes = 0
+    exporter.export(_records(rng, 50, now - 3 * DAY, 3 * DAY))
+    exporter.shutdown()
+    with open_store(path) as store:
+        _check(store, rng, now - 3 * DAY, now, rounds=30)
+    # The text index still matches its content table, row for row (raises if not).
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO span_text(span_text) VALUES ('integrity-check')")
+    conn.close()
+
+
+def test_migrating_a_schema_3_store_backfills_rollups_and_text(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, MIGRATIONS[:3]) == 3
+    records = _records(rng, 1500, now - 4 * DAY, 4 * DAY)
+    conn.executemany(_INSERT, [_row(record, default_prices()) for record in records])
+    conn.close()
+    exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR)])  # migrates, then writes
+    exporter.shutdown()
+    with open_store(path) as store:
+        assert store.version == 4
+        assert store.has_text_index
+        (rolled,) = store._conn.execute(
+            "SELECT sum(spans) FROM span_rollups WHERE bucket_ns = ?", (DAY,)
+        ).fetchone()
+        assert rolled == 1600
+        _check(store, rng, now - 4 * DAY, now, rounds=30)
+        _check_text(store, rng)
+
+
+def _check_text(store: SpanStore, rng: random.Random) -> None:
+    raw = _raw(store)
+    try:
+        queries = ["timed out", "TIMED", "429", "50%", "off_label", 'e "x', "café", "CAFÉ", "o"]
+        queries += ["l", "ll", "%", "_", "no such text", "tool 1", "Retrieve_d", "r"]
+        for text in queries:
+            for since in (None, time.time_ns() - DAY):
+                span_filter = SpanFilter(text=text, since_ns=since)
+                fast = search_spans(store, span_filter, limit=500)["spans"]
+                slow = search_spans(raw, span_filter, limit=500)["spans"]
+                assert [s["span_id"] for s in fast] == [s["span_id"] for s in slow], text
+                _, fast_total = group_stats(store, span_filter, "model")
+                _, slow_total = group_stats(raw, span_filter, "model")
+                _same(fast_total, slow_total)
+    finally:
+        raw.close()
+
+
+def test_text_index_follows_inserts_and_deletes(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    exporter = _write(path, [_records(rng, 800, now - 2 * DAY, 2 * DAY)])
+    exporter.max_age = 24 * 3600.0
+    exporter.export(_records(rng, 5, now - HOUR, HOUR))
+    exporter.shutdown()
+    with open_store(path) as store:
+        for text in ("timed out", "429: slow", "Café"):
+            (indexed,) = store._conn.execute(
+                "SELECT count(*) FROM span_text WHERE span_text MATCH ?", (f'"{text}"',)
+            ).fetchone()
+            (stored,) = store._conn.execute(
+                "SELECT count(*) FROM spans WHERE name LIKE ? OR error_message LIKE ?",
+                (f"%{text}%", f"%{text}%"),
+            ).fetchone()
+            assert indexed == stored > 0, text
+        _check_text(store, rng)
+
+
+def test_histogram_blobs_round_trip_and_merge() -> None:
+    histogram = {-3: 1, 0: 2, 1900: 5, 2**40: 7}
+    blob = rollups.encode_histogram(histogram)
+    assert len(blob) == 16 * 4
+    assert rollups.decode_histogram(blob) == sorted(histogram.items())
+    from instrumentation_sdk import _core
+
+    merged = _core.merge_histograms([blob, rollups.encode_histogram({0: 3, 5: 1}), b""])
+    assert rollups.decode_histogram(merged) == [(-3, 1), (0, 5), (5, 1), (1900, 5), (2**40, 7)]
+    with pytest.raises(ValueError, match="17 bytes"):
+        _core.merge_histograms([b"x" * 17])
+    assert math.isclose(rollups.PERCENTILE_ERROR, math.expm1(0.005))
+
+
+def test_short_text_reads_a_bounded_number_of_spans_per_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from instrumentation_sdk.ui import queries
+
+    rng = random.Random(9)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    _write(path, [_records(rng, 600, now - DAY, DAY)]).shutdown()
+    monkeypatch.setattr(queries, "TEXT_SCAN_ROWS", 70)
+    with open_store(path) as store:
+        raw = _raw(store)
+        for text, reader in (("ll", store), ("%", store), ("timed out", raw), ("Caf", store)):
+            span_filter = SpanFilter(text=text, since_ns=now - 2 * DAY)
+            (expected,) = (
+                store._conn.execute(
+                    "SELECT count(*) FROM spans WHERE name LIKE ?1 OR error_type LIKE ?1 "
+                    "OR error_message LIKE ?1",
+                    (f"%{text}%",),
+                ).fetchone()
+                if text != "%"
+                else store._conn.execute(
+                    "SELECT count(*) FROM spans WHERE instr(name, '%') OR instr(error_message, '%')"
+                ).fetchone()
+            )
+            seen: list[dict[str, Any]] = []
+            cursor = None
+            bounded = 0
+            for _ in range(1000):
+                page = search_spans(reader, span_filter, limit=25, cursor=cursor)
+                seen += page["spans"]
+                bounded += page["scan_bounded"]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            keys = [(s["start_time_unix_nano"], s["span_id"]) for s in seen]
+            assert keys == sorted(keys, reverse=True), text
+            assert len(set(keys)) == len(keys) == expected > 0, text
+            indexed = text != "timed out" and len(text) >= 3
+            assert (bounded == 0) == indexed, text
+        raw.close()
