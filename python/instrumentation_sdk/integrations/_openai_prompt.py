@@ -58,9 +58,9 @@ def _as_mapping(message: Any) -> Mapping[str, Any] | None:
     return None
 
 
-def _render_type(schema: Mapping[str, Any], indent: int) -> str:
+def _render_type(schema: Mapping[str, Any], indent: int, tools_form: bool) -> str:
     if "anyOf" in schema and isinstance(schema["anyOf"], list):
-        return " | ".join(_render_type(option, indent) for option in schema["anyOf"])
+        return " | ".join(_render_type(option, indent, tools_form) for option in schema["anyOf"])
     kind = schema.get("type")
     enum = schema.get("enum")
     if kind == "string":
@@ -70,28 +70,51 @@ def _render_type(schema: Mapping[str, Any], indent: int) -> str:
     if kind in ("boolean", "null"):
         return str(kind)
     if kind == "object":
-        return "{\n" + _render_properties(schema, indent + 2) + "\n}"
+        return "{\n" + _render_properties(schema, indent + 2, tools_form) + "\n}"
     if kind == "array":
         items = schema.get("items")
-        return _render_type(items, indent) + "[]" if isinstance(items, Mapping) else "any[]"
+        if isinstance(items, Mapping):
+            return _render_type(items, indent, tools_form) + "[]"
+        return "any[]"
     return "any"
 
 
-def _render_properties(schema: Mapping[str, Any], indent: int) -> str:
+def _render_properties(schema: Mapping[str, Any], indent: int, tools_form: bool) -> str:
     required = schema.get("required") or ()
     lines = []
     for name, prop in (schema.get("properties") or {}).items():
         if not isinstance(prop, Mapping):
             continue
-        if prop.get("description") and indent < 2:
+        # The legacy form drops a nested property's description; the tools form keeps it.
+        if prop.get("description") and (tools_form or indent < 2):
             lines.append(f"// {prop['description']}")
         optional = "" if name in required else "?"
-        lines.append(f"{name}{optional}: {_render_type(prop, indent)},")
-    return "\n".join(" " * indent + line for line in lines)
+        lines.append(f"{name}{optional}: {_render_type(prop, indent, tools_form)},")
+    # The legacy form indents a nested object's lines; the tools form does not.
+    pad = "" if tools_form else " " * indent
+    return "\n".join(pad + line for line in lines)
 
 
-def render_functions(functions: Iterable[Mapping[str, Any]]) -> str:
-    """The function definitions as the API renders them into the prompt."""
+def _undocumented_scalars(schema: Mapping[str, Any]) -> int:
+    """Properties, nested ones included, with no description whose type is a plain ``string``
+    or a number: in the tools form each bills one token fewer than its rendered line."""
+    count = 0
+    for prop in (schema.get("properties") or {}).values():
+        if not isinstance(prop, Mapping):
+            continue
+        kind = prop.get("type")
+        if kind == "object":
+            count += _undocumented_scalars(prop)
+        elif not prop.get("description") and (
+            kind in ("number", "integer") or (kind == "string" and not prop.get("enum"))
+        ):
+            count += 1
+    return count
+
+
+def render_functions(functions: Iterable[Mapping[str, Any]], tools_form: bool = False) -> str:
+    """The function definitions as the API renders them into the prompt: ``tools_form`` for
+    ``tools=[...]``, else the legacy ``functions=[...]`` form."""
     lines = ["namespace functions {", ""]
     for function in functions:
         if function.get("description"):
@@ -99,7 +122,7 @@ def render_functions(functions: Iterable[Mapping[str, Any]]) -> str:
         parameters = function.get("parameters") or {}
         if parameters.get("properties"):
             lines.append(f"type {function['name']} = (_: {{")
-            lines.append(_render_properties(parameters, 0))
+            lines.append(_render_properties(parameters, 0, tools_form))
             lines.append("}) => any;")
         else:
             lines.append(f"type {function['name']} = () => any;")
@@ -128,7 +151,10 @@ def _definitions_tokens(request: Mapping[str, Any], model: str) -> int | None:
     functions = _functions(request)
     if not functions:
         return None
-    tokens = _core.count_tokens(render_functions(functions), model).tokens
+    tools_form = not isinstance(request.get("functions"), list | tuple)
+    tokens = _core.count_tokens(render_functions(functions, tools_form), model).tokens
+    if tools_form:
+        tokens -= sum(_undocumented_scalars(f.get("parameters") or {}) for f in functions)
     if len(_DEFINITIONS_CACHE) >= _DEFINITIONS_CACHE_SIZE:
         _DEFINITIONS_CACHE.clear()
     _DEFINITIONS_CACHE[key] = (given, members, tokens)  # keeps the list alive: ids stay unique
@@ -150,10 +176,13 @@ def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return []
 
 
-def _tool_call_texts(message: Mapping[str, Any], call_names: dict[str, str]) -> list[str]:
-    """The text an assistant message's calls add: one call is addressed to its function
-    (`` to=functions.<name>``, its arguments the content); several go to
-    ``multi_tool_use.parallel`` as one compact JSON of ``tool_uses``."""
+def _tool_call_texts(
+    message: Mapping[str, Any], call_names: dict[str, str]
+) -> tuple[list[str], int]:
+    """The text an assistant message's calls add, and the tokens beyond it: one call is
+    addressed to its function (`` to=functions.<name>``, its arguments the content; a tool
+    call bills 1 token more than that text, a legacy ``function_call`` does not); several go
+    to ``multi_tool_use.parallel`` as one compact JSON of ``tool_uses``."""
     calls = []
     for call in message.get("tool_calls") or ():
         if not isinstance(call, Mapping):
@@ -168,18 +197,18 @@ def _tool_call_texts(message: Mapping[str, Any], call_names: dict[str, str]) -> 
         calls.append((str(legacy.get("name", "")), str(legacy.get("arguments", ""))))
     if len(calls) == 1:
         name, arguments = calls[0]
-        return [f" to=functions.{name}", arguments]
+        return [f" to=functions.{name}", arguments], 0 if isinstance(legacy, Mapping) else 1
     if not calls:
-        return []
+        return [], 0
     try:
         uses = [
             {"recipient_name": f"functions.{name}", "parameters": json.loads(arguments)}
             for name, arguments in calls
         ]
     except ValueError:  # arguments that are not JSON: their text, as given
-        return [" to=multi_tool_use.parallel", *(text for call in calls for text in call)]
+        return [" to=multi_tool_use.parallel", *(text for call in calls for text in call)], 0
     body = json.dumps({"tool_uses": uses}, separators=(",", ":"), ensure_ascii=False)
-    return [" to=multi_tool_use.parallel", body]
+    return [" to=multi_tool_use.parallel", body], 0
 
 
 def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | None:
@@ -208,6 +237,8 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         role = message.get("role")
         content = message.get("content")
         has_system = has_system or role == "system"
+        if role == "function":
+            extra -= 2  # a legacy function result bills 2 fewer than the rule counts
         # The common message (role, text, maybe a name) is counted as given, not copied.
         if (
             message.keys() <= _PLAIN_KEYS
@@ -244,7 +275,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                 counted["role"] = f"functions.{name}"
         plain.append(counted)
         if "tool_calls" in message or "function_call" in message:
-            extra_texts.extend(_tool_call_texts(message, call_names))
+            texts, beyond = _tool_call_texts(message, call_names)
+            extra_texts.extend(texts)
+            extra += beyond
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if definitions is not None:
@@ -258,7 +291,8 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             named = choice.get("function") if "function" in choice else choice
             if isinstance(named, Mapping) and isinstance(named.get("name"), str):
                 extra_texts.append(named["name"])
-                tokens += 4
+                # A named tool costs 3 tokens more than a named legacy function_call.
+                tokens += 4 if "function" not in choice else 7
     response_format = request.get("response_format")
     if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
         # A structured-output schema is rendered into the prompt in a way not yet pinned down
