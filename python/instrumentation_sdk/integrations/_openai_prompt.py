@@ -240,12 +240,10 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         if role == "function":
             extra -= 2  # a legacy function result bills 2 fewer than the rule counts
         # The common message (role, text, maybe a name) is counted as given, not copied.
-        if (
-            message.keys() <= _PLAIN_KEYS
-            and type(content) is str
-            and role != "tool"
-            and not (functions and role == "system")
-        ):
+        if type(content) is str and role != "tool" and message.keys() <= _PLAIN_KEYS:
+            if functions and role == "system" and not padded_system:
+                message = {**message, "content": content + "\n"}  # the definitions follow
+                padded_system = True
             plain.append(message)
             continue
         counted: dict[str, Any] = {}
