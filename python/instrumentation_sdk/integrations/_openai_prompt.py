@@ -7,20 +7,26 @@ into the prompt what the rule does not see:
 * function/tool definitions, as a TypeScript namespace (``namespace functions { type name =
   (_: {...}) => any; }``), in the system message: the first system message gains a trailing
   newline, the definitions cost their text plus 9 tokens, 4 fewer when a system message is
-  there to hold them;
-* ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token, a named function its name plus 4;
+  there to hold them. The two forms differ: legacy ``functions=[...]`` indents a nested
+  object's lines and drops their descriptions; ``tools=[...]`` keeps the descriptions, does not
+  indent, and bills 1 token fewer per property without a description whose type is a plain
+  string or a number;
+* ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token; a named function its name plus 4
+  (legacy ``function_call``) or plus 7 (``tool_choice``);
 * an assistant message's ``tool_calls``: one call is addressed to its function (the message's
-  role becomes ``assistant to=functions.<name>`` and the arguments its content); several calls
-  go to ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses": [{"recipient_name":
-  "functions.<name>", "parameters": {...}}]}``; a ``tool`` message speaks as
-  ``functions.<name>`` (the ``tool_call_id`` itself is not shown to the model).
+  role becomes ``assistant to=functions.<name>`` and the arguments its content, plus 1 token);
+  several calls go to ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses":
+  [{"recipient_name": "functions.<name>", "parameters": {...}}]}``; a ``tool`` message speaks as
+  ``functions.<name>`` (the ``tool_call_id`` itself is not shown to the model); a legacy
+  ``function`` result bills 2 fewer than the rule counts.
 
-The constants were fitted on requests recorded from the real API (``tests/data/
-openai_prompt_usage.json``), which the tests check against ``usage.prompt_tokens``. Images and
-audio are billed by rules the request does not fully tell (an image's size is in its bytes, or
-behind a URL), and structured-output schemas (``response_format``) by a rendering not pinned
-down yet: such requests are estimated and the method says ``"estimate"``. gpt-5 models prime
-the reply with one token fewer than earlier chat models.
+The constants were fitted, not documented by OpenAI: on requests recorded from the real API
+(``tests/data/openai_prompt_usage.json``) and on the billed counts two open-source counters pin
+(``tests/data/openai_function_definitions.json``), which the tests check. Images and audio are
+billed by rules the request does not fully tell (an image's size is in its bytes, or behind a
+URL), and structured-output schemas (``response_format``) by a rendering not pinned down yet:
+such requests are estimated and the method says ``"estimate"``. gpt-5 models prime the reply
+with one token fewer than earlier chat models.
 """
 
 from __future__ import annotations
@@ -292,7 +298,11 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                 # A named tool costs 3 tokens more than a named legacy function_call.
                 tokens += 4 if "function" not in choice else 7
     response_format = request.get("response_format")
-    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+    if isinstance(response_format, type):
+        # A pydantic model given to ``parse()``/``stream()``: sent as its JSON schema, whose
+        # rendering is not pinned down (below); the messages alone, as an estimate.
+        media = True
+    elif isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
         # A structured-output schema is rendered into the prompt in a way not yet pinned down
         # (no rendering we tried fits the recorded requests): its compact JSON, an estimate.
         schema = response_format.get("json_schema") or {}
