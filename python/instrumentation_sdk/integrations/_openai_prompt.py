@@ -289,8 +289,8 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         if has_system:
             tokens -= 4
         choice = request.get("tool_choice", request.get("function_call"))
-        if choice == "none":
-            tokens += 1
+        if type(choice) is str or choice is None:  # "auto", "required", "none" (no ABC check)
+            tokens += choice == "none"
         elif isinstance(choice, Mapping):
             named = choice.get("function") if "function" in choice else choice
             if isinstance(named, Mapping) and isinstance(named.get("name"), str):
@@ -298,7 +298,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                 # A named tool costs 3 tokens more than a named legacy function_call.
                 tokens += 4 if "function" not in choice else 7
     response_format = request.get("response_format")
-    if isinstance(response_format, type):
+    if response_format is None:
+        pass
+    elif isinstance(response_format, type):
         # A pydantic model given to ``parse()``/``stream()``: sent as its JSON schema, whose
         # rendering is not pinned down (below); the messages alone, as an estimate.
         media = True
