@@ -32,9 +32,23 @@ PINNED = json.loads((HERE / "data" / "openai_function_definitions.json").read_te
 
 
 def _billed_by_openai(row: dict[str, Any]) -> bool:
-    """Recorded against OpenAI's API (or Azure OpenAI's), not a local stand-in."""
+    """Recorded against OpenAI's API (or Azure OpenAI's), not a local stand-in, and not a
+    hand-written response (``not_billed`` says why, with the evidence)."""
     host = urlsplit(row["uri"]).hostname or ""
-    return host == "api.openai.com" or host.endswith(".openai.azure.com")
+    api = host == "api.openai.com" or host.endswith(".openai.azure.com")
+    return api and "not_billed" not in row
+
+
+#: Requests billed by OpenAI that the rule misses: (billed, ours). Each carries ``name`` fields
+#: on gpt-4o (one test suite, AutoGen's): 1 fewer than the cookbook's +1 per name, whether one
+#: name or four; not modelled on this evidence alone.
+KNOWN_MISSES = {
+    "test_instrumenting_model_client.yaml#0": (15, 16),
+    "TestTeam.test_team_run.yaml#0": (28, 29),
+    "TestTeam.test_team_run.yaml#1": (160, 161),
+    "TestTeam.test_team_run.yaml#2": (321, 322),
+    "TestTeam.test_team_run.yaml#3": (489, 490),
+}
 
 
 def _counted_rows() -> list[dict[str, Any]]:
@@ -63,12 +77,15 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         elif tokens == row["prompt_tokens"]:
             exact.append(row)
         else:
-            misses[row["source"]] = (row["prompt_tokens"], tokens)
-    assert misses == {}
+            misses[row["source"].rsplit("/", 1)[-1]] = (row["prompt_tokens"], tokens)
+    assert misses == KNOWN_MISSES
+    for source in KNOWN_MISSES:
+        row = next(r for r in DATA["chat"] if r["source"].endswith("/" + source))
+        assert any("name" in m for m in row["request"]["messages"]), source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
-    # Every counted request exact: 62, 21 of them with tools or tool calls; 9 estimated
-    # (images, structured-output schemas).
-    assert (len(exact), len(with_tools), len(estimated)) == (62, 21, 9)
+    # 104 of 109 counted requests exact, 32 of them with tools or tool calls; 20 estimated
+    # (images, structured-output schemas, definitions with keywords such as ``title``).
+    assert (len(exact), len(with_tools), len(estimated)) == (104, 32, 20)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -88,7 +105,7 @@ def test_a_recording_from_a_local_server_is_not_counted() -> None:
     undated ``gpt-3.5-turbo`` (the API answers with a dated snapshot, as the earlier
     recording of the same request from api.openai.com did: ``gpt-3.5-turbo-0125``, and no
     usage at all, since the request does not ask for ``stream_options.include_usage``)."""
-    local = [r for r in DATA["chat"] if not _billed_by_openai(r)]
+    local = [r for r in DATA["chat"] if not _billed_by_openai(r) and "not_billed" not in r]
     by_source = {r["source"].rsplit("/", 1)[-1]: r for r in local}
     row = by_source["test_chat_streaming.yaml#0"]
     assert row["uri"] == "http://localhost:5002/v1/chat/completions"
@@ -97,8 +114,21 @@ def test_a_recording_from_a_local_server_is_not_counted() -> None:
     tokens, method, _ = chat_prompt_estimate("gpt-3.5-turbo-0125", row["request"])
     assert (row["prompt_tokens"], tokens, method) == (10, 15, "tiktoken")
     # The others from local servers are open models served by vLLM (no OpenAI encoding).
-    others = {r["response_model"] for r in local if r is not row}
+    others = {r["response_model"] for r in local if r is not row and "not_billed" not in r}
     assert all(encoding_for_model(model) is None for model in others), others
+
+
+def test_a_hand_written_response_is_not_counted() -> None:
+    """A cassette whose "API" answer was written by hand (10 billed, 14 counted by the rule
+    exact everywhere else): a placeholder id, created 2023-12-21, months before gpt-4o-mini
+    existed (2024-07-18), and the undated model name the API never answers with."""
+    (row,) = [r for r in DATA["chat"] if "not_billed" in r]
+    evidence = row["not_billed"]
+    assert evidence["response_id"] == "chatcmpl-1234567890abcdef"
+    assert evidence["response_created"] < 1721260800  # 2024-07-18, gpt-4o-mini's release
+    assert row["response_model"] == "gpt-4o-mini"  # no snapshot date
+    tokens, method, _ = chat_prompt_estimate("gpt-4o-mini-2024-07-18", row["request"])
+    assert (row["prompt_tokens"], tokens, method) == (10, 14, "tiktoken")
 
 
 def test_embeddings_precount_is_exact() -> None:
@@ -163,6 +193,29 @@ def test_tools_form_rendering() -> None:
     tail = "\n},\n}) => any;\n\n} // namespace functions"
     assert render_functions([function], tools_form=True) == head + "// Inner\ns?: string," + tail
     assert render_functions([function]) == head + "  s?: string," + tail
+
+
+@pytest.mark.parametrize(
+    ("keyword", "method"),
+    [
+        (None, "tiktoken"),
+        ({"title": "City"}, "estimate"),
+        ({"default": "Paris"}, "estimate"),
+        ({"format": "date"}, "estimate"),
+    ],
+)
+def test_tools_with_keywords_not_pinned_down_are_estimated(
+    keyword: dict[str, str] | None, method: str
+) -> None:
+    """A ``tools`` definition using a schema keyword whose rendering no billed count pins
+    down (pydantic's ``title``, ``default``, ``format``...) is estimated, not called exact."""
+    prop = {"type": "string", "description": "The city", **(keyword or {})}
+    tool = {"name": "f", "parameters": {"type": "object", "properties": {"city": prop}}}
+    request = {
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [{"type": "function", "function": tool}],
+    }
+    assert chat_prompt_estimate("gpt-4o", request)[1] == method
 
 
 @pytest.mark.parametrize(

@@ -101,21 +101,40 @@ def _render_properties(schema: Mapping[str, Any], indent: int, tools_form: bool)
     return "\n".join(pad + line for line in lines)
 
 
-def _undocumented_scalars(schema: Mapping[str, Any]) -> int:
-    """Properties, nested ones included, with no description whose type is a plain ``string``
-    or a number: in the tools form each bills one token fewer than its rendered line."""
-    count = 0
+#: Schema keywords whose rendering in the ``tools`` form is pinned down by billed counts.
+_KNOWN_KEYWORDS = frozenset(
+    {"type", "description", "enum", "items", "properties", "required", "additionalProperties"}
+)
+
+
+def _tools_form_adjustment(schema: Mapping[str, Any]) -> int | None:
+    """Tokens the ``tools`` form bills beyond the rendered text of one parameters object,
+    nested objects included: 1 fewer for an object with any property that has no description
+    and is a plain ``string`` or a number, and 1 fewer per undocumented ``boolean``. ``None``
+    when the schema uses a keyword whose rendering is not pinned down (``title``,
+    ``default``, ``format``, ``anyOf``, ...): the count is then an estimate."""
+    if not schema.keys() <= _KNOWN_KEYWORDS:
+        return None
+    adjustment = 0
+    plain_undocumented = False
     for prop in (schema.get("properties") or {}).values():
-        if not isinstance(prop, Mapping):
-            continue
+        if not isinstance(prop, Mapping) or not prop.keys() <= _KNOWN_KEYWORDS:
+            return None
         kind = prop.get("type")
         if kind == "object":
-            count += _undocumented_scalars(prop)
-        elif not prop.get("description") and (
-            kind in ("number", "integer") or (kind == "string" and not prop.get("enum"))
-        ):
-            count += 1
-    return count
+            nested = _tools_form_adjustment(prop)
+            if nested is None:
+                return None
+            adjustment += nested
+        elif isinstance(prop.get("items"), Mapping) and not prop["items"].keys() <= _KNOWN_KEYWORDS:
+            return None
+        elif prop.get("description"):
+            continue
+        elif kind in ("number", "integer") or (kind == "string" and not prop.get("enum")):
+            plain_undocumented = True
+        elif kind == "boolean":
+            adjustment -= 1
+    return adjustment - plain_undocumented
 
 
 def render_functions(functions: Iterable[Mapping[str, Any]], tools_form: bool = False) -> str:
@@ -140,12 +159,13 @@ def render_functions(functions: Iterable[Mapping[str, Any]], tools_form: bool = 
 #: The rendered definitions' token count of recent tool lists, by the list's identity: most
 #: callers pass the same list every call. A hit also requires the same definition objects in
 #: the same order (a definition changed in place without replacing it is not noticed).
-_DEFINITIONS_CACHE: dict[tuple[int, str], tuple[Any, tuple[int, ...], int]] = {}
+_DEFINITIONS_CACHE: dict[tuple[int, str], tuple[Any, tuple[int, ...], tuple[int, bool]]] = {}
 _DEFINITIONS_CACHE_SIZE = 64
 
 
-def _definitions_tokens(request: Mapping[str, Any], model: str) -> int | None:
-    """The rendered definitions' tokens, or ``None`` when the request defines no function."""
+def _definitions_tokens(request: Mapping[str, Any], model: str) -> tuple[int, bool] | None:
+    """The rendered definitions' tokens and whether they are exact, or ``None`` when the
+    request defines no function."""
     given = request.get("functions") or request.get("tools")
     if not given or not isinstance(given, list | tuple):
         return None
@@ -159,12 +179,19 @@ def _definitions_tokens(request: Mapping[str, Any], model: str) -> int | None:
         return None
     tools_form = not isinstance(request.get("functions"), list | tuple)
     tokens = _core.count_tokens(render_functions(functions, tools_form), model).tokens
+    exact = True
     if tools_form:
-        tokens -= sum(_undocumented_scalars(f.get("parameters") or {}) for f in functions)
+        for function in functions:
+            adjustment = _tools_form_adjustment(function.get("parameters") or {})
+            if adjustment is None:
+                exact = False
+            else:
+                tokens += adjustment
     if len(_DEFINITIONS_CACHE) >= _DEFINITIONS_CACHE_SIZE:
         _DEFINITIONS_CACHE.clear()
-    _DEFINITIONS_CACHE[key] = (given, members, tokens)  # keeps the list alive: ids stay unique
-    return tokens
+    # The cache keeps the list alive, so ids stay unique.
+    _DEFINITIONS_CACHE[key] = (given, members, (tokens, exact))
+    return tokens, exact
 
 
 def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -182,13 +209,21 @@ def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return []
 
 
+def _compact_json(text: str) -> str:
+    """``text`` as compact JSON when it is JSON, else as given."""
+    try:
+        return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return text
+
+
 def _tool_call_texts(
     message: Mapping[str, Any], call_names: dict[str, str]
 ) -> tuple[list[str], int]:
     """The text an assistant message's calls add, and the tokens beyond it: one call is
-    addressed to its function (`` to=functions.<name>``, its arguments the content; a tool
-    call bills 1 token more than that text, a legacy ``function_call`` does not); several go
-    to ``multi_tool_use.parallel`` as one compact JSON of ``tool_uses``."""
+    addressed to its function (`` to=functions.<name>``, its arguments the content: a tool
+    call's as compact JSON and 2 tokens more, a legacy ``function_call``'s as given); several
+    go to ``multi_tool_use.parallel`` as one compact JSON of ``tool_uses``."""
     calls = []
     for call in message.get("tool_calls") or ():
         if not isinstance(call, Mapping):
@@ -203,7 +238,10 @@ def _tool_call_texts(
         calls.append((str(legacy.get("name", "")), str(legacy.get("arguments", ""))))
     if len(calls) == 1:
         name, arguments = calls[0]
-        return [f" to=functions.{name}", arguments], 0 if isinstance(legacy, Mapping) else 1
+        if isinstance(legacy, Mapping):
+            return [f" to=functions.{name}", arguments], 0
+        # A tool call's arguments are re-serialized compactly, as parallel calls' are.
+        return [f" to=functions.{name}", _compact_json(arguments)], 2
     if not calls:
         return [], 0
     try:
@@ -285,7 +323,8 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if definitions is not None:
-        tokens += definitions + 9
+        tokens += definitions[0] + 9
+        media = media or not definitions[1]
         if has_system:
             tokens -= 4
         choice = request.get("tool_choice", request.get("function_call"))
