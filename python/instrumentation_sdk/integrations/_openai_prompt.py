@@ -9,12 +9,15 @@ into the prompt what the rule does not see:
   newline, the definitions cost their text plus 9 tokens, 4 fewer when a system message is
   there to hold them. The two forms differ: legacy ``functions=[...]`` indents a nested
   object's lines and drops their descriptions; ``tools=[...]`` keeps the descriptions, does not
-  indent, and bills 1 token fewer per property without a description whose type is a plain
-  string or a number;
+  indent, and bills 1 token fewer per object with a property that has no description and is a
+  plain string or a number, and 1 fewer per undocumented boolean. A ``tools`` schema using a
+  keyword no billed count pins down (``title``, ``default``, ``format``, ``anyOf``...) is
+  estimated;
 * ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token; a named function its name plus 4
   (legacy ``function_call``) or plus 7 (``tool_choice``);
 * an assistant message's ``tool_calls``: one call is addressed to its function (the message's
-  role becomes ``assistant to=functions.<name>`` and the arguments its content, plus 1 token);
+  role becomes ``assistant to=functions.<name>`` and the arguments, as compact JSON, its
+  content, plus 2 tokens);
   several calls go to ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses":
   [{"recipient_name": "functions.<name>", "parameters": {...}}]}``; a ``tool`` message speaks as
   ``functions.<name>`` (the ``tool_call_id`` itself is not shown to the model); a legacy
@@ -22,7 +25,8 @@ into the prompt what the rule does not see:
 
 The constants were fitted, not documented by OpenAI: on requests recorded from the real API
 (``tests/data/openai_prompt_usage.json``) and on the billed counts two open-source counters pin
-(``tests/data/openai_function_definitions.json``), which the tests check. Images and audio are
+(``tests/data/openai_function_definitions.json``), which the tests check. Not modelled: ``name``
+fields on gpt-4o (a request with names bills 1 fewer than the rule, whatever their number). Images and audio are
 billed by rules the request does not fully tell (an image's size is in its bytes, or behind a
 URL), and structured-output schemas (``response_format``) by a rendering not pinned down yet:
 such requests are estimated and the method says ``"estimate"``. gpt-5 models prime the reply
