@@ -110,6 +110,7 @@ def test_chat_completion_is_one_span_with_usage_and_an_exact_precount(
     assert meta["response_id"] == result.id
     assert meta["request_id"] == result._request_id == "req_58cff97afd0e7c0bba910ccf0b044a6f"
     assert meta["retry_count"] == 0
+    assert meta["http_status_code"] == 200  # noted as the client processed the response
     assert (meta["temperature"], meta["top_p"], meta["max_tokens"]) == (0.5, 0.9, 50)
 
 
@@ -124,6 +125,7 @@ def test_async_chat_completion(server: FakeProviders, instrumented: InMemoryExpo
     span = next(s for s in spans(instrumented) if s["name"] == "chat")
     assert span["parent_span_id"] == parent.span_id
     assert span["metadata"]["prompt_tokens"] == span["metadata"]["prompt_tokens_estimate"] == 12
+    assert span["metadata"]["http_status_code"] == 200
 
 
 def test_tools_are_counted_before_the_request_exactly(
@@ -244,6 +246,7 @@ def test_retries_that_succeed_are_counted(
     span = the_span(instrumented)
     assert span["status"] != "error"
     assert span["metadata"]["retry_count"] == 2
+    assert span["metadata"]["http_status_code"] == 200  # the final response's, not a 429
 
 
 def test_retries_that_fail_are_counted(
@@ -286,6 +289,7 @@ def test_anthropic_message(server: FakeProviders, instrumented: InMemoryExporter
     assert meta["completion_tokens"] == message.usage.output_tokens
     assert meta["finish_reason"] == "end_turn"  # stop_reason as is
     assert meta["request_id"] == message._request_id
+    assert meta["http_status_code"] == 200
     assert meta["max_tokens"] == 1024
     assert meta["token_count_method"] == "heuristic"
     assert meta["prompt_tokens_estimate"] > 0

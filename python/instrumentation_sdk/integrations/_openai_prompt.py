@@ -26,9 +26,10 @@ into the prompt what the rule does not see:
 The constants were fitted, not documented by OpenAI: on requests recorded from the real API
 (``tests/data/openai_prompt_usage.json``) and on the billed counts two open-source counters pin
 (``tests/data/openai_function_definitions.json``), which the tests check. Not modelled: ``name``
-fields on gpt-4o (a request with names bills 1 fewer than the rule, whatever their number). Images and audio are
-billed by rules the request does not fully tell (an image's size is in its bytes, or behind a
-URL), and structured-output schemas (``response_format``) by a rendering not pinned down yet:
+fields on gpt-4o (a request with names bills 1 fewer than the rule, whatever their number).
+Images and audio are billed by rules the request does not fully tell (an image's size is in its
+bytes, or behind a URL), and structured-output schemas (``response_format``) by a rendering not
+pinned down yet:
 such requests are estimated and the method says ``"estimate"``. gpt-5 models prime the reply
 with one token fewer than earlier chat models.
 """
