@@ -29,9 +29,8 @@ The constants were fitted, not documented by OpenAI: on requests recorded from t
 fields on gpt-4o (a request with names bills 1 fewer than the rule, whatever their number).
 Images and audio are billed by rules the request does not fully tell (an image's size is in its
 bytes, or behind a URL), and structured-output schemas (``response_format``) by a rendering not
-pinned down yet:
-such requests are estimated and the method says ``"estimate"``. gpt-5 models prime the reply
-with one token fewer than earlier chat models.
+pinned down yet: such requests are estimated and the method says ``"estimate"``. gpt-5 models
+prime the reply with one token fewer than earlier chat models.
 """
 
 from __future__ import annotations
