@@ -202,6 +202,7 @@ def test_tools_form_rendering() -> None:
         ({"title": "City"}, "estimate"),
         ({"default": "Paris"}, "estimate"),
         ({"format": "date"}, "estimate"),
+        ({"type": "array", "items": {"type": "object", "properties": {}}}, "estimate"),
     ],
 )
 def test_tools_with_keywords_not_pinned_down_are_estimated(

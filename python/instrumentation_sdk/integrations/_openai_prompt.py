@@ -130,8 +130,10 @@ def _tools_form_adjustment(schema: Mapping[str, Any]) -> int | None:
             if nested is None:
                 return None
             adjustment += nested
-        elif isinstance(prop.get("items"), Mapping) and not prop["items"].keys() <= _KNOWN_KEYWORDS:
-            return None
+        elif isinstance(prop.get("items"), Mapping) and (
+            not prop["items"].keys() <= _KNOWN_KEYWORDS or prop["items"].get("type") == "object"
+        ):
+            return None  # an array of objects: no billed count shows how it is rendered
         elif prop.get("description"):
             continue
         elif kind in ("number", "integer") or (kind == "string" and not prop.get("enum")):
