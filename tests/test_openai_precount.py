@@ -39,16 +39,19 @@ def _billed_by_openai(row: dict[str, Any]) -> bool:
     return api and "not_billed" not in row
 
 
-#: Requests billed by OpenAI that the rule misses: (billed, ours). Each carries ``name`` fields
+#: Requests billed by OpenAI that the rule misses: (billed, ours). These carry ``name`` fields
 #: on gpt-4o (one test suite, AutoGen's): 1 fewer than the cookbook's +1 per name, whether one
 #: name or four; not modelled on this evidence alone.
-KNOWN_MISSES = {
+NAME_MISSES = {
     "test_instrumenting_model_client.yaml#0": (15, 16),
     "TestTeam.test_team_run.yaml#0": (28, 29),
     "TestTeam.test_team_run.yaml#1": (160, 161),
     "TestTeam.test_team_run.yaml#2": (321, 322),
     "TestTeam.test_team_run.yaml#3": (489, 490),
 }
+#: Unexplained: a strict tool's single-call history on gpt-4o bills 1 fewer than the rule that
+#: is exact on the same shape on gpt-4o-mini and gpt-4.1-nano (Logfire's cassette).
+OTHER_MISSES = {"test_pydantic_ai_mcp_sampling.yaml#2": (87, 88)}
 
 
 def _counted_rows() -> list[dict[str, Any]]:
@@ -78,14 +81,14 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
             exact.append(row)
         else:
             misses[row["source"].rsplit("/", 1)[-1]] = (row["prompt_tokens"], tokens)
-    assert misses == KNOWN_MISSES
-    for source in KNOWN_MISSES:
+    assert misses == {**NAME_MISSES, **OTHER_MISSES}
+    for source in NAME_MISSES:
         row = next(r for r in DATA["chat"] if r["source"].endswith("/" + source))
         assert any("name" in m for m in row["request"]["messages"]), source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
-    # 104 of 109 counted requests exact, 32 of them with tools or tool calls; 20 estimated
+    # 111 of 117 counted requests exact, 35 of them with tools or tool calls; 21 estimated
     # (images, structured-output schemas, definitions with keywords such as ``title``).
-    assert (len(exact), len(with_tools), len(estimated)) == (104, 32, 20)
+    assert (len(exact), len(with_tools), len(estimated)) == (111, 35, 21)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:

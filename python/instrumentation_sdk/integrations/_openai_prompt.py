@@ -20,7 +20,7 @@ into the prompt what the rule does not see:
   content, plus 2 tokens);
   several calls go to ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses":
   [{"recipient_name": "functions.<name>", "parameters": {...}}]}``; a ``tool`` message speaks as
-  ``functions.<name>`` (the ``tool_call_id`` itself is not shown to the model); a legacy
+  ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it are not billed); a legacy
   ``function`` result bills 2 fewer than the rule counts.
 
 The constants were fitted, not documented by OpenAI: on requests recorded from the real API
@@ -317,7 +317,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             counted["content"] = content + "\n"
             padded_system = True
         if role == "tool":
-            # A tool result speaks as the function it answers: "functions.<name>".
+            # A tool result speaks as the function it answers: "functions.<name>"; a `name`
+            # given on it is not rendered (it is not billed).
+            counted.pop("name", None)
             name = call_names.get(str(message.get("tool_call_id")))
             if name is not None:
                 counted["role"] = f"functions.{name}"
