@@ -74,9 +74,21 @@ pub struct Completion {
     pub output_tokens: Option<i64>,
     /// Input tokens as the provider reported them.
     pub input_tokens: Option<i64>,
+    /// The parts of the input and output the provider reported, each recorded under its
+    /// standard key: `(key, tokens)`, e.g. `("cache_read_tokens", 1024)`.
+    pub usage_parts: Vec<(&'static str, i64)>,
 }
 
 impl Completion {
+    /// Sets the usage part `key` (a standard key: cache read/creation, uncached input,
+    /// reasoning tokens), replacing an earlier value of it.
+    pub fn set_usage_part(&mut self, key: &'static str, tokens: i64) {
+        match self.usage_parts.iter_mut().find(|(k, _)| *k == key) {
+            Some(part) => part.1 = tokens,
+            None => self.usage_parts.push((key, tokens)),
+        }
+    }
+
     pub fn push_text(&mut self, choice: usize, text: &str) {
         if text.is_empty() {
             return;
@@ -204,6 +216,11 @@ pub fn record(data: &mut SpanData, facts: &StreamFacts, completion: &Completion,
             );
         }
     }
+    for (key, tokens) in &completion.usage_parts {
+        if absent(data, key) {
+            data.set(Cow::Borrowed(*key), Value::Int(*tokens));
+        }
+    }
     // Several choices are a list, an object the binding layer records (as prompts are).
     if let (true, None, [one]) = (capture, &data.completion, completion.choices.as_slice()) {
         data.completion = Some(Value::Str(Text::from(one.as_str())));
@@ -240,6 +257,7 @@ mod tests {
             finish_reason: Some("stop".into()),
             actual_model: Some("gpt-4o-2024-08-06".into()),
             input_tokens: None,
+            usage_parts: vec![("reasoning_tokens", 4)],
         };
         record(
             &mut data,
@@ -266,6 +284,7 @@ mod tests {
             Some(&Value::Float(100.0))
         );
         assert_eq!(data.events[0].name, "first_token");
+        assert_eq!(data.get("reasoning_tokens"), Some(&Value::Int(4)));
         assert!(data.completion.is_none(), "content capture is off");
     }
 

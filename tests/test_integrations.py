@@ -110,6 +110,7 @@ def test_chat_completion_is_one_span_with_usage_and_an_exact_precount(
     assert meta["response_id"] == result.id
     assert meta["request_id"] == result._request_id == "req_58cff97afd0e7c0bba910ccf0b044a6f"
     assert meta["retry_count"] == 0
+    assert meta["http_status_code"] == 200  # noted as the client processed the response
     assert (meta["temperature"], meta["top_p"], meta["max_tokens"]) == (0.5, 0.9, 50)
 
 
@@ -124,6 +125,7 @@ def test_async_chat_completion(server: FakeProviders, instrumented: InMemoryExpo
     span = next(s for s in spans(instrumented) if s["name"] == "chat")
     assert span["parent_span_id"] == parent.span_id
     assert span["metadata"]["prompt_tokens"] == span["metadata"]["prompt_tokens_estimate"] == 12
+    assert span["metadata"]["http_status_code"] == 200
 
 
 def test_tools_are_counted_before_the_request_exactly(
@@ -244,6 +246,7 @@ def test_retries_that_succeed_are_counted(
     span = the_span(instrumented)
     assert span["status"] != "error"
     assert span["metadata"]["retry_count"] == 2
+    assert span["metadata"]["http_status_code"] == 200  # the final response's, not a 429
 
 
 def test_retries_that_fail_are_counted(
@@ -286,6 +289,7 @@ def test_anthropic_message(server: FakeProviders, instrumented: InMemoryExporter
     assert meta["completion_tokens"] == message.usage.output_tokens
     assert meta["finish_reason"] == "end_turn"  # stop_reason as is
     assert meta["request_id"] == message._request_id
+    assert meta["http_status_code"] == 200
     assert meta["max_tokens"] == 1024
     assert meta["token_count_method"] == "heuristic"
     assert meta["prompt_tokens_estimate"] > 0
@@ -516,6 +520,9 @@ def test_chat_stream_keeps_its_type_and_is_observed(
     assert meta["token_count_method"] == "tiktoken"  # the pre-count's method
     assert meta["completion_tokens"] == usage.completion_tokens
     assert meta["completion_token_count_method"] == "usage"
+    # The usage chunk's details, as for a whole response (zero in this recording).
+    assert meta["cache_read_tokens"] == usage.prompt_tokens_details.cached_tokens
+    assert meta["reasoning_tokens"] == usage.completion_tokens_details.reasoning_tokens
     assert meta["finish_reason"] == "stop"
     assert meta["actual_model"] == chunks[0].model
     assert meta["request_id"] == stream.response.headers["x-request-id"]
@@ -616,8 +623,98 @@ def test_responses_stream(server: FakeProviders, instrumented: InMemoryExporter)
     assert events[-1].type == "response.completed"
     meta = the_span(instrumented)["metadata"]
     assert meta["stream_status"] == "completed"
-    assert meta["completion_tokens"] == events[-1].response.usage.output_tokens
-    assert meta["prompt_tokens"] == events[-1].response.usage.input_tokens
+    usage = events[-1].response.usage
+    assert meta["completion_tokens"] == usage.output_tokens
+    assert meta["prompt_tokens"] == usage.input_tokens
+    assert meta["cache_read_tokens"] == usage.input_tokens_details.cached_tokens
+    assert meta["reasoning_tokens"] == usage.output_tokens_details.reasoning_tokens
+
+
+# --- OpenAI helpers: parse() and stream() ----------------------------------------------------
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_chat_completions_parse(
+    server: FakeProviders, instrumented: InMemoryExporter, use_async: bool
+) -> None:
+    """``parse()`` posts by itself (not through ``create``): observed all the same."""
+    if use_async:
+        result = asyncio.run(aoai(server).chat.completions.parse(**recorded("openai_chat")))
+    else:
+        result = oai(server).chat.completions.parse(**recorded("openai_chat"))
+    assert isinstance(result, openai.types.chat.ParsedChatCompletion)
+    span = the_span(instrumented)
+    meta = span["metadata"]
+    assert (span["name"], span["status"]) == ("chat", "ok")
+    assert meta["prompt_tokens"] == result.usage.prompt_tokens == meta["prompt_tokens_estimate"]
+    assert meta["response_id"] == result.id
+    assert meta["request_id"] == result._request_id
+
+
+def test_a_pydantic_response_format_is_estimated() -> None:
+    pydantic = pytest.importorskip("pydantic")
+    from instrumentation_sdk.integrations._openai_prompt import chat_prompt_estimate
+
+    class Answer(pydantic.BaseModel):
+        text: str
+
+    request = {"messages": [{"role": "user", "content": "Hi"}], "response_format": Answer}
+    assert chat_prompt_estimate("gpt-4o", request)[1] == "estimate"
+
+
+def test_responses_parse(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    result = oai(server).responses.parse(**recorded("openai_responses"))
+    assert isinstance(result, openai.types.responses.ParsedResponse)
+    meta = the_span(instrumented)["metadata"]
+    assert meta["prompt_tokens"] == result.usage.input_tokens
+    assert meta["completion_tokens"] == result.usage.output_tokens
+    assert meta["response_id"] == result.id
+
+
+def test_chat_completions_stream_helper(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    """``stream()`` opens its stream through ``create``: one span, the helper's events and
+    final completion intact."""
+    request = recorded("openai_chat_stream")
+    with oai(server).chat.completions.stream(**request) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_completion()
+    assert "content.delta" in kinds
+    assert final.choices[0].message.content == '"This is a test."'
+    meta = the_span(instrumented)["metadata"]
+    assert meta["stream_status"] == "completed"
+    assert meta["prompt_tokens"] == final.usage.prompt_tokens == meta["prompt_tokens_estimate"]
+    assert meta["completion_tokens"] == final.usage.completion_tokens
+    assert meta["cache_read_tokens"] == final.usage.prompt_tokens_details.cached_tokens
+
+
+def test_async_chat_completions_stream_helper(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    async def consume() -> Any:
+        async with aoai(server).chat.completions.stream(**recorded("openai_chat_stream")) as s:
+            async for _event in s:
+                pass
+            return await s.get_final_completion()
+
+    final = asyncio.run(consume())
+    meta = the_span(instrumented)["metadata"]
+    assert meta["stream_status"] == "completed"
+    assert meta["completion_tokens"] == final.usage.completion_tokens
+
+
+def test_responses_stream_helper(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    request = recorded("openai_responses_stream")
+    with oai(server).responses.stream(**request) as stream:
+        for _event in stream:
+            pass
+        final = stream.get_final_response()
+    meta = the_span(instrumented)["metadata"]
+    assert meta["stream_status"] == "completed"
+    assert meta["prompt_tokens"] == final.usage.input_tokens
+    assert meta["completion_tokens"] == final.usage.output_tokens
+    assert meta["reasoning_tokens"] == final.usage.output_tokens_details.reasoning_tokens
 
 
 def test_a_stream_failing_part_way(server: FakeProviders, instrumented: InMemoryExporter) -> None:
@@ -640,6 +737,10 @@ def test_anthropic_stream(server: FakeProviders, instrumented: InMemoryExporter)
     assert meta["prompt_tokens"] == (
         start.input_tokens + start.cache_read_input_tokens + start.cache_creation_input_tokens
     )
+    # Each part recorded too, as for a whole message.
+    assert meta["cache_read_tokens"] == start.cache_read_input_tokens > 0
+    assert meta["cache_creation_tokens"] == start.cache_creation_input_tokens
+    assert meta["uncached_prompt_tokens"] == start.input_tokens
     final = next(e for e in events if e.type == "message_delta")
     assert meta["completion_tokens"] == final.usage.output_tokens
     assert meta["finish_reason"] == final.delta.stop_reason

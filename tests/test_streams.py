@@ -439,7 +439,12 @@ def openai_chunks(as_dict: bool) -> list[Any]:
         }
         return fields if as_dict else ns(**fields)
 
-    usage = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    usage: dict[str, Any] = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    details = {
+        "prompt_tokens_details": {"cached_tokens": 6, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0},
+    }
+    usage.update(details if as_dict else {k: ns(**v) for k, v in details.items()})
     return [
         chunk([choice({"role": "assistant", "content": ""})]),
         chunk([choice({"content": "Hi"})]),
@@ -463,6 +468,7 @@ def test_openai_chat_chunks(exporter: InMemoryExporter, as_dict: bool) -> None:
     assert metadata["completion_tokens"] == 4
     assert metadata["completion_token_count_method"] == "usage"
     assert metadata["prompt_tokens"] == 9  # nothing was pre-counted: the provider's count
+    assert (metadata["cache_read_tokens"], metadata["reasoning_tokens"]) == (6, 2)
     assert record["completion"] == "Hi there"
 
 
@@ -555,7 +561,13 @@ def test_several_choices_are_all_counted(
 
 def test_openai_responses_api_events(exporter: InMemoryExporter) -> None:
     configure(exporter=exporter, capture_content=True, flush_interval=0.05)
-    usage = ns(input_tokens=12, output_tokens=3, total_tokens=15)
+    usage = ns(
+        input_tokens=12,
+        input_tokens_details=ns(cached_tokens=8),
+        output_tokens=3,
+        output_tokens_details=ns(reasoning_tokens=1),
+        total_tokens=15,
+    )
     events = [
         ns(
             type="response.created",
@@ -576,6 +588,7 @@ def test_openai_responses_api_events(exporter: InMemoryExporter) -> None:
     metadata = record["metadata"]
     assert metadata["actual_model"] == "gpt-4.1-2025-04-14"
     assert metadata["completion_tokens"] == 3
+    assert (metadata["cache_read_tokens"], metadata["reasoning_tokens"]) == (8, 1)
     assert metadata["completion_token_count_method"] == "usage"
     assert metadata["stream_chunks"] == 6
     assert record["completion"] == "Bonjour !"
@@ -630,6 +643,8 @@ def test_anthropic_message_events(exporter: InMemoryExporter, as_dict: bool) -> 
     assert metadata["finish_reason"] == "end_turn"  # as is
     assert metadata["completion_tokens"] == 5  # cumulative: the last message_delta's count
     assert metadata["prompt_tokens"] == 121  # input plus cache reads and writes
+    assert metadata["uncached_prompt_tokens"] == 21  # and each part
+    assert (metadata["cache_read_tokens"], metadata["cache_creation_tokens"]) == (100, 0)
     assert metadata["stream_chunks"] == 8
     assert record["completion"] == "Hello world"
 

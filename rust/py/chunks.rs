@@ -175,6 +175,12 @@ fn absorb_chat_chunk(chunk: &Fields<'_>, completion: &mut Completion, take_text:
         if let Some(tokens) = usage.int(intern!(py, "prompt_tokens")) {
             completion.input_tokens = Some(tokens);
         }
+        usage_details(
+            &usage,
+            completion,
+            intern!(py, "prompt_tokens_details"),
+            intern!(py, "completion_tokens_details"),
+        );
     }
     for (position, choice) in chunk.items(intern!(py, "choices")).iter().enumerate() {
         let index = choice
@@ -207,6 +213,53 @@ fn absorb_chat_chunk(chunk: &Fields<'_>, completion: &mut Completion, take_text:
     }
 }
 
+/// OpenAI's usage details: cached input tokens (read from the prompt cache) and reasoning
+/// tokens, under `<input>.cached_tokens` and `<output>.reasoning_tokens`.
+fn usage_details(
+    usage: &Fields<'_>,
+    completion: &mut Completion,
+    input: &Bound<'_, PyString>,
+    output: &Bound<'_, PyString>,
+) {
+    let py = usage.object.py();
+    if let Some(tokens) = usage
+        .fields(input)
+        .and_then(|details| details.int(intern!(py, "cached_tokens")))
+    {
+        completion.set_usage_part("cache_read_tokens", tokens);
+    }
+    if let Some(tokens) = usage
+        .fields(output)
+        .and_then(|details| details.int(intern!(py, "reasoning_tokens")))
+    {
+        completion.set_usage_part("reasoning_tokens", tokens);
+    }
+}
+
+/// Anthropic's input, as the conventions count it: uncached plus cache reads and writes, each
+/// part also recorded. `message_start` reports it; a later `message_delta` may restate it.
+fn anthropic_input(usage: &Fields<'_>, completion: &mut Completion) {
+    let py = usage.object.py();
+    let parts = [
+        (intern!(py, "input_tokens"), "uncached_prompt_tokens"),
+        (intern!(py, "cache_read_input_tokens"), "cache_read_tokens"),
+        (
+            intern!(py, "cache_creation_input_tokens"),
+            "cache_creation_tokens",
+        ),
+    ];
+    let mut total = None;
+    for (field, key) in parts {
+        if let Some(tokens) = usage.int(field) {
+            completion.set_usage_part(key, tokens);
+            total = Some(total.unwrap_or(0) + tokens);
+        }
+    }
+    if total.is_some() {
+        completion.input_tokens = total;
+    }
+}
+
 /// Typed events: Anthropic's message stream and OpenAI's Responses API stream.
 fn absorb_event(event: &Fields<'_>, kind: &str, completion: &mut Completion, take_text: bool) {
     let py = event.object.py();
@@ -220,16 +273,7 @@ fn absorb_event(event: &Fields<'_>, kind: &str, completion: &mut Completion, tak
                 message.text(intern!(py, "model")),
             );
             if let Some(usage) = message.fields(intern!(py, "usage")) {
-                // Input as the conventions count it: uncached plus cache reads and writes.
-                let parts = [
-                    intern!(py, "input_tokens"),
-                    intern!(py, "cache_read_input_tokens"),
-                    intern!(py, "cache_creation_input_tokens"),
-                ];
-                let reported: Vec<i64> = parts.iter().filter_map(|p| usage.int(p)).collect();
-                if !reported.is_empty() {
-                    completion.input_tokens = Some(reported.iter().sum());
-                }
+                anthropic_input(&usage, completion);
                 if let Some(tokens) = usage.int(intern!(py, "output_tokens")) {
                     completion.output_tokens = Some(tokens);
                 }
@@ -254,6 +298,7 @@ fn absorb_event(event: &Fields<'_>, kind: &str, completion: &mut Completion, tak
                 if let Some(tokens) = usage.int(intern!(py, "output_tokens")) {
                     completion.output_tokens = Some(tokens);
                 }
+                anthropic_input(&usage, completion);
             }
         }
         "response.output_text.delta"
@@ -282,6 +327,12 @@ fn absorb_event(event: &Fields<'_>, kind: &str, completion: &mut Completion, tak
                 if let Some(tokens) = usage.int(intern!(py, "input_tokens")) {
                     completion.input_tokens = Some(tokens);
                 }
+                usage_details(
+                    &usage,
+                    completion,
+                    intern!(py, "input_tokens_details"),
+                    intern!(py, "output_tokens_details"),
+                );
             }
             if let Some(details) = response.fields(intern!(py, "incomplete_details")) {
                 set_text(

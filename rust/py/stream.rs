@@ -101,6 +101,9 @@ pub(crate) fn resolve(
         completion.actual_model = read.actual_model.or(completion.actual_model);
         completion.output_tokens = read.output_tokens.or(completion.output_tokens);
         completion.input_tokens = read.input_tokens.or(completion.input_tokens);
+        for (key, tokens) in read.usage_parts {
+            completion.set_usage_part(key, tokens);
+        }
     }
     let Some(facts) = facts else {
         return;

@@ -108,7 +108,8 @@ def raw_mode(kwargs: Mapping[str, Any]) -> str | None:
     return mode if isinstance(mode, str) else None
 
 
-#: The retries of the call in progress in this context, counted by the clients' retry sleep.
+#: The call in progress in this context: ``[retries, http_status]``, the retries counted by
+#: the clients' retry sleep, the status noted as the client processes the final response.
 _retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "instrumentation_sdk.client_retries", default=None
 )
@@ -131,16 +132,40 @@ def count_retries_sync(original: Callable[..., Any]) -> Callable[..., Any]:
     return sleep_for_retry
 
 
+def note_status(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a client's ``_process_response``: note the HTTP status of the response the call
+    in progress gets (a plain call's parsed result does not carry it). Sync and async alike:
+    the async original's coroutine is returned as is."""
+
+    @functools.wraps(original)
+    def process_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        cell = _retries.get()
+        if cell is not None:
+            response = kwargs.get("response")
+            status = getattr(response, "status_code", None)
+            if type(status) is int:
+                cell[1] = status
+        return original(self, *args, **kwargs)
+
+    return process_response
+
+
 def patch_retry_sleep(library: Library, base_client: Any) -> None:
-    """Count retries through the clients' retry sleep, where the client has one (a client
-    without it records ``retry_count`` only for errors, streams and raw responses)."""
+    """Count retries through the clients' retry sleep and note the final status where the
+    client processes the response, where the client has these methods (a client without
+    them records ``retry_count`` and ``http_status_code`` only for errors, streams and raw
+    responses)."""
     for name, make in (
         ("SyncAPIClient", count_retries_sync),
         ("AsyncAPIClient", count_retries_async),
     ):
         owner = getattr(base_client, name, None)
-        if isinstance(owner, type) and "_sleep_for_retry" in owner.__dict__:
+        if not isinstance(owner, type):
+            continue
+        if "_sleep_for_retry" in owner.__dict__:
             library.patch(owner, "_sleep_for_retry", make)
+        if "_process_response" in owner.__dict__:
+            library.patch(owner, "_process_response", note_status)
 
 
 def count_retries_async(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -292,7 +317,7 @@ def run_sync(
     if span is None:
         return original(resource, *args, **kwargs)
     mode = raw_mode(kwargs)
-    retries = [0]
+    retries = [0, 0]
     token = _retries.set(retries)
     try:
         result = original(resource, *args, **kwargs)
@@ -304,6 +329,8 @@ def run_sync(
     if mode is None:
         if not isinstance(result, library.stream_types):
             span.set_metadata("retry_count", retries[0])
+            if retries[1]:
+                span.set_metadata("http_status_code", retries[1])
         _settle(library, span, result, finish)
         return result
     record_response(library, span, result)
@@ -329,7 +356,7 @@ async def run_async(
     if span is None:
         return await original(resource, *args, **kwargs)
     mode = raw_mode(kwargs)
-    retries = [0]
+    retries = [0, 0]
     token = _retries.set(retries)
     try:
         result = await original(resource, *args, **kwargs)
@@ -341,6 +368,8 @@ async def run_async(
     if mode is None:
         if not isinstance(result, library.stream_types):
             span.set_metadata("retry_count", retries[0])
+            if retries[1]:
+                span.set_metadata("http_status_code", retries[1])
         _settle(library, span, result, finish)
         return result
     record_response(library, span, result)

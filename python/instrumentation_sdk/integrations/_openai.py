@@ -1,6 +1,8 @@
 """The OpenAI client's calls as spans: ``chat.completions.create``, ``responses.create`` and
 ``embeddings.create``, sync and async, streamed or not, and their ``with_raw_response`` /
-``with_streaming_response`` forms (which go through the same methods)."""
+``with_streaming_response`` forms (which go through the same methods); the ``parse()``
+helpers of chat completions and responses, and their ``stream()`` helpers (which call
+``create``)."""
 
 from __future__ import annotations
 
@@ -155,17 +157,22 @@ def install() -> None:
 
     LIBRARY.stream_types = (openai.Stream, openai.AsyncStream)
     _calls.patch_retry_sleep(LIBRARY, openai._base_client)
-    for sync_cls, async_cls, describe, finish in (
-        (Completions, AsyncCompletions, describe_chat, finish_chat),
-        (Responses, AsyncResponses, describe_responses, finish_responses),
-        (Embeddings, AsyncEmbeddings, describe_embeddings, finish_embeddings),
+    # ``parse()`` posts by itself; the ``stream()`` helpers call ``create`` (looked up on the
+    # resource when the stream opens), so they are observed through it.
+    for sync_cls, async_cls, describe, finish, methods in (
+        (Completions, AsyncCompletions, describe_chat, finish_chat, ("create", "parse")),
+        (Responses, AsyncResponses, describe_responses, finish_responses, ("create", "parse")),
+        (Embeddings, AsyncEmbeddings, describe_embeddings, finish_embeddings, ("create",)),
     ):
-        LIBRARY.patch(
-            sync_cls, "create", functools.partial(_sync, describe=describe, finish=finish)
-        )
-        LIBRARY.patch(
-            async_cls, "create", functools.partial(_async, describe=describe, finish=finish)
-        )
+        for method in methods:
+            if method not in sync_cls.__dict__:  # a client release without the helper
+                continue
+            LIBRARY.patch(
+                sync_cls, method, functools.partial(_sync, describe=describe, finish=finish)
+            )
+            LIBRARY.patch(
+                async_cls, method, functools.partial(_async, describe=describe, finish=finish)
+            )
 
 
 def client_types() -> tuple[type, ...]:

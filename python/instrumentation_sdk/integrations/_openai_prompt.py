@@ -7,20 +7,30 @@ into the prompt what the rule does not see:
 * function/tool definitions, as a TypeScript namespace (``namespace functions { type name =
   (_: {...}) => any; }``), in the system message: the first system message gains a trailing
   newline, the definitions cost their text plus 9 tokens, 4 fewer when a system message is
-  there to hold them;
-* ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token, a named function its name plus 4;
+  there to hold them. The two forms differ: legacy ``functions=[...]`` indents a nested
+  object's lines and drops their descriptions; ``tools=[...]`` keeps the descriptions, does not
+  indent, and bills 1 token fewer per object with a property that has no description and is a
+  plain string or a number, and 1 fewer per undocumented boolean. A ``tools`` schema using a
+  keyword no billed count pins down (``title``, ``default``, ``format``, ``anyOf``...) is
+  estimated;
+* ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token; a named function its name plus 4
+  (legacy ``function_call``) or plus 7 (``tool_choice``);
 * an assistant message's ``tool_calls``: one call is addressed to its function (the message's
-  role becomes ``assistant to=functions.<name>`` and the arguments its content); several calls
-  go to ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses": [{"recipient_name":
-  "functions.<name>", "parameters": {...}}]}``; a ``tool`` message speaks as
-  ``functions.<name>`` (the ``tool_call_id`` itself is not shown to the model).
+  role becomes ``assistant to=functions.<name>`` and the arguments, as compact JSON, its
+  content, plus 2 tokens);
+  several calls go to ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses":
+  [{"recipient_name": "functions.<name>", "parameters": {...}}]}``; a ``tool`` message speaks as
+  ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it are not billed); a legacy
+  ``function`` result bills 2 fewer than the rule counts.
 
-The constants were fitted on requests recorded from the real API (``tests/data/
-openai_prompt_usage.json``), which the tests check against ``usage.prompt_tokens``. Images and
-audio are billed by rules the request does not fully tell (an image's size is in its bytes, or
-behind a URL), and structured-output schemas (``response_format``) by a rendering not pinned
-down yet: such requests are estimated and the method says ``"estimate"``. gpt-5 models prime
-the reply with one token fewer than earlier chat models.
+The constants were fitted, not documented by OpenAI: on requests recorded from the real API
+(``tests/data/openai_prompt_usage.json``) and on the billed counts two open-source counters pin
+(``tests/data/openai_function_definitions.json``), which the tests check. Not modelled: ``name``
+fields on gpt-4o (a request with names bills 1 fewer than the rule, whatever their number).
+Images and audio are billed by rules the request does not fully tell (an image's size is in its
+bytes, or behind a URL), and structured-output schemas (``response_format``) by a rendering not
+pinned down yet: such requests are estimated and the method says ``"estimate"``. gpt-5 models
+prime the reply with one token fewer than earlier chat models.
 """
 
 from __future__ import annotations
@@ -58,9 +68,9 @@ def _as_mapping(message: Any) -> Mapping[str, Any] | None:
     return None
 
 
-def _render_type(schema: Mapping[str, Any], indent: int) -> str:
+def _render_type(schema: Mapping[str, Any], indent: int, tools_form: bool) -> str:
     if "anyOf" in schema and isinstance(schema["anyOf"], list):
-        return " | ".join(_render_type(option, indent) for option in schema["anyOf"])
+        return " | ".join(_render_type(option, indent, tools_form) for option in schema["anyOf"])
     kind = schema.get("type")
     enum = schema.get("enum")
     if kind == "string":
@@ -70,28 +80,72 @@ def _render_type(schema: Mapping[str, Any], indent: int) -> str:
     if kind in ("boolean", "null"):
         return str(kind)
     if kind == "object":
-        return "{\n" + _render_properties(schema, indent + 2) + "\n}"
+        return "{\n" + _render_properties(schema, indent + 2, tools_form) + "\n}"
     if kind == "array":
         items = schema.get("items")
-        return _render_type(items, indent) + "[]" if isinstance(items, Mapping) else "any[]"
+        if isinstance(items, Mapping):
+            return _render_type(items, indent, tools_form) + "[]"
+        return "any[]"
     return "any"
 
 
-def _render_properties(schema: Mapping[str, Any], indent: int) -> str:
+def _render_properties(schema: Mapping[str, Any], indent: int, tools_form: bool) -> str:
     required = schema.get("required") or ()
     lines = []
     for name, prop in (schema.get("properties") or {}).items():
         if not isinstance(prop, Mapping):
             continue
-        if prop.get("description") and indent < 2:
+        # The legacy form drops a nested property's description; the tools form keeps it.
+        if prop.get("description") and (tools_form or indent < 2):
             lines.append(f"// {prop['description']}")
         optional = "" if name in required else "?"
-        lines.append(f"{name}{optional}: {_render_type(prop, indent)},")
-    return "\n".join(" " * indent + line for line in lines)
+        lines.append(f"{name}{optional}: {_render_type(prop, indent, tools_form)},")
+    # The legacy form indents a nested object's lines; the tools form does not.
+    pad = "" if tools_form else " " * indent
+    return "\n".join(pad + line for line in lines)
 
 
-def render_functions(functions: Iterable[Mapping[str, Any]]) -> str:
-    """The function definitions as the API renders them into the prompt."""
+#: Schema keywords whose rendering in the ``tools`` form is pinned down by billed counts.
+_KNOWN_KEYWORDS = frozenset(
+    {"type", "description", "enum", "items", "properties", "required", "additionalProperties"}
+)
+
+
+def _tools_form_adjustment(schema: Mapping[str, Any]) -> int | None:
+    """Tokens the ``tools`` form bills beyond the rendered text of one parameters object,
+    nested objects included: 1 fewer for an object with any property that has no description
+    and is a plain ``string`` or a number, and 1 fewer per undocumented ``boolean``. ``None``
+    when the schema uses a keyword whose rendering is not pinned down (``title``,
+    ``default``, ``format``, ``anyOf``, ...): the count is then an estimate."""
+    if not schema.keys() <= _KNOWN_KEYWORDS:
+        return None
+    adjustment = 0
+    plain_undocumented = False
+    for prop in (schema.get("properties") or {}).values():
+        if not isinstance(prop, Mapping) or not prop.keys() <= _KNOWN_KEYWORDS:
+            return None
+        kind = prop.get("type")
+        if kind == "object":
+            nested = _tools_form_adjustment(prop)
+            if nested is None:
+                return None
+            adjustment += nested
+        elif isinstance(prop.get("items"), Mapping) and (
+            not prop["items"].keys() <= _KNOWN_KEYWORDS or prop["items"].get("type") == "object"
+        ):
+            return None  # an array of objects: no billed count shows how it is rendered
+        elif prop.get("description"):
+            continue
+        elif kind in ("number", "integer") or (kind == "string" and not prop.get("enum")):
+            plain_undocumented = True
+        elif kind == "boolean":
+            adjustment -= 1
+    return adjustment - plain_undocumented
+
+
+def render_functions(functions: Iterable[Mapping[str, Any]], tools_form: bool = False) -> str:
+    """The function definitions as the API renders them into the prompt: ``tools_form`` for
+    ``tools=[...]``, else the legacy ``functions=[...]`` form."""
     lines = ["namespace functions {", ""]
     for function in functions:
         if function.get("description"):
@@ -99,7 +153,7 @@ def render_functions(functions: Iterable[Mapping[str, Any]]) -> str:
         parameters = function.get("parameters") or {}
         if parameters.get("properties"):
             lines.append(f"type {function['name']} = (_: {{")
-            lines.append(_render_properties(parameters, 0))
+            lines.append(_render_properties(parameters, 0, tools_form))
             lines.append("}) => any;")
         else:
             lines.append(f"type {function['name']} = () => any;")
@@ -111,12 +165,13 @@ def render_functions(functions: Iterable[Mapping[str, Any]]) -> str:
 #: The rendered definitions' token count of recent tool lists, by the list's identity: most
 #: callers pass the same list every call. A hit also requires the same definition objects in
 #: the same order (a definition changed in place without replacing it is not noticed).
-_DEFINITIONS_CACHE: dict[tuple[int, str], tuple[Any, tuple[int, ...], int]] = {}
+_DEFINITIONS_CACHE: dict[tuple[int, str], tuple[Any, tuple[int, ...], tuple[int, bool]]] = {}
 _DEFINITIONS_CACHE_SIZE = 64
 
 
-def _definitions_tokens(request: Mapping[str, Any], model: str) -> int | None:
-    """The rendered definitions' tokens, or ``None`` when the request defines no function."""
+def _definitions_tokens(request: Mapping[str, Any], model: str) -> tuple[int, bool] | None:
+    """The rendered definitions' tokens and whether they are exact, or ``None`` when the
+    request defines no function."""
     given = request.get("functions") or request.get("tools")
     if not given or not isinstance(given, list | tuple):
         return None
@@ -128,11 +183,21 @@ def _definitions_tokens(request: Mapping[str, Any], model: str) -> int | None:
     functions = _functions(request)
     if not functions:
         return None
-    tokens = _core.count_tokens(render_functions(functions), model).tokens
+    tools_form = not isinstance(request.get("functions"), list | tuple)
+    tokens = _core.count_tokens(render_functions(functions, tools_form), model).tokens
+    exact = True
+    if tools_form:
+        for function in functions:
+            adjustment = _tools_form_adjustment(function.get("parameters") or {})
+            if adjustment is None:
+                exact = False
+            else:
+                tokens += adjustment
     if len(_DEFINITIONS_CACHE) >= _DEFINITIONS_CACHE_SIZE:
         _DEFINITIONS_CACHE.clear()
-    _DEFINITIONS_CACHE[key] = (given, members, tokens)  # keeps the list alive: ids stay unique
-    return tokens
+    # The cache keeps the list alive, so ids stay unique.
+    _DEFINITIONS_CACHE[key] = (given, members, (tokens, exact))
+    return tokens, exact
 
 
 def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -150,10 +215,21 @@ def _functions(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return []
 
 
-def _tool_call_texts(message: Mapping[str, Any], call_names: dict[str, str]) -> list[str]:
-    """The text an assistant message's calls add: one call is addressed to its function
-    (`` to=functions.<name>``, its arguments the content); several go to
-    ``multi_tool_use.parallel`` as one compact JSON of ``tool_uses``."""
+def _compact_json(text: str) -> str:
+    """``text`` as compact JSON when it is JSON, else as given."""
+    try:
+        return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def _tool_call_texts(
+    message: Mapping[str, Any], call_names: dict[str, str]
+) -> tuple[list[str], int]:
+    """The text an assistant message's calls add, and the tokens beyond it: one call is
+    addressed to its function (`` to=functions.<name>``, its arguments the content: a tool
+    call's as compact JSON and 2 tokens more, a legacy ``function_call``'s as given); several
+    go to ``multi_tool_use.parallel`` as one compact JSON of ``tool_uses``."""
     calls = []
     for call in message.get("tool_calls") or ():
         if not isinstance(call, Mapping):
@@ -168,18 +244,21 @@ def _tool_call_texts(message: Mapping[str, Any], call_names: dict[str, str]) -> 
         calls.append((str(legacy.get("name", "")), str(legacy.get("arguments", ""))))
     if len(calls) == 1:
         name, arguments = calls[0]
-        return [f" to=functions.{name}", arguments]
+        if isinstance(legacy, Mapping):
+            return [f" to=functions.{name}", arguments], 0
+        # A tool call's arguments are re-serialized compactly, as parallel calls' are.
+        return [f" to=functions.{name}", _compact_json(arguments)], 2
     if not calls:
-        return []
+        return [], 0
     try:
         uses = [
             {"recipient_name": f"functions.{name}", "parameters": json.loads(arguments)}
             for name, arguments in calls
         ]
     except ValueError:  # arguments that are not JSON: their text, as given
-        return [" to=multi_tool_use.parallel", *(text for call in calls for text in call)]
+        return [" to=multi_tool_use.parallel", *(text for call in calls for text in call)], 0
     body = json.dumps({"tool_uses": uses}, separators=(",", ":"), ensure_ascii=False)
-    return [" to=multi_tool_use.parallel", body]
+    return [" to=multi_tool_use.parallel", body], 0
 
 
 def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | None:
@@ -208,13 +287,13 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         role = message.get("role")
         content = message.get("content")
         has_system = has_system or role == "system"
+        if role == "function":
+            extra -= 2  # a legacy function result bills 2 fewer than the rule counts
         # The common message (role, text, maybe a name) is counted as given, not copied.
-        if (
-            message.keys() <= _PLAIN_KEYS
-            and type(content) is str
-            and role != "tool"
-            and not (functions and role == "system")
-        ):
+        if type(content) is str and role != "tool" and message.keys() <= _PLAIN_KEYS:
+            if functions and role == "system" and not padded_system:
+                message = {**message, "content": content + "\n"}  # the definitions follow
+                padded_system = True
             plain.append(message)
             continue
         counted: dict[str, Any] = {}
@@ -238,29 +317,41 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             counted["content"] = content + "\n"
             padded_system = True
         if role == "tool":
-            # A tool result speaks as the function it answers: "functions.<name>".
+            # A tool result speaks as the function it answers: "functions.<name>"; a `name`
+            # given on it is not rendered (it is not billed).
+            counted.pop("name", None)
             name = call_names.get(str(message.get("tool_call_id")))
             if name is not None:
                 counted["role"] = f"functions.{name}"
         plain.append(counted)
         if "tool_calls" in message or "function_call" in message:
-            extra_texts.extend(_tool_call_texts(message, call_names))
+            texts, beyond = _tool_call_texts(message, call_names)
+            extra_texts.extend(texts)
+            extra += beyond
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if definitions is not None:
-        tokens += definitions + 9
+        tokens += definitions[0] + 9
+        media = media or not definitions[1]
         if has_system:
             tokens -= 4
         choice = request.get("tool_choice", request.get("function_call"))
-        if choice == "none":
-            tokens += 1
+        if type(choice) is str or choice is None:  # "auto", "required", "none" (no ABC check)
+            tokens += choice == "none"
         elif isinstance(choice, Mapping):
             named = choice.get("function") if "function" in choice else choice
             if isinstance(named, Mapping) and isinstance(named.get("name"), str):
                 extra_texts.append(named["name"])
-                tokens += 4
+                # A named tool costs 3 tokens more than a named legacy function_call.
+                tokens += 4 if "function" not in choice else 7
     response_format = request.get("response_format")
-    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+    if response_format is None:
+        pass
+    elif isinstance(response_format, type):
+        # A pydantic model given to ``parse()``/``stream()``: sent as its JSON schema, whose
+        # rendering is not pinned down (below); the messages alone, as an estimate.
+        media = True
+    elif isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
         # A structured-output schema is rendered into the prompt in a way not yet pinned down
         # (no rendering we tried fits the recorded requests): its compact JSON, an estimate.
         schema = response_format.get("json_schema") or {}
