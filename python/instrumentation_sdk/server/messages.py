@@ -4,7 +4,7 @@ A message is a JSON object; unknown fields are allowed (a whole OpenAI chat requ
 as is). The fields the rule gives a meaning to must have the right type, or the request gets a
 422 naming the field (``$.messages[0].role``): ``role`` and ``name`` are strings; ``content`` is
 a string, a list of content parts (objects, whose ``text`` is a string), or null (an assistant
-message that only calls tools).
+message that only calls tools). ``schemas.MESSAGE_SCHEMA`` publishes the same rules in OpenAPI.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import msgspec
 
 from .schemas import (
     MAX_BATCH_ITEMS,
+    MESSAGE_SCHEMA,
     BatchRequest,
     BatchResponse,
     CountRequest,
@@ -106,6 +107,11 @@ def build_openapi(version: str, *, secured: bool, max_body_bytes: int) -> dict[s
     for schema in components.values():
         if schema.get("required") == []:
             del schema["required"]
+    # msgspec sees `dict[str, Any]`; publish what the handler's message check accepts.
+    for schema in components.values():
+        messages = schema.get("properties", {}).get("messages")
+        if messages is not None:
+            messages["items"] = MESSAGE_SCHEMA
     # msgspec cannot express "exactly one of prompt or messages"; the handler enforces it.
     components["CountRequest"]["oneOf"] = [{"required": ["prompt"]}, {"required": ["messages"]}]
 

@@ -38,6 +38,31 @@ _MESSAGE_EXAMPLE = [
     {"role": "user", "content": "Hello world!"},
 ]
 
+#: One message as ``messages.check_messages`` accepts it, published in the OpenAPI document so
+#: that a client generated from it sends nothing the check refuses.
+MESSAGE_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "role": {"type": "string"},
+        "name": {"type": "string"},
+        "content": {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"text": {"type": "string"}},
+                        "additionalProperties": True,
+                    },
+                },
+                {"type": "null"},
+            ]
+        },
+    },
+    "additionalProperties": True,
+}
+
 Prompt = Annotated[str, Meta(description="The text to count.", examples=["Hello world!"])]
 Messages = Annotated[
     list[dict[str, Any]],
