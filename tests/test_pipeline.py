@@ -732,10 +732,12 @@ def test_ending_spans_never_waits_for_a_hung_exporter(gate: Gate) -> None:
             span.set_metadata("completion_tokens", i)
             span.set_metadata("payload", {"i": i})
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.5, elapsed
+    # Waiting on the hung exporter would take forever (or exit_timeout a span: 200 s); the
+    # loop's own work is ~5 ms. The bound only has to tell those apart on a loaded machine.
+    assert elapsed < 5.0, elapsed
     started = time.monotonic()
     assert not flush(timeout=0.2)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0
     assert_invariant()
     gate.release.set()
     assert flush(timeout=10.0)

@@ -53,7 +53,9 @@ def fuzzed_server() -> Iterator[Server]:
             re.MULTILINE,
         )
     }
-    assert sum(answered.values()) >= 250, answered
+    # How many cases Hypothesis generates varies with its state across the session (209 to
+    # 300+ seen); over 150 means every operation was fuzzed, not just touched.
+    assert sum(answered.values()) >= 150, answered
     for route in ("/v1/token-counting/count", "/v1/token-counting/count/batch"):
         # How many of the derandomized cases are valid varies with Hypothesis's state across
         # the session (18 to 28 seen for /count, same cases alone or after the whole suite);
