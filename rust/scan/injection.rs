@@ -951,11 +951,33 @@ pub struct Verdict {
     pub rules: Vec<&'static str>,
 }
 
+/// The rule id a model tier's probability is reported under when it reaches the threshold.
+pub const MODEL_RULE: &str = "model";
+
 impl Verdict {
     pub fn flagged(&self) -> bool {
         self.score >= THRESHOLD
     }
+
+    /// The verdict with a model tier's `probability` (0..1) joined as one more piece of
+    /// independent evidence: `1 - (1 - rules) * (1 - model)`. It can only raise the score, so
+    /// a model never clears what the rules flag.
+    #[must_use]
+    pub fn with_model(mut self, probability: f64) -> Verdict {
+        let probability = probability.clamp(0.0, 1.0);
+        let score = 1.0 - (1.0 - self.score) * (1.0 - probability);
+        self.score = (score * 1e6).round() / 1e6;
+        if probability >= THRESHOLD {
+            self.rules.push(MODEL_RULE);
+        }
+        self
+    }
 }
+
+/// A model tier a user supplies: the probability (0..1) that a text is an attack, or `None`
+/// when it gave no usable answer (it raised, or answered something else: whoever wraps it
+/// reports that fault), and then the rules' verdict stands.
+pub type InjectionModel = std::sync::Arc<dyn Fn(&str) -> Option<f64> + Send + Sync>;
 
 #[derive(Debug)]
 pub struct InjectionScanner {
@@ -1162,10 +1184,27 @@ fn payload_runs(text: &str) -> impl Iterator<Item = &str> {
     let bytes = text.as_bytes();
     let base64 = |b: u8| BASE64_BYTES[usize::from(b)];
     let mut at = 0;
+    let opens_spaced_hex = |run: &[u8], after: &[u8]| {
+        run.iter().all(u8::is_ascii_hexdigit)
+            && matches!(after.first(), Some(b' ' | b':'))
+            && after.get(1).is_some_and(u8::is_ascii_hexdigit)
+    };
     std::iter::from_fn(move || {
         while at < bytes.len() {
             if !base64(bytes[at]) {
                 at += 1;
+                continue;
+            }
+            // Fast path: a word too short to be a payload (most words of prose) is skipped
+            // in one table-driven step, unless it opens a spaced hex run (`48 65 6c ...`).
+            let word_end = bytes[at..]
+                .iter()
+                .position(|&b| !base64(b))
+                .map_or(bytes.len(), |n| at + n);
+            if word_end - at < MIN_BASE64_RUN
+                && !opens_spaced_hex(&bytes[at..word_end], &bytes[word_end..])
+            {
+                at = word_end;
                 continue;
             }
             let start = at;
@@ -1208,8 +1247,11 @@ struct Hidden {
 /// and runs of zero-width characters.
 fn hidden_text(text: &str) -> Hidden {
     let mut found = Vec::new();
-    // Everything below U+200B is visible ASCII/Latin-1/...: skip the char loop for ASCII text.
-    if text.is_ascii() {
+    // Every hidden character is U+180E, U+200B..U+206F, U+FEFF or U+E0000..U+E007F, whose
+    // UTF-8 encodings start with 0xE1, 0xE2, 0xEF or 0xF3: text without those bytes (ASCII,
+    // most Latin, Cyrillic and CJK text) needs no char loop.
+    let bytes = text.as_bytes();
+    if memchr::memchr3(0xE2, 0xEF, 0xF3, bytes).is_none() && memchr::memchr(0xE1, bytes).is_none() {
         return Hidden {
             found,
             revealed: None,
