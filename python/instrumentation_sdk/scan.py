@@ -81,6 +81,7 @@ INJECTION_THRESHOLD: Final[float] = _core.injection_threshold()
 #: builds one per finding, cheaply; immutable, compared and hashed by value.
 PiiFinding = _core.PiiFinding
 
+
 @dataclass(frozen=True, slots=True)
 class InjectionVerdict:
     """``scan_injection``'s answer: ``score`` from 0 to 1, ``flagged`` when it reaches

@@ -131,6 +131,7 @@ impl PiiFinding {
         ))
     }
 
+    #[allow(clippy::float_cmp)] // equality of values, as Python compares floats
     fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let Ok(other) = other.cast::<PiiFinding>() else {
             return Ok(py.NotImplemented());
