@@ -657,6 +657,11 @@ mod tests {
         let allowed: Vec<u8> = (0..=255u8).filter(|&b| first[usize::from(b)]).collect();
         assert_eq!(allowed, b"ATat");
         let hir = syntax::parse_with(r"x?[0-9]+", &syntax).unwrap();
+        let first = first_bytes_of(&hir);
+        let allowed: Vec<u8> = (0..=255u8).filter(|&b| first[usize::from(b)]).collect();
+        assert_eq!(allowed, b"0123456789x");
+        // Too many to list: any byte.
+        let hir = syntax::parse_with(r"[^a]x", &syntax).unwrap();
         assert!(first_bytes_of(&hir).iter().all(|&b| b));
     }
 
