@@ -1247,35 +1247,35 @@ struct Hidden {
 /// and runs of zero-width characters.
 fn hidden_text(text: &str) -> Hidden {
     let mut found = Vec::new();
-    // Every hidden character is U+180E, U+200B..U+206F, U+FEFF or U+E0000..U+E007F, whose
-    // UTF-8 encodings start with 0xE1, 0xE2, 0xEF or 0xF3: text without those bytes (ASCII,
-    // most Latin, Cyrillic and CJK text) needs no char loop.
+    // Every hidden character is U+180E, U+200B..U+206F, U+FEFF (three UTF-8 bytes led by 0xE1,
+    // 0xE2 or 0xEF) or U+E0000..U+E007F (four, led by 0xF3): only the characters at those lead
+    // bytes (never continuation bytes, so always character starts) are decoded, found by
+    // memchr; curly quotes and dashes (0xE2) are the common false leads.
     let bytes = text.as_bytes();
-    if memchr::memchr3(0xE2, 0xEF, 0xF3, bytes).is_none() && memchr::memchr(0xE1, bytes).is_none() {
-        return Hidden {
-            found,
-            revealed: None,
-        };
-    }
-    let mut tags = String::new();
+    let at = |position: usize| text[position..].chars().next().map_or(0, |c| c as u32);
     let mut bidi = false;
     let mut run = 0;
     let mut longest_run = 0;
-    for c in text.chars() {
-        let code = c as u32;
+    let mut run_end = usize::MAX;
+    for position in memchr::memchr3_iter(0xE1, 0xE2, 0xEF, bytes) {
+        let code = at(position);
+        bidi |= matches!(code, 0x202A..=0x202E | 0x2066..=0x2069);
+        if matches!(code, 0x200B..=0x200D | 0x2060 | 0xFEFF | 0x180E) {
+            // A run: zero-width characters with nothing between them.
+            run = if position == run_end { run + 1 } else { 1 };
+            run_end = position + 3;
+            longest_run = longest_run.max(run);
+        }
+    }
+    let mut tags = String::new();
+    for position in memchr::memchr_iter(0xF3, bytes) {
+        let code = at(position);
         if (0xE0000..=0xE007F).contains(&code) {
             if let Some(ascii) =
                 char::from_u32(code - 0xE0000).filter(|a| a.is_ascii_graphic() || *a == ' ')
             {
                 tags.push(ascii);
             }
-        }
-        bidi |= matches!(code, 0x202A..=0x202E | 0x2066..=0x2069);
-        if matches!(code, 0x200B..=0x200D | 0x2060 | 0xFEFF | 0x180E) {
-            run += 1;
-            longest_run = longest_run.max(run);
-        } else {
-            run = 0;
         }
     }
     if !tags.is_empty() {
@@ -1386,6 +1386,19 @@ mod tests {
             let v = verdict(text);
             assert!(v.flagged(), "{text}: {v:?}");
         }
+    }
+
+    #[test]
+    fn zero_width_runs_need_adjacent_characters() {
+        let run = hidden_text("a\u{200B}\u{200C}\u{FEFF}b");
+        assert_eq!(run.found, vec![ZERO_WIDTH_RUN]);
+        assert_eq!(run.revealed.as_deref(), Some("ab"));
+        let apart = hidden_text("a\u{200B}\u{200C}\u{2014}\u{FEFF}b \u{201C}quoted\u{201D}");
+        assert!(apart.found.is_empty(), "{:?}", apart.found);
+        let bidi = hidden_text("x\u{202E}y");
+        assert_eq!(bidi.found, vec![BIDI_OVERRIDE]);
+        let tags = hidden_text("hi\u{E0069}\u{E0067}\u{E006E}");
+        assert_eq!(tags.revealed.as_deref(), Some("ign"));
     }
 
     #[test]
