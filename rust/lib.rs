@@ -43,7 +43,7 @@ mod _core {
     #[pymodule_export]
     use crate::py::scan::{
         add_pii_pattern, clear_pii_patterns, injection_threshold, install_injection_classes,
-        mask_pii, scan_injection, scan_pii, scan_rule_ids, set_injection_block,
+        mask_pii, scan_injection, scan_pii, scan_rule_ids, set_injection_block, PiiFinding,
     };
     #[pymodule_export]
     use crate::py::sink::{orphaned_spans, Batch, JsonlRound, SpanSink};

@@ -79,6 +79,22 @@ def test_findings_use_python_string_indices() -> None:
     assert (finding.kind, finding.detail, finding.score) == ("EMAIL_ADDRESS", "email", 1.0)
 
 
+def test_findings_are_immutable_values() -> None:
+    (finding,) = scan_pii("Mail jane@example.com")
+    same = PiiFinding("EMAIL_ADDRESS", 5, 21, 1.0, "email")
+    assert finding == same
+    assert hash(finding) == hash(same)
+    assert finding != PiiFinding("EMAIL_ADDRESS", 5, 22, 1.0, "email")
+    assert finding != ("EMAIL_ADDRESS", 5, 21, 1.0, "email")
+    assert len({finding, same}) == 1
+    assert repr(finding) == (
+        "PiiFinding(kind='EMAIL_ADDRESS', start=5, end=21, score=1.0, detail='email')"
+    )
+    assert type(finding).__module__ == "instrumentation_sdk.scan"
+    with pytest.raises(AttributeError):
+        finding.start = 0  # type: ignore[misc]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -91,6 +91,11 @@ class Settings:
     #: The HMAC key of ``pii="hash"`` and ``mask_pii(mode="hash")`` (shared across processes
     #: to get the same tokens everywhere). Never exported or logged.
     pii_hash_key: str | None = field(default=None, repr=False)
+    #: The model tier of ``injection="detect"``/``"block"``: a callable ``text -> probability``
+    #: (0..1) that the prompt is an attack, combined with the rules' score as independent
+    #: evidence. A model that raises or answers garbage is a fault (counted, logged once) and
+    #: the rules' verdict stands. No environment variable (it is a Python object).
+    injection_model: Callable[[str], float] | None = None
 
     def validated(self) -> Settings:
         """Return self, or raise ``ValueError`` naming the first bad field."""
@@ -111,6 +116,7 @@ class Settings:
         _check_field("pii", self.pii)
         _check_field("injection", self.injection)
         _check_field("pii_hash_key", self.pii_hash_key)
+        _check_field("injection_model", self.injection_model)
         if self.pii == "hash" and not self.pii_hash_key:
             raise ValueError(
                 "pii='hash' needs pii_hash_key (a secret str of at least 16 characters; "
@@ -212,6 +218,11 @@ def _check_field(name: str, value: object) -> None:
     ):
         # Not the value: it is a secret.
         raise ValueError("pii_hash_key must be a str of at least 16 characters")
+    elif name == "injection_model" and value is not None and not callable(value):
+        raise TypeError(
+            "injection_model must be a callable text -> probability (0..1), "
+            f"got {type(value).__name__}"
+        )
 
 
 def _check_processors(value: object) -> None:

@@ -239,7 +239,7 @@ class Pipeline:
                 len(self._python_processors),
             )
         _core.set_capture_content(settings.capture_content)
-        _core.set_injection_block(settings.injection == "block")
+        _core.set_injection_block(settings.injection == "block", settings.injection_model)
         self._abort = threading.Event()
         self._progress = threading.Condition()
         self._resolved = 0  # spans drained and then exported or dropped
@@ -681,7 +681,8 @@ def _scan_processor(settings: Settings) -> _core.RustProcessor | None:
             "capture_content=True)"
         )
     key = settings.pii_hash_key.encode() if settings.pii_hash_key else None
-    return _core.RustProcessor.scan(settings.pii, detect_injection, key)
+    model = settings.injection_model if detect_injection else None
+    return _core.RustProcessor.scan(settings.pii, detect_injection, key, model)
 
 
 def configure(
@@ -705,6 +706,7 @@ def configure(
     pii: str | None = None,
     injection: str | None = None,
     pii_hash_key: str | None = None,
+    injection_model: Callable[[str], float] | None = None,
 ) -> None:
     """Replace the span pipeline: new spans go to the new one at once, then the old one is
     flushed and shut down (waiting at most its ``exit_timeout``).
@@ -726,8 +728,9 @@ def configure(
     "output": ...}`` in USD per million tokens, or the path of a JSON file of them (default:
     ``$INSTRUMENTATION_SDK_PRICES``). Raises
     ``pii`` (``"off"``, ``"detect"``, ``"mask"``, ``"hash"`` with ``pii_hash_key``) and
-    ``injection`` (``"off"``, ``"detect"``, ``"block"``) switch the scanners on spans (see
-    ``instrumentation_sdk.scan``). Raises
+    ``injection`` (``"off"``, ``"detect"``, ``"block"``) switch the scanners on spans, and
+    ``injection_model`` (a callable ``text -> probability``) adds a model tier to
+    ``injection`` (see ``instrumentation_sdk.scan``). Raises
     ``ValueError`` for a bad value and ``TypeError`` for an unknown keyword, leaving the running
     pipeline untouched.
 
@@ -757,6 +760,7 @@ def configure(
             ("pii", pii),
             ("injection", injection),
             ("pii_hash_key", pii_hash_key),
+            ("injection_model", injection_model),
         )
         if value is not None
     }

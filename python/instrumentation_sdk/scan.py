@@ -28,7 +28,15 @@ The same scanners run on spans with ``configure(pii=..., injection=...)``:
   ``status="error"``).
 
 The built-in injection tier is rules and heuristics; a model tier you supply (a classifier
-such as Llama Prompt Guard) can be combined with it: see ``scan_injection``'s ``model``.
+such as Llama Prompt Guard) can be combined with it: ``scan_injection(text, model=...)`` for
+one call, ``configure(injection_model=...)`` for ``injection="detect"`` and ``"block"``. The
+model's probability ``p`` joins the rules' score ``r`` as independent evidence,
+``1 - (1 - r) * (1 - p)``, and rule id ``"model"`` is listed when ``p`` alone reaches the
+threshold: a model can flag what the rules miss, never clear what they flag. In spans, a model
+that raises or returns anything but a number in [0, 1] is counted in
+``stats()["faults"]["injection_model"]`` (logged once, by exception type only) and the rules'
+verdict stands. ``block`` calls it on the request thread (budget its latency);
+``detect`` on the flusher.
 """
 
 from __future__ import annotations
@@ -68,20 +76,10 @@ PII_KINDS: Final = (
 INJECTION_THRESHOLD: Final[float] = _core.injection_threshold()
 
 
-@dataclass(frozen=True, slots=True)
-class PiiFinding:
-    """One thing ``scan_pii`` found: ``text[start:end]`` is it (Python string indices).
-
-    ``kind`` is Presidio's entity name (``"EMAIL_ADDRESS"``, ``"SECRET"``, or a custom kind),
-    ``score`` how sure the rule is (1.0 for checksummed values), ``detail`` the rule that found
-    it (``"aws_access_key_id"``, ``"phone_international"``, ``"custom:employee_id"``).
-    """
-
-    kind: str
-    start: int
-    end: int
-    score: float
-    detail: str
+#: One thing ``scan_pii`` found: ``kind``, ``start``, ``end`` (``text[start:end]`` is it, in
+#: Python string indices), ``score`` and ``detail`` (the rule). A class of the core: a scan
+#: builds one per finding, cheaply; immutable, compared and hashed by value.
+PiiFinding = _core.PiiFinding
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +128,7 @@ def scan_pii(text: str) -> list[PiiFinding]:
     >>> scan_pii("key AKIAIOSFODNN7EXAMPLE")[0].detail
     'aws_access_key_id'
     """
-    return [PiiFinding(*found) for found in _core.scan_pii(_text(text))]
+    return _core.scan_pii(_text(text))
 
 
 def mask_pii(

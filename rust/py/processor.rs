@@ -43,10 +43,16 @@ impl RustProcessor {
 
     /// The scanners on each span (``configure(pii=..., injection=...)`` adds this one):
     /// ``pii`` is ``"off"``, ``"detect"``, ``"mask"`` (redact) or ``"hash"`` (with ``key``);
-    /// ``detect_injection`` scores the captured prompt.
+    /// ``detect_injection`` scores the captured prompt, with ``model`` (a callable
+    /// ``text -> probability``) as its model tier.
     #[staticmethod]
-    #[pyo3(signature = (pii, detect_injection, key = None))]
-    fn scan(pii: &str, detect_injection: bool, key: Option<Vec<u8>>) -> PyResult<Self> {
+    #[pyo3(signature = (pii, detect_injection, key = None, model = None))]
+    fn scan(
+        pii: &str,
+        detect_injection: bool,
+        key: Option<Vec<u8>>,
+        model: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
         let action = match pii {
             "off" => PiiAction::Off,
             "detect" => PiiAction::Detect,
@@ -66,7 +72,8 @@ impl RustProcessor {
             }
             (_, key) => key.unwrap_or_default(),
         };
-        let scan = ScanSpans::new(action, detect_injection, &key);
+        let scan = ScanSpans::new(action, detect_injection, &key)
+            .with_model(model.map(super::scan::python_model));
         Ok(RustProcessor {
             description: scan.describe(),
             inner: Arc::new(scan),

@@ -2,16 +2,18 @@
 //! public API), the injection check of `injection="block"` on entering a span, and the
 //! Python validators of custom rules.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 
+use super::context::fault;
 use super::prompt::{borrow_text, Prompt};
-use crate::scan::injection::{self, Verdict};
+use crate::scan::injection::{self, InjectionModel, Verdict};
 use crate::scan::mask::{mask, Mode};
 use crate::scan::pii::{custom_rule, CustomCheck, Finding};
 use crate::scan::{self as core_scan};
@@ -37,14 +39,48 @@ pub fn install_injection_classes(py: Python<'_>, error: Py<PyAny>, verdict: Py<P
     let _ = CLASSES.set(py, Classes { error, verdict });
 }
 
-/// Turn the injection block on or off for spans entered from now on.
+/// The model tier of `injection="block"` (`configure(injection_model=...)`).
+static BLOCK_MODEL: RwLock<Option<InjectionModel>> = RwLock::new(None);
+
+/// Turn the injection block on or off for spans entered from now on, with its model tier.
 #[pyfunction]
-pub fn set_injection_block(on: bool) {
+#[pyo3(signature = (on, model = None))]
+pub fn set_injection_block(on: bool, model: Option<Py<PyAny>>) {
+    *BLOCK_MODEL.write().unwrap_or_else(PoisonError::into_inner) = model.map(python_model);
     BLOCK_INJECTION.store(on, Ordering::Relaxed);
 }
 
-/// (kind, start, end, score, detail) with Python string indices.
-type FindingTuple = (String, usize, usize, f64, String);
+/// A Python callable `text -> probability` as the core's model tier. It runs attached; a
+/// raise, a non-number or a number outside 0..1 is a fault (counted in `stats()`, logged
+/// once, by type only: an exception's message may quote the prompt) and gives no answer, so
+/// the rules' verdict stands.
+pub(crate) fn python_model(model: Py<PyAny>) -> InjectionModel {
+    Arc::new(move |text: &str| {
+        Python::attach(|py| {
+            let answer = model
+                .bind(py)
+                .call1((text,))
+                .and_then(|answer| answer.extract::<f64>());
+            let problem = match answer {
+                Ok(probability) if (0.0..=1.0).contains(&probability) => return Some(probability),
+                Ok(other) => format!("returned {other}, not a probability in [0, 1]"),
+                Err(error) => format!(
+                    "raised {}",
+                    error
+                        .get_type(py)
+                        .name()
+                        .map_or_else(|_| "an exception".to_owned(), |name| name.to_string())
+                ),
+            };
+            fault(
+                py,
+                "injection_model",
+                &format!("the injection model {problem}; the rules' verdict stands"),
+            );
+            None
+        })
+    })
+}
 
 fn run<T: Send>(py: Python<'_>, text: &str, work: impl FnOnce(&str) -> T + Send) -> T {
     if text.len() < DETACH_MIN_BYTES {
@@ -54,8 +90,80 @@ fn run<T: Send>(py: Python<'_>, text: &str, work: impl FnOnce(&str) -> T + Send)
     }
 }
 
-/// Byte offsets of sorted findings to character offsets (Python string indices).
-fn to_char_indices(text: &str, findings: &[Finding]) -> Vec<FindingTuple> {
+/// One thing ``scan_pii`` found: ``text[start:end]`` is it (Python string indices).
+///
+/// ``kind`` is Presidio's entity name (``"EMAIL_ADDRESS"``, ``"SECRET"``, or a custom kind),
+/// ``score`` how sure the rule is (1.0 for checksummed values), ``detail`` the rule that found
+/// it (``"aws_access_key_id"``, ``"phone_international"``, ``"custom:employee_id"``).
+/// Immutable, compared and hashed by value.
+// A class of the core (not a Python dataclass): a scan builds one per finding, and a frozen
+// dataclass costs about a microsecond to build.
+#[pyclass(frozen, get_all, module = "instrumentation_sdk.scan")]
+pub struct PiiFinding {
+    kind: Py<PyString>,
+    start: usize,
+    end: usize,
+    score: f64,
+    detail: Py<PyString>,
+}
+
+#[pymethods]
+impl PiiFinding {
+    #[new]
+    fn new(kind: Py<PyString>, start: usize, end: usize, score: f64, detail: Py<PyString>) -> Self {
+        PiiFinding {
+            kind,
+            start,
+            end,
+            score,
+            detail,
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "PiiFinding(kind={}, start={}, end={}, score={}, detail={})",
+            self.kind.bind(py).repr()?,
+            self.start,
+            self.end,
+            self.score.into_pyobject(py)?.repr()?,
+            self.detail.bind(py).repr()?,
+        ))
+    }
+
+    #[allow(clippy::float_cmp)] // equality of values, as Python compares floats
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let Ok(other) = other.cast::<PiiFinding>() else {
+            return Ok(py.NotImplemented());
+        };
+        let other = other.get();
+        let same = self.start == other.start
+            && self.end == other.end
+            && self.score == other.score
+            && self.kind.bind(py).to_str()? == other.kind.bind(py).to_str()?
+            && self.detail.bind(py).to_str()? == other.detail.bind(py).to_str()?;
+        Ok(pyo3::types::PyBool::new(py, same)
+            .to_owned()
+            .into_any()
+            .unbind())
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        (
+            self.kind.clone_ref(py),
+            self.start,
+            self.end,
+            self.score,
+            self.detail.clone_ref(py),
+        )
+            .into_pyobject(py)?
+            .hash()
+    }
+}
+
+/// Byte offsets of sorted findings to `PiiFinding`s with character offsets (Python string
+/// indices). Kind and rule names are interned: one string object each per process.
+fn to_findings(py: Python<'_>, text: &str, findings: &[Finding]) -> PyResult<Vec<Py<PiiFinding>>> {
     let ascii = text.is_ascii();
     let mut out = Vec::with_capacity(findings.len());
     let mut chars_before = 0;
@@ -71,24 +179,25 @@ fn to_char_indices(text: &str, findings: &[Finding]) -> Vec<FindingTuple> {
     for finding in findings {
         let start = char_index(finding.start);
         let end = char_index(finding.end);
-        out.push((
-            finding.kind.to_string(),
+        let found = PiiFinding {
+            kind: PyString::intern(py, &finding.kind).unbind(),
             start,
             end,
-            finding.score,
-            finding.detail.to_string(),
-        ));
+            score: finding.score,
+            detail: PyString::intern(py, &finding.detail).unbind(),
+        };
+        out.push(Py::new(py, found)?);
     }
-    out
+    Ok(out)
 }
 
-/// The PII and secrets in `text`, as (kind, start, end, score, detail) tuples.
+/// The PII and secrets in `text`, as `PiiFinding`s.
 #[pyfunction]
-pub fn scan_pii(py: Python<'_>, text: &Bound<'_, PyString>) -> PyResult<Vec<FindingTuple>> {
+pub fn scan_pii(py: Python<'_>, text: &Bound<'_, PyString>) -> PyResult<Vec<Py<PiiFinding>>> {
     let text = borrow_text(text)?;
     let scanner = core_scan::scanner();
     let found = run(py, &text, |text| scanner.scan(text))?;
-    Ok(to_char_indices(&text, &found))
+    to_findings(py, &text, &found)
 }
 
 /// `text` with its PII and secrets masked (`mode`: redact, partial or hash with `key`).
@@ -180,17 +289,20 @@ pub(crate) fn blocked(py: Python<'_>, prompt: &Bound<'_, PyAny>) -> Option<Block
     if !BLOCK_INJECTION.load(Ordering::Relaxed) {
         return None;
     }
-    let verdict = match Prompt::extract(prompt, "prompt") {
-        Ok(Prompt::Text(text)) => run(py, &text, |t| core_scan::injection().scan(t)),
-        Ok(prompt @ Prompt::Messages(_)) => {
-            let text = prompt.joined();
-            run(py, &text, |t| core_scan::injection().scan(t))
-        }
-        Err(_) => {
-            let text = prompt.str().ok()?.to_string_lossy().into_owned();
-            core_scan::injection().scan(&text)
-        }
+    let extracted = Prompt::extract(prompt, "prompt");
+    let text: Cow<'_, str> = match &extracted {
+        Ok(Prompt::Text(text)) => Cow::Borrowed(text),
+        Ok(prompt @ Prompt::Messages(_)) => Cow::Owned(prompt.joined()),
+        Err(_) => Cow::Owned(prompt.str().ok()?.to_string_lossy().into_owned()),
     };
+    let mut verdict = run(py, &text, |t| core_scan::injection().scan(t));
+    let model = BLOCK_MODEL
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(probability) = model.and_then(|model| model(&text)) {
+        verdict = verdict.with_model(probability);
+    }
     if !verdict.flagged() {
         return None;
     }

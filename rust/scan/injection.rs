@@ -951,11 +951,33 @@ pub struct Verdict {
     pub rules: Vec<&'static str>,
 }
 
+/// The rule id a model tier's probability is reported under when it reaches the threshold.
+pub const MODEL_RULE: &str = "model";
+
 impl Verdict {
     pub fn flagged(&self) -> bool {
         self.score >= THRESHOLD
     }
+
+    /// The verdict with a model tier's `probability` (0..1) joined as one more piece of
+    /// independent evidence: `1 - (1 - rules) * (1 - model)`. It can only raise the score, so
+    /// a model never clears what the rules flag.
+    #[must_use]
+    pub fn with_model(mut self, probability: f64) -> Verdict {
+        let probability = probability.clamp(0.0, 1.0);
+        let score = 1.0 - (1.0 - self.score) * (1.0 - probability);
+        self.score = (score * 1e6).round() / 1e6;
+        if probability >= THRESHOLD {
+            self.rules.push(MODEL_RULE);
+        }
+        self
+    }
 }
+
+/// A model tier a user supplies: the probability (0..1) that a text is an attack, or `None`
+/// when it gave no usable answer (it raised, or answered something else: whoever wraps it
+/// reports that fault), and then the rules' verdict stands.
+pub type InjectionModel = std::sync::Arc<dyn Fn(&str) -> Option<f64> + Send + Sync>;
 
 #[derive(Debug)]
 pub struct InjectionScanner {
@@ -1162,10 +1184,27 @@ fn payload_runs(text: &str) -> impl Iterator<Item = &str> {
     let bytes = text.as_bytes();
     let base64 = |b: u8| BASE64_BYTES[usize::from(b)];
     let mut at = 0;
+    let opens_spaced_hex = |run: &[u8], after: &[u8]| {
+        run.iter().all(u8::is_ascii_hexdigit)
+            && matches!(after.first(), Some(b' ' | b':'))
+            && after.get(1).is_some_and(u8::is_ascii_hexdigit)
+    };
     std::iter::from_fn(move || {
         while at < bytes.len() {
             if !base64(bytes[at]) {
                 at += 1;
+                continue;
+            }
+            // Fast path: a word too short to be a payload (most words of prose) is skipped
+            // in one table-driven step, unless it opens a spaced hex run (`48 65 6c ...`).
+            let word_end = bytes[at..]
+                .iter()
+                .position(|&b| !base64(b))
+                .map_or(bytes.len(), |n| at + n);
+            if word_end - at < MIN_BASE64_RUN
+                && !opens_spaced_hex(&bytes[at..word_end], &bytes[word_end..])
+            {
+                at = word_end;
                 continue;
             }
             let start = at;
@@ -1208,32 +1247,35 @@ struct Hidden {
 /// and runs of zero-width characters.
 fn hidden_text(text: &str) -> Hidden {
     let mut found = Vec::new();
-    // Everything below U+200B is visible ASCII/Latin-1/...: skip the char loop for ASCII text.
-    if text.is_ascii() {
-        return Hidden {
-            found,
-            revealed: None,
-        };
-    }
-    let mut tags = String::new();
+    // Every hidden character is U+180E, U+200B..U+206F, U+FEFF (three UTF-8 bytes led by 0xE1,
+    // 0xE2 or 0xEF) or U+E0000..U+E007F (four, led by 0xF3): only the characters at those lead
+    // bytes (never continuation bytes, so always character starts) are decoded, found by
+    // memchr; curly quotes and dashes (0xE2) are the common false leads.
+    let bytes = text.as_bytes();
+    let at = |position: usize| text[position..].chars().next().map_or(0, |c| c as u32);
     let mut bidi = false;
     let mut run = 0;
     let mut longest_run = 0;
-    for c in text.chars() {
-        let code = c as u32;
+    let mut run_end = usize::MAX;
+    for position in memchr::memchr3_iter(0xE1, 0xE2, 0xEF, bytes) {
+        let code = at(position);
+        bidi |= matches!(code, 0x202A..=0x202E | 0x2066..=0x2069);
+        if matches!(code, 0x200B..=0x200D | 0x2060 | 0xFEFF | 0x180E) {
+            // A run: zero-width characters with nothing between them.
+            run = if position == run_end { run + 1 } else { 1 };
+            run_end = position + 3;
+            longest_run = longest_run.max(run);
+        }
+    }
+    let mut tags = String::new();
+    for position in memchr::memchr_iter(0xF3, bytes) {
+        let code = at(position);
         if (0xE0000..=0xE007F).contains(&code) {
             if let Some(ascii) =
                 char::from_u32(code - 0xE0000).filter(|a| a.is_ascii_graphic() || *a == ' ')
             {
                 tags.push(ascii);
             }
-        }
-        bidi |= matches!(code, 0x202A..=0x202E | 0x2066..=0x2069);
-        if matches!(code, 0x200B..=0x200D | 0x2060 | 0xFEFF | 0x180E) {
-            run += 1;
-            longest_run = longest_run.max(run);
-        } else {
-            run = 0;
         }
     }
     if !tags.is_empty() {
@@ -1344,6 +1386,19 @@ mod tests {
             let v = verdict(text);
             assert!(v.flagged(), "{text}: {v:?}");
         }
+    }
+
+    #[test]
+    fn zero_width_runs_need_adjacent_characters() {
+        let run = hidden_text("a\u{200B}\u{200C}\u{FEFF}b");
+        assert_eq!(run.found, vec![ZERO_WIDTH_RUN]);
+        assert_eq!(run.revealed.as_deref(), Some("ab"));
+        let apart = hidden_text("a\u{200B}\u{200C}\u{2014}\u{FEFF}b \u{201C}quoted\u{201D}");
+        assert!(apart.found.is_empty(), "{:?}", apart.found);
+        let bidi = hidden_text("x\u{202E}y");
+        assert_eq!(bidi.found, vec![BIDI_OVERRIDE]);
+        let tags = hidden_text("hi\u{E0069}\u{E0067}\u{E006E}");
+        assert_eq!(tags.revealed.as_deref(), Some("ign"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
-use regex_automata::Input;
+use regex_automata::{Anchored, Input};
 
 use super::secrets::SecretRules;
 use super::validate;
@@ -352,6 +352,9 @@ impl RuleSet {
 /// The scanner: built-in rules plus the custom ones, compiled once, shared by every thread.
 #[derive(Debug)]
 pub struct Scanner {
+    /// The email rule alone (searched from each `@`'s local part).
+    email: RuleSet,
+    /// The other structured kinds (searched anchored at candidate starts).
     pii: RuleSet,
     secrets: SecretRules,
     custom: Option<RuleSet>,
@@ -385,6 +388,82 @@ fn standalone(text: &[u8], start: usize, end: usize) -> bool {
         }
     }
     true
+}
+
+/// The characters of an email's local part (ASCII; `unicode_local_part` extends it).
+fn is_local_part(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+/// The first digit or colon (bytes 0x30..=0x3A) at or after `from`, eight bytes at a time
+/// (the "has a byte between" bit trick: no carry crosses a byte, so the lowest flag is exact).
+fn next_digit_or_colon(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const LOW7: u64 = ONES * 127;
+    const HIGH: u64 = ONES * 128;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let low = word & LOW7;
+        // High bit of each byte > 0x2F and < 0x3B (and below 0x80).
+        let flags = (ONES * (127 + 0x3B) - low) & !word & (low + ONES * (127 - 0x2F)) & HIGH;
+        if flags != 0 {
+            return Some(at + flags.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    bytes
+        .get(at..)?
+        .iter()
+        .position(|b| (b'0'..=b':').contains(b))
+        .map(|offset| at + offset)
+}
+
+/// Nothing word-like glued before `at` (what `standalone` asks of a candidate's start).
+fn token_start(bytes: &[u8], at: usize) -> bool {
+    let Some(&before) = at.checked_sub(1).map(|i| &bytes[i]) else {
+        return true;
+    };
+    if is_word(before) {
+        return false;
+    }
+    let continues_number = matches!(before, b'.' | b'-' | b'/')
+        && at >= 2
+        && bytes[at - 2].is_ascii_digit()
+        && bytes[at].is_ascii_digit();
+    !continues_number
+}
+
+/// Whether a built-in rule can match from `at` (cheap checks of the first bytes): digits start
+/// numbers and base58 addresses, `+`/`(` a phone, two capitals and two digits an IBAN, hex
+/// digits then a colon (or `::`) an IPv6 address, `bc1` a bech32 address.
+fn may_start_here(bytes: &[u8], at: usize) -> bool {
+    let byte = bytes[at];
+    let next = bytes.get(at + 1).copied().unwrap_or(0);
+    if byte.is_ascii_digit() {
+        return true;
+    }
+    match byte {
+        b'+' => next.is_ascii_digit(),
+        b'(' => next.is_ascii_digit(),
+        b':' => next == b':' || next.is_ascii_hexdigit(),
+        _ => {
+            let rest = &bytes[at..];
+            let iban = byte.is_ascii_uppercase()
+                && next.is_ascii_uppercase()
+                && rest.len() >= 4
+                && rest[2].is_ascii_digit()
+                && rest[3].is_ascii_digit();
+            let bech32 = rest.len() >= 3 && (rest[..3] == *b"bc1" || rest[..3] == *b"BC1");
+            let ipv6 = byte.is_ascii_hexdigit()
+                && rest
+                    .iter()
+                    .take(5)
+                    .position(|b| !b.is_ascii_hexdigit())
+                    .is_some_and(|end| rest[end] == b':');
+            iban || bech32 || ipv6
+        }
+    }
 }
 
 /// Where an email's local part starts when it has non-ASCII letters (`josé.x@...`): the
@@ -423,8 +502,12 @@ impl Scanner {
         } else {
             Some(RuleSet::new(custom_rules.clone(), false)?)
         };
+        let (email, others): (Vec<Rule>, Vec<Rule>) = pii_rules()
+            .into_iter()
+            .partition(|r| r.kind == EMAIL_ADDRESS);
         Ok(Scanner {
-            pii: RuleSet::new(pii_rules(), true)?,
+            email: RuleSet::new(email, true)?,
+            pii: RuleSet::new(others, true)?,
             secrets: SecretRules::new()?,
             custom,
             custom_rules,
@@ -440,31 +523,9 @@ impl Scanner {
     /// structured kinds they contain, e.g. an email inside a URL's credentials).
     pub fn scan(&self, text: &str) -> Result<Vec<Finding>, Error> {
         let mut found = self.secrets.scan(text);
-        let bytes = text.as_bytes();
-        for candidate in self.pii.regex.find_iter(Input::new(text)) {
-            let (start, end) = (candidate.start(), candidate.end());
-            let rule = &self.pii.rules[candidate.pattern().as_usize()];
-            // An IBAN ends at its country's length, whatever the automaton took in after it.
-            let end = if rule.kind == IBAN_CODE {
-                match validate::iban_prefix(&text[start..end]) {
-                    Some(length) => start + length,
-                    None => continue,
-                }
-            } else {
-                end
-            };
-            if !standalone(bytes, start, end) {
-                continue;
-            }
-            if rule.check.accepts(text, start, end)? {
-                let start = if rule.kind == EMAIL_ADDRESS {
-                    unicode_local_part(text, start)
-                } else {
-                    start
-                };
-                found.push(finding(rule, start, end));
-            }
-        }
+        let emails = self.emails(text)?;
+        self.structured(text, &emails, &mut found)?;
+        found.extend(emails);
         if let Some(custom) = &self.custom {
             for candidate in custom.regex.find_iter(Input::new(text)) {
                 let rule = &custom.rules[candidate.pattern().as_usize()];
@@ -480,6 +541,103 @@ impl Scanner {
             }
         }
         Ok(resolve_overlaps(found))
+    }
+
+    /// The emails: each `@` (memchr), its local part found by walking back, then the email
+    /// rule anchored there. Prose is full of words that could begin a local part; only an `@`
+    /// makes one worth a search.
+    fn emails(&self, text: &str) -> Result<Vec<Finding>, Error> {
+        let bytes = text.as_bytes();
+        let mut found = Vec::new();
+        let mut resume = 0;
+        for at in memchr::memchr_iter(b'@', bytes) {
+            if at < resume {
+                continue;
+            }
+            let mut start = at;
+            while start > resume && is_local_part(bytes[start - 1]) {
+                start -= 1;
+            }
+            // The rule's first character is not a dot.
+            while start < at && bytes[start] == b'.' {
+                start += 1;
+            }
+            if start == at {
+                continue;
+            }
+            let input = Input::new(text).range(start..).anchored(Anchored::Yes);
+            let Some(candidate) = self.email.regex.search(&input) else {
+                continue;
+            };
+            let (start, end) = (candidate.start(), candidate.end());
+            resume = end;
+            let rule = &self.email.rules[0];
+            if standalone(bytes, start, end) && rule.check.accepts(text, start, end)? {
+                found.push(finding(rule, unicode_local_part(text, start), end));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The structured kinds other than email: the automaton runs anchored at each position
+    /// where a candidate can start (a digit, `+` or `(` before one, two capitals and two digits,
+    /// a hex group and a colon, `bc1`) and that begins a token (nothing word-like glued before
+    /// it): one forward pass per candidate, no reverse search, and text without such positions
+    /// costs one pass over its bytes. `emails` are skipped (an email wins where it starts).
+    fn structured(
+        &self,
+        text: &str,
+        emails: &[Finding],
+        found: &mut Vec<Finding>,
+    ) -> Result<(), Error> {
+        let bytes = text.as_bytes();
+        let mut emails = emails.iter().peekable();
+        // Nothing starts before `next`: the end of the last candidate (accepted or not), or
+        // past the positions already tried.
+        let mut next = 0;
+        while let Some(mark) = next_digit_or_colon(bytes, next) {
+            // Every candidate has a digit or a colon among its first five bytes.
+            let mut at = mark.saturating_sub(4).max(next);
+            while at <= mark {
+                if !(token_start(bytes, at) && may_start_here(bytes, at)) {
+                    at += 1;
+                    continue;
+                }
+                while emails.peek().is_some_and(|email| email.end <= at) {
+                    emails.next();
+                }
+                if let Some(email) = emails.peek().filter(|email| email.start <= at) {
+                    at = email.end;
+                    continue;
+                }
+                let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+                let Some(candidate) = self.pii.regex.search(&input) else {
+                    at += 1;
+                    continue;
+                };
+                let (start, end) = (candidate.start(), candidate.end());
+                at = end.max(at + 1);
+                let rule = &self.pii.rules[candidate.pattern().as_usize()];
+                // An IBAN ends at its country's length, whatever the automaton took in after.
+                let end = if rule.kind == IBAN_CODE {
+                    match validate::iban_prefix(&text[start..end]) {
+                        Some(length) => start + length,
+                        None => continue,
+                    }
+                } else {
+                    end
+                };
+                if standalone(bytes, start, end) && rule.check.accepts(text, start, end)? {
+                    found.push(finding(rule, start, end));
+                }
+            }
+            // No token starts inside a word (the rest of a number, say).
+            while bytes.get(at).copied().is_some_and(is_word) {
+                at += 1;
+            }
+            next = at;
+        }
+        Ok(())
     }
 }
 

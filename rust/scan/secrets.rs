@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
-use regex_automata::Input;
+use regex_automata::{Anchored, Input};
 
 use super::pii::{Finding, SECRET};
 use super::validate::entropy;
@@ -255,6 +255,55 @@ const RULES: &[SecretRule] = &[
 const BEFORE: usize = 96;
 const AFTER: usize = 1024;
 
+/// How far after an assignment rule's keyword its operator may be: the rest of the longest
+/// key name (`_access_key` after `secret`), 12 suffix characters, with room to spare.
+const OPERATOR_WITHIN: usize = 48;
+
+/// What the assignment rules need after their keyword: the rest of a name, an optional quote,
+/// at most 3 blanks, then `=` or `:` (`=`, `:`, `:=`, `=>`).
+fn assignment_near(bytes: &[u8], at: usize) -> bool {
+    let limit = (at + OPERATOR_WITHIN).min(bytes.len());
+    let mut i = at;
+    while i < limit && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'.' | b'-'))
+    {
+        i += 1;
+    }
+    if matches!(bytes.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    let mut blanks = 0;
+    while blanks < 3 && matches!(bytes.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+        blanks += 1;
+    }
+    matches!(bytes.get(i), Some(b'=' | b':'))
+}
+
+/// The bytes a match of `hir` can start with: the first bytes of its prefix literals, or
+/// every byte when they are not a finite set (or one may be empty).
+fn first_bytes_of(hir: &regex_syntax::hir::Hir) -> [bool; 256] {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    let mut table = [false; 256];
+    match prefixes.literals() {
+        Some(literals)
+            if literals
+                .iter()
+                .all(|literal| !literal.as_bytes().is_empty()) =>
+        {
+            for literal in literals {
+                table[usize::from(literal.as_bytes()[0])] = true;
+            }
+        }
+        _ => table = [true; 256],
+    }
+    table
+}
+
+/// How far before its keyword an assignment's key name may start (`secret_access_` of
+/// `secret_access_key`).
+const KEY_NAME_BEFORE: usize = 16;
+
 /// The largest PEM block masked as one (an RSA 8192 key is about 6.5 KB).
 const MAX_PEM_BYTES: usize = 16 * 1024;
 
@@ -268,6 +317,10 @@ pub struct SecretRules {
     /// contains (the keyword pass reports leftmost-longest matches only).
     keyword_rules: Vec<Vec<usize>>,
     regexes: Vec<Regex>,
+    /// Each rule's longest match (`usize::MAX` when unbounded).
+    longest: Vec<usize>,
+    /// Each rule's possible first bytes (from its prefix literals; all when unknown).
+    first_bytes: Vec<[bool; 256]>,
 }
 
 impl SecretRules {
@@ -315,10 +368,50 @@ impl SecretRules {
                     .map_err(|e| format!("secret rule {}: {e}", rule.detail))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let syntax = syntax::Config::new().unicode(false).utf8(false);
+        let mut longest = Vec::with_capacity(RULES.len());
+        let mut first_bytes = Vec::with_capacity(RULES.len());
+        for rule in RULES {
+            let hir = syntax::parse_with(rule.pattern, &syntax)
+                .map_err(|e| format!("secret rule {}: {e}", rule.detail))?;
+            longest.push(hir.properties().maximum_len().unwrap_or(usize::MAX));
+            first_bytes.push(first_bytes_of(&hir));
+        }
         Ok(SecretRules {
             keywords,
             keyword_rules,
             regexes,
+            longest,
+            first_bytes,
+        })
+    }
+
+    /// An assignment rule's match around the keyword at `hit`: its key name starts at most
+    /// `KEY_NAME_BEFORE` bytes before the keyword, so the rule runs anchored at each of those
+    /// positions (the first that matches wins, as the leftmost match would) instead of
+    /// unanchored over a window: its automaton (case-insensitive names, a value of up to 512
+    /// characters) is slow to run over every byte.
+    fn assigned(
+        &self,
+        text: &str,
+        rule: usize,
+        hit: usize,
+        resume: usize,
+    ) -> Option<(usize, usize)> {
+        let end = hit.saturating_add(self.longest[rule]).min(text.len());
+        let first = &self.first_bytes[rule];
+        let bytes = text.as_bytes();
+        (hit.saturating_sub(KEY_NAME_BEFORE).max(resume)..=hit).find_map(|start| {
+            // A key name starts at the keyword or at the start of a word (`my_api_key`,
+            // `client_secret`; not inside `print`), with a byte the rule can start with.
+            let word_start = start == 0 || !bytes[start - 1].is_ascii_alphabetic();
+            if !(start == hit || word_start && first[usize::from(bytes[start])]) {
+                return None;
+            }
+            let input = Input::new(text).range(start..end).anchored(Anchored::Yes);
+            self.regexes[rule]
+                .search(&input)
+                .map(|found| (found.start(), found.end()))
         })
     }
 
@@ -327,10 +420,28 @@ impl SecretRules {
         let bytes = text.as_bytes();
         let mut found = Vec::new();
         let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); RULES.len()];
+        // Assignment rules: the keyword hits, where their key names are (see `assigned`).
+        let mut anchors: Vec<Vec<usize>> = vec![Vec::new(); RULES.len()];
         for hit in self.keywords.find_iter(text) {
-            let start = hit.start().saturating_sub(BEFORE);
-            let end = (hit.end() + AFTER).min(bytes.len());
+            let assignment = assignment_near(bytes, hit.end());
             for &rule in &self.keyword_rules[hit.pattern().as_usize()] {
+                // `key = value` rules: no operator after the name, no window (most "token",
+                // "auth", "key" in prose and code are not assignments).
+                if matches!(RULES[rule].refine, Refine::Assigned { .. }) {
+                    if assignment {
+                        anchors[rule].push(hit.start());
+                    }
+                    continue;
+                }
+                // A match holds its keyword, so it lies within its longest length of it.
+                let longest = self.longest[rule];
+                let start = hit
+                    .start()
+                    .saturating_sub(BEFORE)
+                    .max((hit.start() + 1).saturating_sub(longest));
+                let end = (hit.end() + AFTER)
+                    .min(hit.start().saturating_add(longest))
+                    .min(bytes.len());
                 let rule_windows = &mut windows[rule];
                 match rule_windows.last_mut() {
                     Some(previous) if start <= previous.1 => previous.1 = previous.1.max(end),
@@ -340,7 +451,31 @@ impl SecretRules {
         }
         for (index, rule_windows) in windows.iter().enumerate() {
             let rule = &RULES[index];
+            let mut emit = |start: usize, end: usize| {
+                let Some((s, e)) = refine(text, rule.refine, start, end) else {
+                    return;
+                };
+                if !bounded(bytes, s, e, rule.refine) {
+                    return;
+                }
+                found.push((
+                    u8::from(!matches!(rule.refine, Refine::Whole | Refine::PemBlock)),
+                    Finding {
+                        kind: Cow::Borrowed(SECRET),
+                        detail: Cow::Borrowed(rule.detail),
+                        start: s,
+                        end: e,
+                        score: rule.score,
+                    },
+                ));
+            };
             let mut resume = 0;
+            for &hit in &anchors[index] {
+                if let Some((start, end)) = self.assigned(text, index, hit, resume) {
+                    resume = end;
+                    emit(start, end);
+                }
+            }
             for &(start, end) in rule_windows {
                 let start = start.max(resume);
                 if start >= end {
@@ -350,24 +485,7 @@ impl SecretRules {
                 let input = Input::new(text).range(start..end);
                 for candidate in self.regexes[index].find_iter(input) {
                     resume = resume.max(candidate.end());
-                    let Some((s, e)) =
-                        refine(text, rule.refine, candidate.start(), candidate.end())
-                    else {
-                        continue;
-                    };
-                    if !bounded(bytes, s, e, rule.refine) {
-                        continue;
-                    }
-                    found.push((
-                        u8::from(!matches!(rule.refine, Refine::Whole | Refine::PemBlock)),
-                        Finding {
-                            kind: Cow::Borrowed(SECRET),
-                            detail: Cow::Borrowed(rule.detail),
-                            start: s,
-                            end: e,
-                            score: rule.score,
-                        },
-                    ));
+                    emit(candidate.start(), candidate.end());
                 }
             }
         }
@@ -529,6 +647,22 @@ mod tests {
                 (detail, text[f.start..f.end].to_owned())
             })
             .collect()
+    }
+
+    #[test]
+    fn first_bytes_come_from_prefix_literals() {
+        let syntax = syntax::Config::new().unicode(false).utf8(false);
+        let hir = syntax::parse_with(r"(?i:api|token)[0-9]+", &syntax).unwrap();
+        let first = first_bytes_of(&hir);
+        let allowed: Vec<u8> = (0..=255u8).filter(|&b| first[usize::from(b)]).collect();
+        assert_eq!(allowed, b"ATat");
+        let hir = syntax::parse_with(r"x?[0-9]+", &syntax).unwrap();
+        let first = first_bytes_of(&hir);
+        let allowed: Vec<u8> = (0..=255u8).filter(|&b| first[usize::from(b)]).collect();
+        assert_eq!(allowed, b"0123456789x");
+        // Too many to list: any byte.
+        let hir = syntax::parse_with(r"[^a]x", &syntax).unwrap();
+        assert!(first_bytes_of(&hir).iter().all(|&b| b));
     }
 
     #[test]

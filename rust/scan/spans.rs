@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use super::injection::InjectionModel;
 use super::mask::{mask, Mode};
 use super::pii::{Scanner, KINDS};
 use crate::error::Error;
@@ -32,6 +33,8 @@ pub struct ScanSpans {
     pii: PiiAction,
     detect_injection: bool,
     key: Arc<[u8]>,
+    /// The model tier `detect` adds to the rules (`configure(injection_model=...)`).
+    model: Option<InjectionModel>,
 }
 
 impl std::fmt::Debug for ScanSpans {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for ScanSpans {
         f.debug_struct("ScanSpans")
             .field("pii", &self.pii)
             .field("detect_injection", &self.detect_injection)
+            .field("model", &self.model.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -50,7 +54,15 @@ impl ScanSpans {
             pii,
             detect_injection,
             key: Arc::from(key),
+            model: None,
         }
+    }
+
+    /// With a model tier for `detect` (its probability joins the rules' score).
+    #[must_use]
+    pub fn with_model(mut self, model: Option<InjectionModel>) -> ScanSpans {
+        self.model = model;
+        self
     }
 
     pub fn describe(&self) -> String {
@@ -292,7 +304,7 @@ impl ScanSpans {
         Ok(())
     }
 
-    fn score_prompt(span: &mut SpanView<'_>) {
+    fn score_prompt(&self, span: &mut SpanView<'_>) {
         let Some(text) = span
             .data
             .prompt
@@ -301,7 +313,10 @@ impl ScanSpans {
         else {
             return;
         };
-        let verdict = super::injection().scan(&text);
+        let mut verdict = super::injection().scan(&text);
+        if let Some(probability) = self.model.as_ref().and_then(|model| model(&text)) {
+            verdict = verdict.with_model(probability);
+        }
         let rules = Json::Array(
             verdict
                 .rules
@@ -325,7 +340,7 @@ impl Processor for ScanSpans {
     fn process(&self, span: &mut SpanView<'_>) -> Verdict {
         // Score the prompt as the application sent it, before masking changes it.
         if self.detect_injection {
-            Self::score_prompt(span);
+            self.score_prompt(span);
         }
         if self.pii != PiiAction::Off && self.clean(span).is_err() {
             return Verdict::Fail;
@@ -422,5 +437,36 @@ mod tests {
             prompt.contains("bob@corp.io"),
             "detect leaves text as it is"
         );
+    }
+
+    #[test]
+    fn a_model_tier_joins_the_rules() {
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let model: InjectionModel = {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |text: &str| {
+                text.clone_into(&mut seen.lock().unwrap());
+                Some(0.9)
+            })
+        };
+        let scan = ScanSpans::new(PiiAction::Off, true, b"").with_model(Some(model));
+        let (_, data, _) = process(scan);
+        assert!(seen
+            .lock()
+            .unwrap()
+            .contains("Ignore all previous instructions"));
+        let Some(Value::Float(score)) = data.get("injection_score") else {
+            panic!()
+        };
+        assert!(*score > 0.9, "{score}");
+        assert!(
+            matches!(data.get("injection_rules"), Some(Value::Json(r)) if r.contains("\"model\""))
+        );
+        // No usable answer: the rules' verdict stands.
+        let silent: InjectionModel = Arc::new(|_: &str| None);
+        let (_, data, _) =
+            process(ScanSpans::new(PiiAction::Off, true, b"").with_model(Some(silent)));
+        let (_, plain, _) = process(ScanSpans::new(PiiAction::Off, true, b""));
+        assert_eq!(data.get("injection_score"), plain.get("injection_score"));
     }
 }
