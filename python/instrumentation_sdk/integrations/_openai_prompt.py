@@ -25,8 +25,9 @@ into the prompt what the rule does not see:
 
 The constants were fitted, not documented by OpenAI: on requests recorded from the real API
 (``tests/data/openai_prompt_usage.json``) and on the billed counts two open-source counters pin
-(``tests/data/openai_function_definitions.json``), which the tests check. Not modelled: ``name``
-fields on gpt-4o (a request with names bills 1 fewer than the rule, whatever their number).
+(``tests/data/openai_function_definitions.json``), which the tests check. A message's ``name``
+joins its role as ``<role>:<name>``, one string for the tokenizer: the cookbook's "+1 per name"
+is the colon, true unless the colon merges with the name (o200k's ``:user`` is one token).
 Images and audio are billed by rules the request does not fully tell (an image's size is in its
 bytes, or behind a URL), and structured-output schemas (``response_format``) by a rendering not
 pinned down yet: such requests are estimated and the method says ``"estimate"``. gpt-5 models
@@ -280,6 +281,7 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     padded_system = False
     has_system = False
     call_names: dict[str, str] = {}  # tool_call_id -> function name
+    role_names: list[str] = []  # role, name of each message with a name ("role:name")
     for item in messages:
         message = item if type(item) is dict else _as_mapping(item)
         if message is None:
@@ -289,6 +291,8 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         has_system = has_system or role == "system"
         if role == "function":
             extra -= 2  # a legacy function result bills 2 fewer than the rule counts
+        elif role != "tool" and type(message.get("name")) is str and type(role) is str:
+            role_names += (role, message["name"])
         # The common message (role, text, maybe a name) is counted as given, not copied.
         if type(content) is str and role != "tool" and message.keys() <= _PLAIN_KEYS:
             if functions and role == "system" and not padded_system:
@@ -330,6 +334,8 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             extra += beyond
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
+    if role_names:
+        tokens += _names_as_rendered(role_names, model)
     if definitions is not None:
         tokens += definitions[0] + 9
         media = media or not definitions[1]
@@ -363,6 +369,19 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         tokens += sum(c.tokens for c in _core.count_tokens_batch(extra_texts, model))
     method = "estimate" if media else count.method
     return tokens, method, count.encoding
+
+
+def _names_as_rendered(role_names: list[str], model: str) -> int:
+    """What rendering each name as ``<role>:<name>`` bills beyond the rule's name + 1 (the rule
+    counted role and name apart); ``role_names`` is role, name, role, name, ..."""
+    texts: list[str] = []
+    for role, name in zip(role_names[::2], role_names[1::2], strict=True):
+        texts += (f"{role}:{name}", role, name)
+    counts = [c.tokens for c in _core.count_tokens_batch(texts, model)]
+    return sum(
+        joined - role - name - 1
+        for joined, role, name in zip(counts[::3], counts[1::3], counts[2::3], strict=True)
+    )
 
 
 def text_estimate(model: str, prompt: Any, instructions: Any = None) -> Estimate | None:
