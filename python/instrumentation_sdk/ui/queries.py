@@ -29,7 +29,7 @@ from ..exporters.rollups import (
     floor_to,
     log_bucket_sql,
 )
-from ..exporters.sqlite import TEXT_INDEX
+from ..exporters.sqlite import TEXT_INDEX, TEXTS_INDEX, TEXTS_TABLE
 from ..store import GROUP_COLUMNS, SpanStore, record_from_row
 
 __all__ = [
@@ -120,9 +120,10 @@ class SpanFilter:
         narrows them (those are read from the raw rows)."""
         return self.session_id is None and self.user_id is None and not self.text
 
-    def where(self, *, text_index: bool = False) -> tuple[str, list[Any]]:
-        """``" WHERE ..."`` (or ``""``) and its parameters; ``text_index``: the store has the
-        free-text index (``SpanStore.has_text_index``)."""
+    def where(self, *, text_index: bool = False, text_ids: bool = False) -> tuple[str, list[Any]]:
+        """``" WHERE ..."`` (or ``""``) and its parameters; ``text_index``: the store has a
+        free-text index (``SpanStore.has_text_index``); ``text_ids``: its spans carry text ids
+        (``SpanStore.has_text_ids``)."""
         conditions, params = self.key_conditions()
         for name in ("session_id", "user_id"):
             value = getattr(self, name)
@@ -135,16 +136,27 @@ class SpanFilter:
                 "(name LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' "
                 "OR error_message LIKE ? ESCAPE '\\')"
             )
-            if self.uses_text_index(text_index):
-                # The trigram index finds the candidates (a superset: it also folds non-ASCII
-                # case); LIKE keeps the filter's own semantics. Shorter text has no trigram.
-                phrase = '"' + self.text.replace('"', '""') + '"'
+            # The trigram index finds the candidates (a superset: it also folds non-ASCII
+            # case); LIKE keeps the filter's own semantics. Shorter text has no trigram.
+            phrase = '"' + self.text.replace('"', '""') + '"'
+            trigrams = text_index and len(self.text) >= 3
+            if text_ids:
+                # An id filter: the matching distinct texts (few) picked from span_texts.
+                match = f"id IN (SELECT rowid FROM {TEXTS_INDEX} WHERE {TEXTS_INDEX} MATCH ?) AND "
                 conditions.append(
-                    f"rowid IN (SELECT rowid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH ?)"
+                    f"text_id IN (SELECT id FROM {TEXTS_TABLE} WHERE "
+                    f"{match if trigrams else ''}{like})"
                 )
-                params.append(phrase)
-            conditions.append(like)
-            params += [pattern] * 3
+                params += [phrase] if trigrams else []
+                params += [pattern] * 3
+            else:
+                if trigrams:
+                    conditions.append(
+                        f"rowid IN (SELECT rowid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH ?)"
+                    )
+                    params.append(phrase)
+                conditions.append(like)
+                params += [pattern] * 3
         if self.since_ns is not None:
             conditions.append("start_time_unix_nano >= ?")
             params.append(self.since_ns)
@@ -153,11 +165,14 @@ class SpanFilter:
             params.append(self.until_ns)
         return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
-    def uses_text_index(self, text_index: bool) -> bool:
-        """Whether ``where(text_index=...)`` looks the text up in the index (3+ characters)."""
-        return text_index and self.text is not None and len(self.text) >= 3
+    def uses_text_index(self, text_index: bool = False, text_ids: bool = False) -> bool:
+        """Whether ``where(...)`` finds the text without reading every span of the window: by
+        text ids (schema 5, any length), or in schema 4's index (3+ characters)."""
+        if not self.text:
+            return False
+        return text_ids or (text_index and len(self.text) >= 3)
 
-    def scan_hint(self, *, text_index: bool = False) -> str:
+    def scan_hint(self, *, text_index: bool = False, text_ids: bool = False) -> str:
         """How an aggregate over these spans should read the table: by start time when only
         the window (and status or text) narrows it. Left to itself, SQLite walks the
         (model, start) index to spare the GROUP BY a sort, and pays a table lookup per row in
@@ -165,8 +180,8 @@ class SpanFilter:
         narrowed = (self.model, self.provider, self.service, self.session_id, self.user_id)
         if self.since_ns is None or any(value is not None for value in narrowed):
             return ""
-        if self.uses_text_index(text_index):
-            return ""  # the text index narrows more
+        if self.uses_text_index(text_index, text_ids):
+            return ""  # the text narrows more
         return " INDEXED BY spans_start_time"
 
     def as_dict(self) -> dict[str, Any]:
@@ -223,7 +238,9 @@ def search_spans(
         params += [start, span_id]
     order = " ORDER BY start_time_unix_nano DESC, span_id DESC"
     bound: int | None = None
-    if span_filter.text and not span_filter.uses_text_index(store.has_text_index):
+    if span_filter.text and not span_filter.uses_text_index(
+        store.has_text_index, store.has_text_ids
+    ):
         unscanned = SpanFilter(**{**window, "text": None})
         where, unscanned_params = _and(unscanned.where(), conditions, params)
         # By start time alone (the index covers it): the spans read are those from the bound's
@@ -242,7 +259,11 @@ def search_spans(
     if since is not None and until is not None and until <= since:  # a cursor past the window
         return {"spans": [], "next_cursor": None, "scan_bounded": False}
     bounded = SpanFilter(**window)
-    where, all_params = _and(bounded.where(text_index=store.has_text_index), conditions, params)
+    where, all_params = _and(
+        bounded.where(**_text_kinds(store)),
+        conditions,
+        params,
+    )
     rows = _rows(store, f"{store.select_record()}{where}{order} LIMIT ?", [*all_params, limit + 1])
     records = [record_from_row(row) for row in rows[:limit]]
     for record in records:
@@ -253,6 +274,12 @@ def search_spans(
         # An empty span id: every span that started at the bound was read.
         return {"spans": records, "next_cursor": f"{bound}.", "scan_bounded": True}
     return {"spans": records, "next_cursor": None, "scan_bounded": False}
+
+
+def _text_kinds(store: SpanStore) -> dict[str, bool]:
+    """How ``store`` can find a text: the ``text_index``/``text_ids`` arguments of
+    ``SpanFilter.where``."""
+    return {"text_index": store.has_text_index, "text_ids": store.has_text_ids}
 
 
 def _and(
@@ -363,11 +390,11 @@ def _raw_aggregates(
     raw spans. Two scans: totals with the latency histogram (grouped by key and bucket), then
     the TTFT histogram of the streamed spans; or, when the text index picks the spans, one
     read of them, added up here."""
-    where, params = span_filter.where(text_index=store.has_text_index)
-    if span_filter.uses_text_index(store.has_text_index):
+    where, params = span_filter.where(**_text_kinds(store))
+    if span_filter.uses_text_index(**_text_kinds(store)):
         _add_rows(store, key, where, params, groups)
         return
-    table = f"spans{span_filter.scan_hint(text_index=store.has_text_index)}"
+    table = f"spans{span_filter.scan_hint(**_text_kinds(store))}"
     cost = "sum(cost_usd)" if store.has_cost else "NULL"
     for group, bucket, count, errors, prompt, completion, cost_usd, low, high in _rows(
         store,
