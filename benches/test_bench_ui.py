@@ -165,9 +165,11 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "spans-30d-session": ("/api/spans", {"session_id": "session-7", "limit": 50}),
     "spans-24h-text": ("/api/spans", {"since": "24h", "q": "timed out", "limit": 50}),
     "spans-30d-text-rare": ("/api/spans", {"since": "30d", "q": "no such text", "limit": 50}),
-    # Under 3 characters the trigram index cannot help: the text filter scans the window.
+    # Under 3 characters (no trigram): LIKE over the distinct texts, then their ids.
     "spans-30d-text-short-rare": ("/api/spans", {"since": "30d", "q": "zq", "limit": 50}),
     "stats-model-30d-text": ("/api/stats", {"since": "30d", "by": "model", "q": "timed out"}),
+    "stats-model-30d-text-short": ("/api/stats", {"since": "30d", "by": "model", "q": "ou"}),
+    "timeseries-30d-text": ("/api/timeseries", {"since": "30d", "points": 60, "q": "timed out"}),
     "stats-model-30d-filtered": (
         "/api/stats",
         {"since": "30d", "by": "service", "model": "o3", "status": "error"},

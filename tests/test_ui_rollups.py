@@ -269,6 +269,42 @@ def test_migrating_a_schema_3_store_backfills_rollups_and_text(tmp_path: Path) -
         assert rolled == 1600
         _check(store, rng, now - 4 * DAY, now, rounds=30)
         _check_text(store, rng)
+    _check_text_ids(path)
+
+
+def test_migrating_a_schema_4_store_gives_spans_text_ids(tmp_path: Path) -> None:
+    """v4 -> v5 on a real file: the per-span index and its triggers go, the spans stored get
+    the ids of their distinct texts, and filters answer as LIKE over the spans does."""
+    rng = random.Random(4)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    rollups.ensure_math(conn)
+    assert migrate(conn, MIGRATIONS[:4]) == 4
+    records = _records(rng, 2000, now - 3 * DAY, 3 * DAY)
+    conn.execute("BEGIN")
+    conn.executemany(_INSERT, [_row(record, default_prices()) for record in records])
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT count(*) FROM span_text").fetchone() == (2000,)  # by trigger
+    conn.close()
+    exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR)])  # migrates, then writes
+    exporter.shutdown()
+    conn = sqlite3.connect(path)
+    names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    (texts,) = conn.execute("SELECT count(*) FROM span_texts").fetchone()
+    (distinct,) = conn.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT name, error_type, error_message FROM spans)"
+    ).fetchone()
+    conn.close()
+    assert not {"span_text", "span_text_insert", "span_text_delete", "span_text_update"} & names
+    assert {"span_texts", "span_texts_fts", "spans_text_start"} <= names
+    assert texts == distinct < 2100  # each distinct text once
+    _check_text_ids(path)
+    with open_store(path) as store:
+        assert store.version == 5
+        assert store.has_text_ids
+        assert store.has_text_index
+        _check_text(store, rng)
 
 
 def _check_text(store: SpanStore, rng: random.Random) -> None:
@@ -369,3 +405,22 @@ def test_short_text_reads_a_bounded_number_of_spans_per_page(
             # Text ids answer any length unbounded; without them, every page is bounded.
             assert (bounded == 0) == (reader is store), text
         raw.close()
+
+
+def test_many_matching_texts_are_looked_up_in_the_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``TEXT_ID_LIST_MAX`` matching texts the spans' query finds them itself (a
+    subquery on span_texts): the same answers as the id list and as LIKE over the spans."""
+    from instrumentation_sdk.ui import queries
+
+    rng = random.Random(11)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    _write(path, [_records(rng, 700, now - 2 * DAY, 2 * DAY)]).shutdown()
+    with open_store(path) as store:
+        assert queries.matching_text_ids(store, "no such text") == []
+        assert len(queries.matching_text_ids(store, "l") or []) > 1
+        monkeypatch.setattr(queries, "TEXT_ID_LIST_MAX", 1)
+        assert queries.matching_text_ids(store, "l") is None
+        _check_text(store, rng)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -120,43 +120,43 @@ class SpanFilter:
         narrows them (those are read from the raw rows)."""
         return self.session_id is None and self.user_id is None and not self.text
 
-    def where(self, *, text_index: bool = False, text_ids: bool = False) -> tuple[str, list[Any]]:
+    def where(
+        self,
+        *,
+        text_index: bool = False,
+        text_ids: bool = False,
+        matching_ids: Sequence[int] | None = None,
+    ) -> tuple[str, list[Any]]:
         """``" WHERE ..."`` (or ``""``) and its parameters; ``text_index``: the store has a
         free-text index (``SpanStore.has_text_index``); ``text_ids``: its spans carry text ids
-        (``SpanStore.has_text_ids``)."""
+        (``SpanStore.has_text_ids``); ``matching_ids``: the ids of the texts that match, when
+        already looked up (``matching_text_ids``): the query planner then sees the list (an
+        empty one selects nothing at once) instead of a subquery it cannot size."""
         conditions, params = self.key_conditions()
         for name in ("session_id", "user_id"):
             value = getattr(self, name)
             if value is not None:
                 conditions.append(f"{name} = ?")
                 params.append(value)
-        if self.text:
-            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", self.text) + "%"
-            like = (
-                "(name LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' "
-                "OR error_message LIKE ? ESCAPE '\\')"
-            )
-            # The trigram index finds the candidates (a superset: it also folds non-ASCII
-            # case); LIKE keeps the filter's own semantics. Shorter text has no trigram.
-            phrase = '"' + self.text.replace('"', '""') + '"'
-            trigrams = text_index and len(self.text) >= 3
-            if text_ids:
-                # An id filter: the matching distinct texts (few) picked from span_texts.
-                match = f"id IN (SELECT rowid FROM {TEXTS_INDEX} WHERE {TEXTS_INDEX} MATCH ?) AND "
-                conditions.append(
-                    f"text_id IN (SELECT id FROM {TEXTS_TABLE} WHERE "
-                    f"{match if trigrams else ''}{like})"
-                )
-                params += [phrase] if trigrams else []
-                params += [pattern] * 3
+        if self.text and text_ids and matching_ids is not None:
+            if matching_ids:
+                conditions.append(f"text_id IN ({', '.join('?' for _ in matching_ids)})")
+                params += list(matching_ids)
             else:
-                if trigrams:
-                    conditions.append(
-                        f"rowid IN (SELECT rowid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH ?)"
-                    )
-                    params.append(phrase)
-                conditions.append(like)
-                params += [pattern] * 3
+                conditions.append("0")  # no text matches
+        elif self.text and text_ids:
+            # An id filter: the matching distinct texts picked from span_texts.
+            texts, texts_params = self.texts_condition(
+                text_index=text_index, index=TEXTS_INDEX, key="id"
+            )
+            conditions.append(f"text_id IN (SELECT id FROM {TEXTS_TABLE} WHERE {texts})")
+            params += texts_params
+        elif self.text:
+            texts, texts_params = self.texts_condition(
+                text_index=text_index, index=TEXT_INDEX, key="rowid"
+            )
+            conditions.append(texts)
+            params += texts_params
         if self.since_ns is not None:
             conditions.append("start_time_unix_nano >= ?")
             params.append(self.since_ns)
@@ -164,6 +164,26 @@ class SpanFilter:
             conditions.append("start_time_unix_nano < ?")
             params.append(self.until_ns)
         return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
+
+    def texts_condition(self, *, text_index: bool, index: str, key: str) -> tuple[str, list[Any]]:
+        """The text filter as a condition over the columns name, error_type and error_message
+        (of ``spans``, or of ``span_texts``) and its parameters: ASCII-case-insensitive
+        substring LIKE, after the trigram ``index`` narrowed the candidates (a superset: it
+        also folds non-ASCII case) when there is one and the text has a trigram (3+
+        characters); ``key``: the rowid column the index's rowids are."""
+        text = self.text or ""
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+        like = (
+            "(name LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' "
+            "OR error_message LIKE ? ESCAPE '\\')"
+        )
+        if not (text_index and len(text) >= 3):
+            return like, [pattern] * 3
+        phrase = '"' + text.replace('"', '""') + '"'
+        return (
+            f"{key} IN (SELECT rowid FROM {index} WHERE {index} MATCH ?) AND {like}",
+            [phrase, *[pattern] * 3],
+        )
 
     def uses_text_index(self, text_index: bool = False, text_ids: bool = False) -> bool:
         """Whether ``where(...)`` finds the text without reading every span of the window: by
@@ -260,7 +280,7 @@ def search_spans(
         return {"spans": [], "next_cursor": None, "scan_bounded": False}
     bounded = SpanFilter(**window)
     where, all_params = _and(
-        bounded.where(**_text_kinds(store)),
+        _where(store, bounded),
         conditions,
         params,
     )
@@ -274,6 +294,35 @@ def search_spans(
         # An empty span id: every span that started at the bound was read.
         return {"spans": records, "next_cursor": f"{bound}.", "scan_bounded": True}
     return {"spans": records, "next_cursor": None, "scan_bounded": False}
+
+
+#: Matching texts at most this many are passed to the spans' query as a list of ids; more
+#: (texts with unique parts, ids in error messages) as the subquery that finds them.
+TEXT_ID_LIST_MAX: Final = 2000
+
+
+def matching_text_ids(store: SpanStore, text: str) -> list[int] | None:
+    """The ids of the distinct texts ``text`` matches (schema 5), ``None`` when there are more
+    than ``TEXT_ID_LIST_MAX`` (or the store has no text ids)."""
+    if not store.has_text_ids:
+        return None
+    inner, params = SpanFilter(text=text).texts_condition(
+        text_index=store.has_text_index, index=TEXTS_INDEX, key="id"
+    )
+    rows = _rows(
+        store,
+        f"SELECT id FROM {TEXTS_TABLE} WHERE {inner} LIMIT ?",
+        [*params, TEXT_ID_LIST_MAX + 1],
+    )
+    if len(rows) > TEXT_ID_LIST_MAX:
+        return None
+    return [int(text_id) for (text_id,) in rows]
+
+
+def _where(store: SpanStore, span_filter: SpanFilter) -> tuple[str, list[Any]]:
+    """``span_filter.where`` for ``store``, its text looked up first where it can be."""
+    matching = matching_text_ids(store, span_filter.text) if span_filter.text else None
+    return span_filter.where(**_text_kinds(store), matching_ids=matching)
 
 
 def _text_kinds(store: SpanStore) -> dict[str, bool]:
@@ -390,7 +439,7 @@ def _raw_aggregates(
     raw spans. Two scans: totals with the latency histogram (grouped by key and bucket), then
     the TTFT histogram of the streamed spans; or, when the text index picks the spans, one
     read of them, added up here."""
-    where, params = span_filter.where(**_text_kinds(store))
+    where, params = _where(store, span_filter)
     if span_filter.uses_text_index(**_text_kinds(store)):
         _add_rows(store, key, where, params, groups)
         return
