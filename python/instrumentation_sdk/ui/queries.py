@@ -236,8 +236,9 @@ def search_spans(
     "scan_bounded": bool}``.
 
     Pass ``next_cursor`` back as ``cursor`` for the next page; spans stored meanwhile do not
-    shift the pages (the cursor is the last span's start time and id). A text filter the
-    index cannot answer (under 3 characters, or a store without the index) reads about
+    shift the pages (the cursor is the last span's start time and id). A text filter on a
+    store without text ids (not yet migrated to schema 5) that its index cannot answer (under
+    3 characters, or no index) reads about
     ``TEXT_SCAN_ROWS`` spans per page (all those that started at the last one's time): when it
     stops there, ``scan_bounded`` is true and
     ``next_cursor`` continues after the last span read, so the page may hold fewer than
@@ -437,8 +438,8 @@ def _raw_aggregates(
 ) -> None:
     """Add to ``groups``, per value of the SQL expression ``key``, the aggregate of the matching
     raw spans. Two scans: totals with the latency histogram (grouped by key and bucket), then
-    the TTFT histogram of the streamed spans; or, when the text index picks the spans, one
-    read of them, added up here."""
+    the TTFT histogram of the streamed spans; or, when text ids (or schema 4's index) pick
+    the spans, one read of them, added up here."""
     where, params = _where(store, span_filter)
     if span_filter.uses_text_index(**_text_kinds(store)):
         _add_rows(store, key, where, params, groups)
@@ -473,8 +474,9 @@ def _raw_aggregates(
 def _add_rows(
     store: SpanStore, key: str, where: str, params: list[Any], groups: dict[Any, Aggregate]
 ) -> None:
-    """The aggregates of few spans (those the text index found), added up row by row: the
-    random reads of a few thousand rows are cheap, two grouped passes over them are not. The
+    """The aggregates of few spans (those the text picked), added up row by row: on schema 5
+    from the (text_id, start) index alone, which covers every column read here; two grouped
+    passes over them would be planned on another index and read far more. The
     buckets are SQL's (``ln`` is the C library's ``log`` in both)."""
     ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)" if store.has_cost else "NULL"
     cost = "cost_usd" if store.has_cost else "NULL"
