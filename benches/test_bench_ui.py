@@ -251,7 +251,7 @@ def test_store_write_cost(
     records = next(_records(10_000, time.time_ns(), seconds))
     batches = [records[i : i + 500] for i in range(0, len(records), 500)]
     if write_path != "schema-5":
-        monkeypatch.setattr(rollups, "add_inserted", lambda conn, after_rowid: None)
+        monkeypatch.setattr(rollups, "add_inserted", lambda conn, after_rowid, spans=None: None)
         monkeypatch.setattr(
             sqlite_exporter, "_with_text_ids", lambda conn, rows: [(*row, None) for row in rows]
         )

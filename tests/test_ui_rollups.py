@@ -424,3 +424,18 @@ def test_many_matching_texts_are_looked_up_in_the_query(
         monkeypatch.setattr(queries, "TEXT_ID_LIST_MAX", 1)
         assert queries.matching_text_ids(store, "l") is None
         _check_text(store, rng)
+
+
+def test_a_batch_the_rollups_cannot_add_up_in_python_is_read_back(tmp_path: Path) -> None:
+    """A time to first token past int64 nanoseconds (SQL's CAST saturates, Python's int does
+    not) sends the batch's rollups down the SQL path: answers still equal the raw rows'."""
+    rng = random.Random(13)
+    now = time.time_ns()
+    records = _records(rng, 300, now - DAY, DAY)
+    records[5]["metadata"] = {**records[5]["metadata"], "time_to_first_token_ms": 1e300}
+    path = tmp_path / "spans.db"
+    _write(path, [records]).shutdown()
+    with open_store(path) as store:
+        (high,) = store._conn.execute("SELECT max(max_ttft_ns) FROM span_rollups").fetchone()
+        assert high == 2**63 - 1
+        _check(store, rng, now - DAY, now, rounds=20)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import sqlite3
 import sys
@@ -273,6 +274,8 @@ _INSERT_WITH_TEXT: Final = (
 )
 #: Where a row's searchable texts are (``_row``'s order).
 _TEXT_POSITIONS: Final = tuple(_COLUMNS.index(column) for column in TEXT_COLUMNS)
+#: A row's values the rollups add up (``rollups.BATCH_COLUMNS``).
+_ROLLUP_VALUES: Final = operator.itemgetter(*(_COLUMNS.index(c) for c in rollups.BATCH_COLUMNS))
 #: Distinct texts looked up per statement (3 parameters each, under SQLite's oldest limit).
 _TEXT_CHUNK: Final = 300
 _NEWEST_ROWID: Final = "SELECT coalesce(max(rowid), 0) FROM spans"
@@ -659,8 +662,14 @@ class SqliteExporter:
                 (newest_rowid,) = conn.execute(
                     "SELECT coalesce(max(rowid), 0) FROM spans"
                 ).fetchone()
-                conn.executemany(_INSERT_WITH_TEXT, _with_text_ids(conn, rows))
-                rollups.add_inserted(conn, newest_rowid)
+                inserted = conn.executemany(_INSERT_WITH_TEXT, _with_text_ids(conn, rows)).rowcount
+                # Every row inserted (no retry, no duplicate): the rollups need not read them
+                # back. Otherwise they read what this transaction inserted.
+                rollups.add_inserted(
+                    conn,
+                    newest_rowid,
+                    map(_ROLLUP_VALUES, rows) if inserted == len(rows) else None,
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback(conn)
