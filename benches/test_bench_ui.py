@@ -45,12 +45,13 @@ SERVICES = ("api", "worker", "search", "billing", "chat")
 SEC = 1_000_000_000
 
 
-def _records(count: int, now: int) -> Iterator[list[dict[str, Any]]]:
-    """``count`` spans in time order over the last ``DAYS`` days, in batches of 10,000. Traces
-    of 4 spans (a root and three children); one trace in ten belongs to a session."""
+def _records(count: int, now: int, seconds: int = DAYS * 86400) -> Iterator[list[dict[str, Any]]]:
+    """``count`` spans in time order over the last ``seconds`` (``DAYS`` days), in batches of
+    10,000. Traces of 4 spans (a root and three children); one trace in ten belongs to a
+    session."""
     rng = random.Random(20261130)
-    span_ns = DAYS * 86400 * SEC // count
-    start0 = now - DAYS * 86400 * SEC
+    span_ns = seconds * SEC // count
+    start0 = now - seconds * SEC
     batch: list[dict[str, Any]] = []
     for i in range(count):
         trace = i // 4
@@ -164,9 +165,11 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "spans-30d-session": ("/api/spans", {"session_id": "session-7", "limit": 50}),
     "spans-24h-text": ("/api/spans", {"since": "24h", "q": "timed out", "limit": 50}),
     "spans-30d-text-rare": ("/api/spans", {"since": "30d", "q": "no such text", "limit": 50}),
-    # Under 3 characters the trigram index cannot help: the text filter scans the window.
+    # Under 3 characters (no trigram): LIKE over the distinct texts, then their ids.
     "spans-30d-text-short-rare": ("/api/spans", {"since": "30d", "q": "zq", "limit": 50}),
     "stats-model-30d-text": ("/api/stats", {"since": "30d", "by": "model", "q": "timed out"}),
+    "stats-model-30d-text-short": ("/api/stats", {"since": "30d", "by": "model", "q": "ou"}),
+    "timeseries-30d-text": ("/api/timeseries", {"since": "30d", "points": 60, "q": "timed out"}),
     "stats-model-30d-filtered": (
         "/api/stats",
         {"since": "30d", "by": "service", "model": "o3", "status": "error"},
@@ -230,27 +233,36 @@ def test_baseline_cli_stats(benchmark: Any, store: Path, newest: int, window: st
     assert sum(g["count"] for g in groups) > 0
 
 
-@pytest.mark.parametrize("write_path", ["schema-4", "without-rollups-and-text-index"])
+@pytest.mark.parametrize("spread", ["live-60s", "backfill-30d"])
+@pytest.mark.parametrize("write_path", ["schema-5", "without-rollups-and-text-ids"])
 def test_store_write_cost(
-    benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_path: str
+    benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_path: str, spread: str
 ) -> None:
-    """What the rollups and the text index cost the exporter: 20 batches of 500 spans into a
-    fresh store, side by side with the same exporter with both turned off (the schema-3 path)."""
+    """What the rollups and the text ids cost the exporter: 20 batches of 500 spans into a
+    fresh store, side by side with the same exporter with both turned off (the schema-3 path:
+    no rollups, no distinct texts, no (text_id, start) index). ``live-60s``: the spans of a
+    busy service's last minute (~170 a second), as a flusher exports them, so a batch touches
+    an hour or two; ``backfill-30d``: the same count spread over 30 days (every span its own
+    hour: the rollups' worst case)."""
     from instrumentation_sdk.exporters import rollups
+    from instrumentation_sdk.exporters import sqlite as sqlite_exporter
 
-    records = next(_records(10_000, time.time_ns()))
+    seconds = 60 if spread == "live-60s" else DAYS * 86400
+    records = next(_records(10_000, time.time_ns(), seconds))
     batches = [records[i : i + 500] for i in range(0, len(records), 500)]
-    if write_path != "schema-4":
-        monkeypatch.setattr(rollups, "add_inserted", lambda conn, after_rowid: None)
+    if write_path != "schema-5":
+        monkeypatch.setattr(rollups, "add_inserted", lambda conn, after_rowid, spans=None: None)
+        monkeypatch.setattr(
+            sqlite_exporter, "_with_text_ids", lambda conn, rows: [(*row, None) for row in rows]
+        )
     paths = iter(range(1000))
 
     def setup() -> tuple[tuple[SqliteExporter], dict[str, Any]]:
         exporter = SqliteExporter(tmp_path / f"w{next(paths)}.db", max_bytes=0, max_age=0)
         exporter.export(batches[0][:1])  # create and migrate outside the timing
-        if write_path != "schema-4":
+        if write_path != "schema-5":
             conn = sqlite3.connect(exporter.path)
-            for trigger in ("insert", "delete", "update"):
-                conn.execute(f"DROP TRIGGER span_text_{trigger}")
+            conn.execute("DROP INDEX spans_text_start")
             conn.close()
         return (exporter,), {}
 

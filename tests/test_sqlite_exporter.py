@@ -54,6 +54,7 @@ EXPECTED_COLUMNS = [
     ("completion", "TEXT"),
     ("cost_usd", "REAL"),
     ("time_to_first_token_ms", "REAL"),
+    ("text_id", "INTEGER"),
 ]
 
 
@@ -115,7 +116,7 @@ def exporter(db: Path) -> Any:
 def test_first_export_creates_schema_at_current_version(db: Path, exporter: SqliteExporter) -> None:
     assert not db.exists(), "the file is opened lazily, on the first export"
     exporter.export([make_record(1)])
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 4
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 5
     assert user_version(db) == SCHEMA_VERSION
     columns = [(row["name"], row["type"]) for row in rows(db, "PRAGMA table_info(spans)")]
     assert columns == EXPECTED_COLUMNS
@@ -136,12 +137,14 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
         "spans_session_start",
         "spans_user_start",
         "span_rollups_bucket",
+        "spans_text_start",
     }
     kinds = rows(db, "SELECT type, name FROM sqlite_master")
     tables = {row["name"] for row in kinds if row["type"] == "table"}
-    assert {"spans", "span_rollups", "span_rollup_state", "span_text"} <= tables
+    assert {"spans", "span_rollups", "span_rollup_state", "span_texts", "span_texts_fts"} <= tables
+    assert "span_text" not in tables  # schema 4's per-span index, dropped by 5
     triggers = {row["name"] for row in kinds if row["type"] == "trigger"}
-    assert triggers == {"span_text_insert", "span_text_delete", "span_text_update"}
+    assert triggers == {"span_texts_fts_insert", "span_texts_fts_delete"}
     assert "WHERE status = 'error'" in indexes["spans_errors"]
     assert "WHERE session_id IS NOT NULL" in indexes["spans_session_start"]
 
@@ -737,7 +740,7 @@ def test_every_record_field_has_its_column_after_migrating(db: Path) -> None:
     columns = {row["name"] for row in rows(db, "PRAGMA table_info(spans)")}
     fields = {column for _key, _type, _otlp, column in _core.record_fields()}
     assert fields <= columns, f"fields without a column: {sorted(fields - columns)}"
-    assert columns - fields == set(sqlite_exporter.DERIVED_COLUMNS)
+    assert columns - fields == {*sqlite_exporter.DERIVED_COLUMNS, "text_id"}
     assert [key for key, *_ in _core.record_fields()] == list(RECORD_KEYS)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from instrumentation_sdk.exporters import rollups
 from instrumentation_sdk.exporters.sqlite import (
-    _INSERT,
+    _COLUMNS,
     MIGRATIONS,
     SCHEMA_VERSION,
     SqliteExporter,
@@ -37,6 +37,8 @@ DAY = 24 * HOUR
 MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "claude-sonnet-4-5", "local-model")
 PROVIDERS = ("openai", "anthropic", None)
 SERVICES = ("api", "worker", None)
+#: An insert as schemas 3 and 4 took it (no text id).
+_INSERT = f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 NAMES = ("llm", "agent step", "Retrieve_docs", "tool 100%", 'quote "x"', "Café")
 ERRORS = (
     ("TimeoutError", "upstream timed out after 30 s"),
@@ -153,7 +155,7 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
     exporter = _write(tmp_path / "spans.db", batches)
     exporter.shutdown()
     with open_store(tmp_path / "spans.db") as store:
-        assert store.version == SCHEMA_VERSION == 4
+        assert store.version == SCHEMA_VERSION == 5
         assert store.has_rollups
         assert store.has_text_index
         (stored,) = store._conn.execute("SELECT count(*) FROM spans").fetchone()
@@ -217,10 +219,34 @@ def test_retention_keeps_rollups_exact(tmp_path: Path) -> None:
     exporter.shutdown()
     with open_store(path) as store:
         _check(store, rng, now - 3 * DAY, now, rounds=30)
-    # The text index still matches its content table, row for row (raises if not).
+    _check_text_ids(path)
+
+
+def _check_text_ids(path: Path) -> None:
+    """Every span carries the id of its own text; every text is carried by a span (retention
+    prunes the rest); the texts' index matches its table row for row (raises if not)."""
     conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO span_text(span_text) VALUES ('integrity-check')")
-    conn.close()
+    try:
+        (wrong,) = conn.execute(
+            "SELECT count(*) FROM spans LEFT JOIN span_texts AS t ON t.id = spans.text_id "
+            "WHERE t.id IS NULL OR t.name != spans.name "
+            "OR t.error_type != coalesce(spans.error_type, '') "
+            "OR t.error_message != coalesce(spans.error_message, '')"
+        ).fetchone()
+        assert wrong == 0
+        (orphans,) = conn.execute(
+            "SELECT count(*) FROM span_texts AS t "
+            "WHERE NOT EXISTS (SELECT 1 FROM spans WHERE text_id = t.id)"
+        ).fetchone()
+        assert orphans == 0
+        (duplicates,) = conn.execute(
+            "SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT name, error_type, "
+            "error_message FROM span_texts)) FROM span_texts"
+        ).fetchone()
+        assert duplicates == 0
+        conn.execute("INSERT INTO span_texts_fts(span_texts_fts) VALUES ('integrity-check')")
+    finally:
+        conn.close()
 
 
 def test_migrating_a_schema_3_store_backfills_rollups_and_text(tmp_path: Path) -> None:
@@ -235,13 +261,49 @@ def test_migrating_a_schema_3_store_backfills_rollups_and_text(tmp_path: Path) -
     exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR)])  # migrates, then writes
     exporter.shutdown()
     with open_store(path) as store:
-        assert store.version == 4
+        assert store.version == 5
         assert store.has_text_index
         (rolled,) = store._conn.execute(
             "SELECT sum(spans) FROM span_rollups WHERE bucket_ns = ?", (DAY,)
         ).fetchone()
         assert rolled == 1600
         _check(store, rng, now - 4 * DAY, now, rounds=30)
+        _check_text(store, rng)
+    _check_text_ids(path)
+
+
+def test_migrating_a_schema_4_store_gives_spans_text_ids(tmp_path: Path) -> None:
+    """v4 -> v5 on a real file: the per-span index and its triggers go, the spans stored get
+    the ids of their distinct texts, and filters answer as LIKE over the spans does."""
+    rng = random.Random(4)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    rollups.ensure_math(conn)
+    assert migrate(conn, MIGRATIONS[:4]) == 4
+    records = _records(rng, 2000, now - 3 * DAY, 3 * DAY)
+    conn.execute("BEGIN")
+    conn.executemany(_INSERT, [_row(record, default_prices()) for record in records])
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT count(*) FROM span_text").fetchone() == (2000,)  # by trigger
+    conn.close()
+    exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR)])  # migrates, then writes
+    exporter.shutdown()
+    conn = sqlite3.connect(path)
+    names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    (texts,) = conn.execute("SELECT count(*) FROM span_texts").fetchone()
+    (distinct,) = conn.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT name, error_type, error_message FROM spans)"
+    ).fetchone()
+    conn.close()
+    assert not {"span_text", "span_text_insert", "span_text_delete", "span_text_update"} & names
+    assert {"span_texts", "span_texts_fts", "spans_text_start"} <= names
+    assert texts == distinct < 2100  # each distinct text once
+    _check_text_ids(path)
+    with open_store(path) as store:
+        assert store.version == 5
+        assert store.has_text_ids
+        assert store.has_text_index
         _check_text(store, rng)
 
 
@@ -271,10 +333,13 @@ def test_text_index_follows_inserts_and_deletes(tmp_path: Path) -> None:
     exporter.max_age = 24 * 3600.0
     exporter.export(_records(rng, 5, now - HOUR, HOUR))
     exporter.shutdown()
+    _check_text_ids(path)
     with open_store(path) as store:
         for text in ("timed out", "429: slow", "Café"):
             (indexed,) = store._conn.execute(
-                "SELECT count(*) FROM span_text WHERE span_text MATCH ?", (f'"{text}"',)
+                "SELECT count(*) FROM spans WHERE text_id IN (SELECT rowid FROM span_texts_fts "
+                "WHERE span_texts_fts MATCH ?)",
+                (f'"{text}"',),
             ).fetchone()
             (stored,) = store._conn.execute(
                 "SELECT count(*) FROM spans WHERE name LIKE ? OR error_message LIKE ?",
@@ -310,7 +375,8 @@ def test_short_text_reads_a_bounded_number_of_spans_per_page(
     monkeypatch.setattr(queries, "TEXT_SCAN_ROWS", 70)
     with open_store(path) as store:
         raw = _raw(store)
-        for text, reader in (("ll", store), ("%", store), ("timed out", raw), ("Caf", store)):
+        cases = [("ll", raw), ("%", raw), ("timed out", raw), ("ll", store), ("%", store)]
+        for text, reader in [*cases, ("l", store), ("Caf", store)]:
             span_filter = SpanFilter(text=text, since_ns=now - 2 * DAY)
             (expected,) = (
                 store._conn.execute(
@@ -336,6 +402,40 @@ def test_short_text_reads_a_bounded_number_of_spans_per_page(
             keys = [(s["start_time_unix_nano"], s["span_id"]) for s in seen]
             assert keys == sorted(keys, reverse=True), text
             assert len(set(keys)) == len(keys) == expected > 0, text
-            indexed = text != "timed out" and len(text) >= 3
-            assert (bounded == 0) == indexed, text
+            # Text ids answer any length unbounded; without them, every page is bounded.
+            assert (bounded == 0) == (reader is store), text
         raw.close()
+
+
+def test_many_matching_texts_are_looked_up_in_the_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``TEXT_ID_LIST_MAX`` matching texts the spans' query finds them itself (a
+    subquery on span_texts): the same answers as the id list and as LIKE over the spans."""
+    from instrumentation_sdk.ui import queries
+
+    rng = random.Random(11)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    _write(path, [_records(rng, 700, now - 2 * DAY, 2 * DAY)]).shutdown()
+    with open_store(path) as store:
+        assert queries.matching_text_ids(store, "no such text") == []
+        assert len(queries.matching_text_ids(store, "l") or []) > 1
+        monkeypatch.setattr(queries, "TEXT_ID_LIST_MAX", 1)
+        assert queries.matching_text_ids(store, "l") is None
+        _check_text(store, rng)
+
+
+def test_a_batch_the_rollups_cannot_add_up_in_python_is_read_back(tmp_path: Path) -> None:
+    """A time to first token past int64 nanoseconds (SQL's CAST saturates, Python's int does
+    not) sends the batch's rollups down the SQL path: answers still equal the raw rows'."""
+    rng = random.Random(13)
+    now = time.time_ns()
+    records = _records(rng, 300, now - DAY, DAY)
+    records[5]["metadata"] = {**records[5]["metadata"], "time_to_first_token_ms": 1e300}
+    path = tmp_path / "spans.db"
+    _write(path, [records]).shutdown()
+    with open_store(path) as store:
+        (high,) = store._conn.execute("SELECT max(max_ttft_ns) FROM span_rollups").fetchone()
+        assert high == 2**63 - 1
+        _check(store, rng, now - DAY, now, rounds=20)

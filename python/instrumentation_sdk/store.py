@@ -47,6 +47,7 @@ from .exporters.sqlite import (
     RECORD_FIELDS,
     SCHEMA_VERSION,
     TEXT_INDEX,
+    TEXTS_INDEX,
     default_db_path,
 )
 
@@ -138,8 +139,8 @@ class SpanStore:
         self._has_schema = has_schema
         #: The file's schema version (``PRAGMA user_version``); older files lack newer columns.
         self.version = version
-        #: Whether the file has the free-text index (schema 4, where SQLite has FTS5 trigram)
-        #: and this SQLite can read it.
+        #: Whether the file has a free-text index (schema 4's over the spans, schema 5's over
+        #: the distinct texts; where SQLite has FTS5 trigram) and this SQLite can read it.
         self.has_text_index = has_text_index
 
     @property
@@ -153,6 +154,12 @@ class SpanStore:
         """Whether the file has the hourly and daily rollups of schema 4
         (``exporters/rollups.py``)."""
         return self.version >= 4
+
+    @property
+    def has_text_ids(self) -> bool:
+        """Whether spans carry the id of their distinct text (schema 5): a text filter then
+        reads the small ``span_texts`` table, not the spans."""
+        return self.version >= 5
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -242,9 +249,10 @@ def open_store(path: str | os.PathLike[str] | None = None) -> SpanStore:
         conn.close()
         raise StoreError(f"{file} is an SQLite database, but not an instrumentation-sdk one")
     text_index = False
-    if TEXT_INDEX in tables:
+    index = TEXTS_INDEX if version >= 5 else TEXT_INDEX
+    if index in tables:
         try:
-            conn.execute(f"SELECT rowid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH 'abc' LIMIT 0")
+            conn.execute(f"SELECT rowid FROM {index} WHERE {index} MATCH 'abc' LIMIT 0")
             text_index = True
         except sqlite3.DatabaseError:
             pass  # this SQLite lacks FTS5 or trigram: text filters scan

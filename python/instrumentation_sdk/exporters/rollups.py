@@ -69,6 +69,7 @@ EMPTY_AGGREGATE: Final[dict[str, Any]] = {
     "cost_usd": None,
 }
 _INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 _KEY_COLUMNS: Final = ("model", "provider", "service_name", "status")
 _LITTLE_ENDIAN: Final = sys.byteorder == "little"
 
@@ -337,6 +338,44 @@ def _hourly(
     return hours
 
 
+#: What ``add_inserted`` takes per span when the caller has the batch in hand, in order.
+BATCH_COLUMNS: Final = (
+    "start_time_unix_nano",
+    "model",
+    "provider",
+    "service_name",
+    "status",
+    "duration_ns",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "time_to_first_token_ms",
+)
+
+
+def _hourly_from(spans: Iterable[tuple[Any, ...]]) -> dict[Key, Aggregate] | None:
+    """What ``_hourly`` computes, from the spans' values (``BATCH_COLUMNS``) instead of two
+    scans: the same buckets (``ln`` is the C library's ``log`` in both; SQL's CAST truncates
+    as ``int`` does). ``None`` for a time to first token past int64 nanoseconds, where SQL's
+    CAST saturates: the caller then takes the SQL path."""
+    hours: dict[Key, Aggregate] = {}
+    log, per_e = math.log, BUCKETS_PER_E
+    for start, model, provider, service, status, duration, prompt, completion, cost, ttft in spans:
+        key = (start - start % HOUR_NS, model, provider, service, status)
+        aggregate = hours.get(key)
+        if aggregate is None:
+            aggregate = hours[key] = Aggregate()
+        errors = 1 if status == "error" else 0
+        bucket = int(log(max(duration, 1)) * per_e)
+        aggregate.add_latency(bucket, 1, errors, prompt, completion, cost, duration, duration)
+        if ttft is not None:
+            ttft_ns = int(ttft * 1_000_000)
+            if not _INT64_MIN <= ttft_ns <= _INT64_MAX:
+                return None
+            aggregate.add_ttft(int(log(max(ttft_ns, 1)) * per_e), 1, ttft_ns, ttft_ns)
+    return hours
+
+
 def _with_days(hours: dict[Key, Aggregate]) -> dict[tuple[int, Key], Aggregate]:
     """The hourly aggregates and the daily ones they add up to, keyed by (width, key)."""
     levels: dict[tuple[int, Key], Aggregate] = {}
@@ -376,10 +415,19 @@ _UPDATE: Final = (
 )
 
 
-def add_inserted(conn: sqlite3.Connection, after_rowid: int) -> None:
+def add_inserted(
+    conn: sqlite3.Connection,
+    after_rowid: int,
+    spans: Iterable[tuple[Any, ...]] | None = None,
+) -> None:
     """Add the spans with ``rowid > after_rowid`` (what the current transaction inserted) to
-    their hourly and daily rollups. Call inside the inserting transaction."""
-    levels = _with_days(_hourly(conn, "rowid > ?", (after_rowid,)))
+    their hourly and daily rollups. Call inside the inserting transaction. ``spans``: those
+    same spans' ``BATCH_COLUMNS`` when the caller knows every one was inserted, which spares
+    reading them back."""
+    hours = _hourly_from(spans) if spans is not None else None
+    if hours is None:
+        hours = _hourly(conn, "rowid > ?", (after_rowid,))
+    levels = _with_days(hours)
     # The stored rows of the hours and days the batch touched, in one read per width.
     stored: dict[tuple[int, Key], tuple[Any, ...]] = {}
     for width in (HOUR_NS, DAY_NS):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import sqlite3
 import sys
@@ -51,6 +52,8 @@ __all__ = [
     "FORK_WAIT_SECONDS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "TEXTS_INDEX",
+    "TEXTS_TABLE",
     "SqliteExporter",
     "SqliteSchemaError",
     "default_db_path",
@@ -109,6 +112,66 @@ def _create_text_index(conn: sqlite3.Connection) -> None:
     except sqlite3.OperationalError:
         conn.execute("ROLLBACK TO text_index")
         conn.execute("RELEASE text_index")
+
+
+#: Schema 5's free text: each distinct (name, error type, error message) of the spans stored
+#: once in ``span_texts`` (NULL errors as ''), with its own FTS5 trigram index; a span carries
+#: its text's id (``spans.text_id``, indexed with the start time). Names and errors repeat
+#: heavily, so a batch indexes only the few texts it brings that are new, and a text filter
+#: becomes an id filter: the ids come from the small table (by the index, or by LIKE for text
+#: under 3 characters, which has no trigram).
+TEXTS_TABLE: Final = "span_texts"
+TEXTS_INDEX: Final = "span_texts_fts"
+_TEXT_KEY_SQL: Final = "name, coalesce(error_type, ''), coalesce(error_message, '')"
+_TEXTS_SQL: Final = (
+    # Schema 4's per-span index goes: it cost ~55 us per span on every batch.
+    *(f"DROP TRIGGER IF EXISTS {TEXT_INDEX}_{event}" for event in ("insert", "delete", "update")),
+    f"DROP TABLE IF EXISTS {TEXT_INDEX}",
+    f"""
+    CREATE TABLE {TEXTS_TABLE} (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        error_type    TEXT NOT NULL,
+        error_message TEXT NOT NULL,
+        UNIQUE (name, error_type, error_message)
+    )
+    """,
+    "ALTER TABLE spans ADD COLUMN text_id INTEGER",
+    f"INSERT OR IGNORE INTO {TEXTS_TABLE} (name, error_type, error_message) "
+    f"SELECT DISTINCT {_TEXT_KEY_SQL} FROM spans",
+    f"UPDATE spans SET text_id = (SELECT id FROM {TEXTS_TABLE} AS t WHERE t.name = spans.name "
+    "AND t.error_type = coalesce(spans.error_type, '') "
+    "AND t.error_message = coalesce(spans.error_message, ''))",
+    # Text-filtered lists walk it by start; text-filtered aggregates read only it (it covers
+    # every column they add up), not ~20,000 scattered rows of a month.
+    "CREATE INDEX spans_text_start ON spans (text_id, start_time_unix_nano, status, "
+    "duration_ns, model, provider, service_name, prompt_tokens, completion_tokens, cost_usd, "
+    "time_to_first_token_ms)",
+)
+_TEXTS_INDEX_SQL: Final = (
+    f"CREATE VIRTUAL TABLE {TEXTS_INDEX} USING fts5({', '.join(TEXT_COLUMNS)}, "
+    f"content='{TEXTS_TABLE}', content_rowid='id', tokenize='trigram case_sensitive 0')",
+    f"CREATE TRIGGER {TEXTS_INDEX}_insert AFTER INSERT ON {TEXTS_TABLE} BEGIN "
+    f"INSERT INTO {TEXTS_INDEX} (rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES (new.id, {', '.join(f'new.{c}' for c in TEXT_COLUMNS)}); END",
+    f"CREATE TRIGGER {TEXTS_INDEX}_delete AFTER DELETE ON {TEXTS_TABLE} BEGIN "
+    f"INSERT INTO {TEXTS_INDEX} ({TEXTS_INDEX}, rowid, {', '.join(TEXT_COLUMNS)}) "
+    f"VALUES ('delete', old.id, {', '.join(f'old.{c}' for c in TEXT_COLUMNS)}); END",
+    f"INSERT INTO {TEXTS_INDEX} ({TEXTS_INDEX}) VALUES ('rebuild')",
+)
+
+
+def _create_texts_index(conn: sqlite3.Connection) -> None:
+    """The distinct texts' FTS5 trigram index. Without FTS5 trigram (SQLite before 3.34) there
+    is none, and a text filter reads the distinct texts with LIKE (still not the spans)."""
+    try:
+        conn.execute("SAVEPOINT texts_index")
+        for statement in _TEXTS_INDEX_SQL:
+            conn.execute(statement)
+        conn.execute("RELEASE texts_index")
+    except sqlite3.OperationalError:
+        conn.execute("ROLLBACK TO texts_index")
+        conn.execute("RELEASE texts_index")
 
 
 #: Schema migrations in order: ``MIGRATIONS[i]`` takes a database from ``user_version == i`` to
@@ -185,6 +248,9 @@ MIGRATIONS: Final[tuple[tuple[MigrationStep, ...], ...]] = (
     # by every batch in its own transaction; the spans already stored are rolled up here. And
     # the dashboard's free-text index (see _create_text_index).
     (*rollups.MIGRATION, rollups.rebuild, _create_text_index),
+    # 5: the free text indexed once per distinct text instead of once per span (see
+    # _TEXTS_SQL); the spans stored get their text ids here.
+    (*_TEXTS_SQL, _create_texts_index),
 )
 
 #: The schema version this code writes and reads.
@@ -201,11 +267,17 @@ DERIVED_COLUMNS: Final = (
     "time_to_first_token_ms",
 )
 _COLUMNS: Final = (*(column for _key, _type, _otlp, column in RECORD_FIELDS), *DERIVED_COLUMNS)
-_INSERT: Final = (
-    f"INSERT INTO spans ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
+_INSERT_WITH_TEXT: Final = (
+    f"INSERT INTO spans ({', '.join(_COLUMNS)}, text_id) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)}, ?) "
     "ON CONFLICT(span_id) DO NOTHING"
 )
+#: Where a row's searchable texts are (``_row``'s order).
+_TEXT_POSITIONS: Final = tuple(_COLUMNS.index(column) for column in TEXT_COLUMNS)
+#: A row's values the rollups add up (``rollups.BATCH_COLUMNS``).
+_ROLLUP_VALUES: Final = operator.itemgetter(*(_COLUMNS.index(c) for c in rollups.BATCH_COLUMNS))
+#: Distinct texts looked up per statement (3 parameters each, under SQLite's oldest limit).
+_TEXT_CHUNK: Final = 300
 _NEWEST_ROWID: Final = "SELECT coalesce(max(rowid), 0) FROM spans"
 #: Fields a stored row cannot lack (NOT NULL columns); the other str fields may be None.
 _REQUIRED: Final = frozenset(
@@ -433,6 +505,31 @@ def _row(record: Mapping[str, Any], prices: PriceTable) -> Row:
     )
 
 
+def _with_text_ids(conn: sqlite3.Connection, rows: list[Row]) -> list[Row]:
+    """``rows`` each with its text id appended: the batch's distinct texts are inserted once
+    (``INSERT OR IGNORE``: those already stored keep their id), then their ids read back in a
+    few statements. In the batch's transaction (the write lock held), so a retention step of
+    another process cannot delete a text between the two."""
+    name, error_type, error_message = _TEXT_POSITIONS
+    keys = [(row[name], row[error_type] or "", row[error_message] or "") for row in rows]
+    distinct = list(dict.fromkeys(keys))
+    conn.executemany(
+        f"INSERT OR IGNORE INTO {TEXTS_TABLE} (name, error_type, error_message) VALUES (?, ?, ?)",
+        distinct,
+    )
+    ids: dict[tuple[Any, ...], int] = {}
+    for start in range(0, len(distinct), _TEXT_CHUNK):
+        chunk = distinct[start : start + _TEXT_CHUNK]
+        values = ", ".join("(?, ?, ?)" for _ in chunk)
+        for text_id, *stored in conn.execute(
+            f"SELECT id, name, error_type, error_message FROM {TEXTS_TABLE} "
+            f"WHERE (name, error_type, error_message) IN (VALUES {values})",
+            [part for text in chunk for part in text],
+        ):
+            ids[tuple(stored)] = text_id
+    return [(*row, ids[key]) for row, key in zip(rows, keys, strict=True)]
+
+
 def _file_id(path: Path) -> tuple[int, int] | None:
     """(device, inode) of ``path``, ``None`` when it does not exist."""
     try:
@@ -565,8 +662,14 @@ class SqliteExporter:
                 (newest_rowid,) = conn.execute(
                     "SELECT coalesce(max(rowid), 0) FROM spans"
                 ).fetchone()
-                conn.executemany(_INSERT, rows)
-                rollups.add_inserted(conn, newest_rowid)
+                inserted = conn.executemany(_INSERT_WITH_TEXT, _with_text_ids(conn, rows)).rowcount
+                # Every row inserted (no retry, no duplicate): the rollups need not read them
+                # back. Otherwise they read what this transaction inserted.
+                rollups.add_inserted(
+                    conn,
+                    newest_rowid,
+                    map(_ROLLUP_VALUES, rows) if inserted == len(rows) else None,
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback(conn)
@@ -607,10 +710,21 @@ class SqliteExporter:
             (newest_start,) = conn.execute(
                 f"SELECT max(start_time_unix_nano) FROM ({oldest})", (*params, _EVICT_ROWS)
             ).fetchone()
+            text_ids = conn.execute(
+                f"SELECT DISTINCT text_id FROM spans WHERE rowid IN (SELECT rowid FROM ({oldest}))",
+                (*params, _EVICT_ROWS),
+            ).fetchall()
             deleted = conn.execute(
                 f"DELETE FROM spans WHERE rowid IN (SELECT rowid FROM ({oldest}))",
                 (*params, _EVICT_ROWS),
             ).rowcount
+            # Texts no span carries any more go too (a text with unique parts, a request id in
+            # an error message, would otherwise outlive its spans and grow the store).
+            conn.executemany(
+                f"DELETE FROM {TEXTS_TABLE} WHERE id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM spans WHERE text_id = ?)",
+                [(text_id, text_id) for (text_id,) in text_ids if text_id is not None],
+            )
             if deleted > 0 and newest_start is not None:
                 rollups.forget_through(conn, int(newest_start))
             conn.execute("COMMIT")

@@ -146,8 +146,9 @@ def build_openapi(version: str) -> dict[str, Any]:
                                 "scan_bounded": {
                                     "type": "boolean",
                                     "description": (
-                                        "a text filter under 3 characters read its bound of "
-                                        "spans: follow next_cursor for older matches"
+                                        "a text filter read its bound of spans (only on a "
+                                        "store not yet migrated to schema 5): follow "
+                                        "next_cursor for older matches"
                                     ),
                                 },
                             },

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -29,7 +29,7 @@ from ..exporters.rollups import (
     floor_to,
     log_bucket_sql,
 )
-from ..exporters.sqlite import TEXT_INDEX
+from ..exporters.sqlite import TEXT_INDEX, TEXTS_INDEX, TEXTS_TABLE
 from ..store import GROUP_COLUMNS, SpanStore, record_from_row
 
 __all__ = [
@@ -120,31 +120,43 @@ class SpanFilter:
         narrows them (those are read from the raw rows)."""
         return self.session_id is None and self.user_id is None and not self.text
 
-    def where(self, *, text_index: bool = False) -> tuple[str, list[Any]]:
-        """``" WHERE ..."`` (or ``""``) and its parameters; ``text_index``: the store has the
-        free-text index (``SpanStore.has_text_index``)."""
+    def where(
+        self,
+        *,
+        text_index: bool = False,
+        text_ids: bool = False,
+        matching_ids: Sequence[int] | None = None,
+    ) -> tuple[str, list[Any]]:
+        """``" WHERE ..."`` (or ``""``) and its parameters; ``text_index``: the store has a
+        free-text index (``SpanStore.has_text_index``); ``text_ids``: its spans carry text ids
+        (``SpanStore.has_text_ids``); ``matching_ids``: the ids of the texts that match, when
+        already looked up (``matching_text_ids``): the query planner then sees the list (an
+        empty one selects nothing at once) instead of a subquery it cannot size."""
         conditions, params = self.key_conditions()
         for name in ("session_id", "user_id"):
             value = getattr(self, name)
             if value is not None:
                 conditions.append(f"{name} = ?")
                 params.append(value)
-        if self.text:
-            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", self.text) + "%"
-            like = (
-                "(name LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' "
-                "OR error_message LIKE ? ESCAPE '\\')"
+        if self.text and text_ids and matching_ids is not None:
+            if matching_ids:
+                conditions.append(f"text_id IN ({', '.join('?' for _ in matching_ids)})")
+                params += list(matching_ids)
+            else:
+                conditions.append("0")  # no text matches
+        elif self.text and text_ids:
+            # An id filter: the matching distinct texts picked from span_texts.
+            texts, texts_params = self.texts_condition(
+                text_index=text_index, index=TEXTS_INDEX, key="id"
             )
-            if self.uses_text_index(text_index):
-                # The trigram index finds the candidates (a superset: it also folds non-ASCII
-                # case); LIKE keeps the filter's own semantics. Shorter text has no trigram.
-                phrase = '"' + self.text.replace('"', '""') + '"'
-                conditions.append(
-                    f"rowid IN (SELECT rowid FROM {TEXT_INDEX} WHERE {TEXT_INDEX} MATCH ?)"
-                )
-                params.append(phrase)
-            conditions.append(like)
-            params += [pattern] * 3
+            conditions.append(f"text_id IN (SELECT id FROM {TEXTS_TABLE} WHERE {texts})")
+            params += texts_params
+        elif self.text:
+            texts, texts_params = self.texts_condition(
+                text_index=text_index, index=TEXT_INDEX, key="rowid"
+            )
+            conditions.append(texts)
+            params += texts_params
         if self.since_ns is not None:
             conditions.append("start_time_unix_nano >= ?")
             params.append(self.since_ns)
@@ -153,11 +165,34 @@ class SpanFilter:
             params.append(self.until_ns)
         return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
-    def uses_text_index(self, text_index: bool) -> bool:
-        """Whether ``where(text_index=...)`` looks the text up in the index (3+ characters)."""
-        return text_index and self.text is not None and len(self.text) >= 3
+    def texts_condition(self, *, text_index: bool, index: str, key: str) -> tuple[str, list[Any]]:
+        """The text filter as a condition over the columns name, error_type and error_message
+        (of ``spans``, or of ``span_texts``) and its parameters: ASCII-case-insensitive
+        substring LIKE, after the trigram ``index`` narrowed the candidates (a superset: it
+        also folds non-ASCII case) when there is one and the text has a trigram (3+
+        characters); ``key``: the rowid column the index's rowids are."""
+        text = self.text or ""
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+        like = (
+            "(name LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\' "
+            "OR error_message LIKE ? ESCAPE '\\')"
+        )
+        if not (text_index and len(text) >= 3):
+            return like, [pattern] * 3
+        phrase = '"' + text.replace('"', '""') + '"'
+        return (
+            f"{key} IN (SELECT rowid FROM {index} WHERE {index} MATCH ?) AND {like}",
+            [phrase, *[pattern] * 3],
+        )
 
-    def scan_hint(self, *, text_index: bool = False) -> str:
+    def uses_text_index(self, text_index: bool = False, text_ids: bool = False) -> bool:
+        """Whether ``where(...)`` finds the text without reading every span of the window: by
+        text ids (schema 5, any length), or in schema 4's index (3+ characters)."""
+        if not self.text:
+            return False
+        return text_ids or (text_index and len(self.text) >= 3)
+
+    def scan_hint(self, *, text_index: bool = False, text_ids: bool = False) -> str:
         """How an aggregate over these spans should read the table: by start time when only
         the window (and status or text) narrows it. Left to itself, SQLite walks the
         (model, start) index to spare the GROUP BY a sort, and pays a table lookup per row in
@@ -165,8 +200,8 @@ class SpanFilter:
         narrowed = (self.model, self.provider, self.service, self.session_id, self.user_id)
         if self.since_ns is None or any(value is not None for value in narrowed):
             return ""
-        if self.uses_text_index(text_index):
-            return ""  # the text index narrows more
+        if self.uses_text_index(text_index, text_ids):
+            return ""  # the text narrows more
         return " INDEXED BY spans_start_time"
 
     def as_dict(self) -> dict[str, Any]:
@@ -201,8 +236,9 @@ def search_spans(
     "scan_bounded": bool}``.
 
     Pass ``next_cursor`` back as ``cursor`` for the next page; spans stored meanwhile do not
-    shift the pages (the cursor is the last span's start time and id). A text filter the
-    index cannot answer (under 3 characters, or a store without the index) reads about
+    shift the pages (the cursor is the last span's start time and id). A text filter on a
+    store without text ids (not yet migrated to schema 5) that its index cannot answer (under
+    3 characters, or no index) reads about
     ``TEXT_SCAN_ROWS`` spans per page (all those that started at the last one's time): when it
     stops there, ``scan_bounded`` is true and
     ``next_cursor`` continues after the last span read, so the page may hold fewer than
@@ -223,7 +259,9 @@ def search_spans(
         params += [start, span_id]
     order = " ORDER BY start_time_unix_nano DESC, span_id DESC"
     bound: int | None = None
-    if span_filter.text and not span_filter.uses_text_index(store.has_text_index):
+    if span_filter.text and not span_filter.uses_text_index(
+        store.has_text_index, store.has_text_ids
+    ):
         unscanned = SpanFilter(**{**window, "text": None})
         where, unscanned_params = _and(unscanned.where(), conditions, params)
         # By start time alone (the index covers it): the spans read are those from the bound's
@@ -242,7 +280,11 @@ def search_spans(
     if since is not None and until is not None and until <= since:  # a cursor past the window
         return {"spans": [], "next_cursor": None, "scan_bounded": False}
     bounded = SpanFilter(**window)
-    where, all_params = _and(bounded.where(text_index=store.has_text_index), conditions, params)
+    where, all_params = _and(
+        _where(store, bounded),
+        conditions,
+        params,
+    )
     rows = _rows(store, f"{store.select_record()}{where}{order} LIMIT ?", [*all_params, limit + 1])
     records = [record_from_row(row) for row in rows[:limit]]
     for record in records:
@@ -253,6 +295,41 @@ def search_spans(
         # An empty span id: every span that started at the bound was read.
         return {"spans": records, "next_cursor": f"{bound}.", "scan_bounded": True}
     return {"spans": records, "next_cursor": None, "scan_bounded": False}
+
+
+#: Matching texts at most this many are passed to the spans' query as a list of ids; more
+#: (texts with unique parts, ids in error messages) as the subquery that finds them.
+TEXT_ID_LIST_MAX: Final = 2000
+
+
+def matching_text_ids(store: SpanStore, text: str) -> list[int] | None:
+    """The ids of the distinct texts ``text`` matches (schema 5), ``None`` when there are more
+    than ``TEXT_ID_LIST_MAX`` (or the store has no text ids)."""
+    if not store.has_text_ids:
+        return None
+    inner, params = SpanFilter(text=text).texts_condition(
+        text_index=store.has_text_index, index=TEXTS_INDEX, key="id"
+    )
+    rows = _rows(
+        store,
+        f"SELECT id FROM {TEXTS_TABLE} WHERE {inner} LIMIT ?",
+        [*params, TEXT_ID_LIST_MAX + 1],
+    )
+    if len(rows) > TEXT_ID_LIST_MAX:
+        return None
+    return [int(text_id) for (text_id,) in rows]
+
+
+def _where(store: SpanStore, span_filter: SpanFilter) -> tuple[str, list[Any]]:
+    """``span_filter.where`` for ``store``, its text looked up first where it can be."""
+    matching = matching_text_ids(store, span_filter.text) if span_filter.text else None
+    return span_filter.where(**_text_kinds(store), matching_ids=matching)
+
+
+def _text_kinds(store: SpanStore) -> dict[str, bool]:
+    """How ``store`` can find a text: the ``text_index``/``text_ids`` arguments of
+    ``SpanFilter.where``."""
+    return {"text_index": store.has_text_index, "text_ids": store.has_text_ids}
 
 
 def _and(
@@ -361,13 +438,13 @@ def _raw_aggregates(
 ) -> None:
     """Add to ``groups``, per value of the SQL expression ``key``, the aggregate of the matching
     raw spans. Two scans: totals with the latency histogram (grouped by key and bucket), then
-    the TTFT histogram of the streamed spans; or, when the text index picks the spans, one
-    read of them, added up here."""
-    where, params = span_filter.where(text_index=store.has_text_index)
-    if span_filter.uses_text_index(store.has_text_index):
+    the TTFT histogram of the streamed spans; or, when text ids (or schema 4's index) pick
+    the spans, one read of them, added up here."""
+    where, params = _where(store, span_filter)
+    if span_filter.uses_text_index(**_text_kinds(store)):
         _add_rows(store, key, where, params, groups)
         return
-    table = f"spans{span_filter.scan_hint(text_index=store.has_text_index)}"
+    table = f"spans{span_filter.scan_hint(**_text_kinds(store))}"
     cost = "sum(cost_usd)" if store.has_cost else "NULL"
     for group, bucket, count, errors, prompt, completion, cost_usd, low, high in _rows(
         store,
@@ -397,8 +474,9 @@ def _raw_aggregates(
 def _add_rows(
     store: SpanStore, key: str, where: str, params: list[Any], groups: dict[Any, Aggregate]
 ) -> None:
-    """The aggregates of few spans (those the text index found), added up row by row: the
-    random reads of a few thousand rows are cheap, two grouped passes over them are not. The
+    """The aggregates of few spans (those the text picked), added up row by row: on schema 5
+    from the (text_id, start) index alone, which covers every column read here; two grouped
+    passes over them would be planned on another index and read far more. The
     buckets are SQL's (``ln`` is the C library's ``log`` in both)."""
     ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)" if store.has_cost else "NULL"
     cost = "cost_usd" if store.has_cost else "NULL"
