@@ -101,17 +101,23 @@ _TEXT_INDEX_SQL: Final = (
 )
 
 
-def _create_text_index(conn: sqlite3.Connection) -> None:
-    """The free-text index, filled from the spans stored. An SQLite without FTS5 or its
-    trigram tokenizer (before 3.34) gets none: the dashboard then scans, as before."""
+def _create_if_supported(conn: sqlite3.Connection, statements: Sequence[str]) -> None:
+    """Runs ``statements`` all or none: an SQLite without FTS5 or its trigram tokenizer (before
+    3.34) refuses them, and the store then has no such index."""
     try:
-        conn.execute("SAVEPOINT text_index")
-        for statement in _TEXT_INDEX_SQL:
+        conn.execute("SAVEPOINT optional_index")
+        for statement in statements:
             conn.execute(statement)
-        conn.execute("RELEASE text_index")
+        conn.execute("RELEASE optional_index")
     except sqlite3.OperationalError:
-        conn.execute("ROLLBACK TO text_index")
-        conn.execute("RELEASE text_index")
+        conn.execute("ROLLBACK TO optional_index")
+        conn.execute("RELEASE optional_index")
+
+
+def _create_text_index(conn: sqlite3.Connection) -> None:
+    """The free-text index, filled from the spans stored; without FTS5 trigram, none: the
+    dashboard then scans, as before."""
+    _create_if_supported(conn, _TEXT_INDEX_SQL)
 
 
 #: Schema 5's free text: each distinct (name, error type, error message) of the spans stored
@@ -164,14 +170,7 @@ _TEXTS_INDEX_SQL: Final = (
 def _create_texts_index(conn: sqlite3.Connection) -> None:
     """The distinct texts' FTS5 trigram index. Without FTS5 trigram (SQLite before 3.34) there
     is none, and a text filter reads the distinct texts with LIKE (still not the spans)."""
-    try:
-        conn.execute("SAVEPOINT texts_index")
-        for statement in _TEXTS_INDEX_SQL:
-            conn.execute(statement)
-        conn.execute("RELEASE texts_index")
-    except sqlite3.OperationalError:
-        conn.execute("ROLLBACK TO texts_index")
-        conn.execute("RELEASE texts_index")
+    _create_if_supported(conn, _TEXTS_INDEX_SQL)
 
 
 #: Schema migrations in order: ``MIGRATIONS[i]`` takes a database from ``user_version == i`` to
