@@ -31,7 +31,11 @@ _FILTERS = [
     ),
     _param("session_id", "only spans of this session"),
     _param("user_id", "only spans of this user"),
-    _param("q", "a substring of the span name, error type or error message"),
+    _param(
+        "q",
+        "a substring of the span name, error type or error message (no NUL character)",
+        {"type": "string", "pattern": "^[^\\x00]*$"},
+    ),
     _param("since", "start at or after: Unix nanoseconds, or a window such as 15m, 1h, 30d", _TIME),
     _param("until", "start before: Unix nanoseconds, or a window ago", _TIME),
 ]

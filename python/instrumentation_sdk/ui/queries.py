@@ -87,6 +87,9 @@ class SpanFilter:
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in _STATUSES:
             raise ValueError(f"status must be one of {', '.join(_STATUSES)}, got {self.status!r}")
+        if self.text is not None and "\x00" in self.text:
+            # SQLite ends a LIKE pattern (and FTS5 a query) at NUL: it would match anything.
+            raise ValueError("q must not contain a NUL character")
         if (
             self.since_ns is not None
             and self.until_ns is not None
