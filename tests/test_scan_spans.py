@@ -7,6 +7,7 @@ as an error."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -71,6 +72,28 @@ def one_call(prompt: Any = PROMPT) -> None:
         span.set_completion(COMPLETION)
 
 
+def failing_call() -> None:
+    """An error span: its message (raised by the host with a value in it) is stored as text the
+    dashboard indexes (``span_texts`` and its FTS tables), not only in the span row."""
+    with contextlib.suppress(LookupError), llm_span("gpt-4o", "openai"):
+        raise LookupError(f"no account for {EMAIL} with card {CARD}")
+
+
+def every_table(path: Path) -> str:
+    """Every row of every table in the store: spans, texts, full-text shadow tables, rollups."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        assert "span_texts" in tables, tables
+        return json.dumps(
+            {table: conn.execute(f'SELECT * FROM "{table}"').fetchall() for table in tables},
+            default=lambda value: (
+                value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            ),
+        )
+
+
 def through_every_exporter(tmp_path: Path, **settings: Any) -> dict[str, str]:
     written: dict[str, str] = {}
     memory = InMemoryExporter()
@@ -82,12 +105,12 @@ def through_every_exporter(tmp_path: Path, **settings: Any) -> dict[str, str]:
         configure(exporter=exporter, flush_interval=0.05, capture_content=True, **settings)
         one_call()
         one_call(MESSAGES)
+        failing_call()
         assert flush(timeout=5.0), name
         shutdown(timeout=5.0)
     written["memory"] = json.dumps(memory.spans)
     written["jsonl"] = (tmp_path / "spans.jsonl").read_text()
-    with sqlite3.connect(tmp_path / "spans.db") as conn:
-        written["sqlite"] = json.dumps(conn.execute("SELECT * FROM spans").fetchall())
+    written["sqlite"] = every_table(tmp_path / "spans.db")
     return written
 
 
@@ -96,7 +119,9 @@ def test_mask_cleans_every_text_before_any_exporter(tmp_path: Path) -> None:
     for name, text in written.items():
         for raw in RAW:
             assert raw not in text, (name, raw)
-    first, second = (json.loads(line) for line in written["jsonl"].splitlines())
+    first, second, failed = (json.loads(line) for line in written["jsonl"].splitlines())
+    assert failed["error_message"] == "no account for <EMAIL_ADDRESS> with card <CREDIT_CARD>"
+    assert "<EMAIL_ADDRESS>" in written["sqlite"], "the store holds the masked text"
     assert first["prompt"] == "My card is <CREDIT_CARD>, mail me at <EMAIL_ADDRESS>"
     assert first["completion"] == "Sure, I noted <EMAIL_ADDRESS> and key <SECRET>"
     assert first["user_id"] == "<EMAIL_ADDRESS>"
@@ -113,7 +138,7 @@ def test_hash_gives_the_same_token_for_the_same_value(tmp_path: Path) -> None:
     for name, text in written.items():
         for raw in RAW:
             assert raw not in text, (name, raw)
-    first, second = (json.loads(line) for line in written["jsonl"].splitlines())
+    first, second, _ = (json.loads(line) for line in written["jsonl"].splitlines())
     token = mask_pii(EMAIL, "hash", key=KEY)
     assert token.startswith("<EMAIL_ADDRESS:")
     assert first["user_id"] == token == second["user_id"]
