@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -58,9 +58,14 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class _NullExporter:
-    """``exporter="none"``: spans are counted as exported and go nowhere (records format)."""
+    """``exporter="none"``: spans are counted as exported and go nowhere. It takes JSON Lines,
+    which the core encodes with the interpreter detached: as records (a dict per span, built
+    holding the GIL) a busy request thread outran it and spans were dropped as buffer-full."""
 
-    def export(self, batch: list[dict[str, Any]]) -> None:
+    export_format: Literal["jsonl"] = "jsonl"
+    jsonl_file: _core.JsonlFile | None = None
+
+    def export_jsonl(self, lines: bytes) -> None:
         pass
 
 
