@@ -16,6 +16,7 @@ from instrumentation_sdk import configure, flush, llm_span, shutdown
 from instrumentation_sdk.exporters.sqlite import MIGRATIONS, SqliteExporter, migrate
 from instrumentation_sdk.prices import (
     Price,
+    PriceTable,
     default_prices,
     load_prices,
     record_cost,
@@ -66,6 +67,17 @@ def test_shipped_table_is_dated_and_versioned() -> None:
 def test_lookup_by_longest_prefix(model: str, listed: str | None) -> None:
     found = default_prices().lookup(model)
     assert (found[0] if found else None) == listed
+    assert default_prices().lookup(model) == found  # the second time, from the table's memory
+
+
+def test_a_table_is_read_only_and_its_memory_of_lookups_is_bounded() -> None:
+    table = PriceTable({"m": Price(1.0, None, 2.0)}, version=1, as_of="2025-01-01")
+    with pytest.raises(TypeError):
+        table.models["m"] = Price(0.0, None, 0.0)  # type: ignore[index]
+    for n in range(10_000):  # span model strings are unbounded: the memory starts over
+        assert table.lookup(f"m-{n}") == ("m", Price(1.0, None, 2.0))
+        assert table.lookup(f"x-{n}") is None
+    assert len(table._found) <= 4096
 
 
 def test_cost_arithmetic() -> None:

@@ -27,6 +27,7 @@ import os
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple, TypeAlias
 
 import msgspec
@@ -49,6 +50,8 @@ PricesSource: TypeAlias = Mapping[str, Any] | str | os.PathLike[str]
 
 _SEPARATORS: Final = ("-", ":", "@", "/")
 _PER: Final = 1_000_000
+#: Distinct model strings whose lookup a table remembers before it starts over.
+_MAX_REMEMBERED: Final = 4096
 
 
 class Price(NamedTuple):
@@ -62,14 +65,20 @@ class Price(NamedTuple):
 class PriceTable:
     """Prices by model name (lowercase), with the table's ``version`` and ``as_of`` date."""
 
-    __slots__ = ("_by_length", "as_of", "models", "version")
+    __slots__ = ("_by_length", "_found", "as_of", "models", "version")
 
     def __init__(self, models: Mapping[str, Price], *, version: int | str, as_of: str) -> None:
-        self.models: dict[str, Price] = {name.lower(): price for name, price in models.items()}
+        # Read-only: lookups are remembered, so the table must not change under them.
+        self.models: Mapping[str, Price] = MappingProxyType(
+            {name.lower(): price for name, price in models.items()}
+        )
         self.version = version
         self.as_of = as_of
         # Longest names first, so the longest matching prefix wins.
         self._by_length = sorted(self.models, key=len, reverse=True)
+        # Lookups by the model string as given: the exporter prices every span, and a dated
+        # name ("gpt-4o-2024-08-06") would otherwise walk the whole table each time.
+        self._found: dict[str, tuple[str, Price] | None] = {}
 
     def __repr__(self) -> str:
         return (
@@ -84,6 +93,17 @@ class PriceTable:
         >>> default_prices().lookup("gpt-4.5-preview") is None
         True
         """
+        try:
+            return self._found[model]
+        except KeyError:
+            pass
+        found = self._search(model)
+        if len(self._found) >= _MAX_REMEMBERED:  # bounded: model strings come from spans
+            self._found.clear()
+        self._found[model] = found
+        return found
+
+    def _search(self, model: str) -> tuple[str, Price] | None:
         name = model.strip().lower()
         price = self.models.get(name)
         if price is not None:

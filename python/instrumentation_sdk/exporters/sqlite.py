@@ -448,25 +448,52 @@ def _token_column(metadata: Mapping[str, Any], key: str) -> int | None:
     return None
 
 
-def _column_value(key: str, type_: str, value: Any) -> str | int | None:
-    """One field of a record as its column's value; ``ValueError`` says what is wrong."""
-    text_types = ("trace_id", "span_id", "parent_span_id", "str", "str | None", "status")
-    if value is None and key not in _REQUIRED:
-        return "[]" if type_ == "events" else ("{}" if type_ == "metadata" else None)
-    if type_ in text_types:
-        if not isinstance(value, str):
-            allowed = "a str" if key in _REQUIRED else "a str or None"
+_TEXT_TYPES: Final = frozenset(
+    {"trace_id", "span_id", "parent_span_id", "str", "str | None", "status"}
+)
+_EMPTY_JSON: Final = {"events": "[]", "metadata": "{}"}
+
+
+def _field_reader(key: str, type_: str) -> Callable[[Mapping[str, Any]], str | int | None]:
+    """Reads one field of a record as its column's value; ``ValueError`` says what is wrong,
+    ``KeyError`` which required key is missing. Built once per field: the flusher calls these
+    for every field of every span, so the checks a field needs are chosen here, not per value."""
+    required = key in _REQUIRED
+    if type_ in _TEXT_TYPES:
+        allowed = "a str" if required else "a str or None"
+
+        def text(record: Mapping[str, Any]) -> str | None:
+            value = record[key] if required else record.get(key)
+            if isinstance(value, str) or (value is None and not required):
+                return value
             raise ValueError(f"{key} must be {allowed}, got {type(value).__name__}")
-        return value
+
+        return text
     if type_ == "unix_nano":
-        if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
-            raise ValueError(f"{key} must be a 64-bit int, got {value!r}")
-        return value
-    if type_ == "metadata" and not isinstance(value, Mapping):
-        raise ValueError(f"metadata must be a dict, got {type(value).__name__}")
-    if type_ == "events" and not isinstance(value, list | tuple):
-        raise ValueError(f"events must be a list, got {type(value).__name__}")
-    return _encode_metadata(value)  # metadata, events, captured content: JSON text
+
+        def unix_nano(record: Mapping[str, Any]) -> int:
+            value = record[key] if required else record.get(key)
+            if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
+                raise ValueError(f"{key} must be a 64-bit int, got {value!r}")
+            return value
+
+        return unix_nano
+    empty = _EMPTY_JSON.get(type_)
+    expected = {"metadata": (Mapping, "a dict"), "events": (list | tuple, "a list")}.get(type_)
+
+    def json_text(record: Mapping[str, Any]) -> str | None:
+        value = record.get(key)
+        if value is None:
+            return empty
+        if expected is not None and not isinstance(value, expected[0]):
+            raise ValueError(f"{key} must be {expected[1]}, got {type(value).__name__}")
+        return _encode_metadata(value)  # metadata, events, captured content: JSON text
+
+    return json_text
+
+
+#: One reader per field of the core's table, in column order.
+_FIELD_READERS: Final = tuple(_field_reader(key, type_) for key, type_, _o, _c in RECORD_FIELDS)
 
 
 def _finite_number(value: object) -> float | None:
@@ -482,10 +509,7 @@ def _row(record: Mapping[str, Any], prices: PriceTable) -> Row:
     if not isinstance(record, Mapping):
         raise ValueError(f"a span record must be a dict, got {type(record).__name__}")
     try:
-        values = [
-            _column_value(key, type_, record[key] if key in _REQUIRED else record.get(key))
-            for key, type_, _otlp, _column in RECORD_FIELDS
-        ]
+        values = [read(record) for read in _FIELD_READERS]
     except KeyError as missing:
         raise ValueError(
             f"span record {record.get('span_id')!r} lacks the key {missing.args[0]!r}"
