@@ -240,6 +240,17 @@ def test_migration_3_keeps_old_spans_and_lifts_their_ttft(tmp_path: Path) -> Non
     assert costs[hex_id("new", 16)] == pytest.approx(4 * 2.5 / M)
 
 
+def stats_command(db: Path, *options: str) -> str:
+    """``instrumentation-sdk stats`` in a real subprocess; its standard output."""
+    return subprocess.run(
+        [sys.executable, "-m", "instrumentation_sdk.cli_store", "stats", "--db", str(db), *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+
+
 def test_stats_command_totals_cost(tmp_path: Path) -> None:
     db = tmp_path / "spans.db"
     now = time.time_ns()
@@ -266,28 +277,13 @@ def test_stats_command_totals_cost(tmp_path: Path) -> None:
         ]
     )
     exporter.shutdown()
-    result = subprocess.run(
-        [sys.executable, "-m", "instrumentation_sdk.cli_store", "stats", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    table = stats_command(db)
+    lines = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
     assert lines["gpt-4o"][-1] == "2.5000"
     assert lines["o3"][-1] == "8.0000"
     assert lines["mystery"][-1] == "-"
-    assert result.stdout.rstrip().endswith(
-        "total cost: $10.5000 (models without a price have none)"
-    )
-    as_json = subprocess.run(
-        [sys.executable, "-m", "instrumentation_sdk.cli_store", "stats", "--db", str(db), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    costs = {g["group"]: g["cost_usd"] for g in json.loads(as_json.stdout)}
+    assert table.rstrip().endswith("total cost: $10.5000 (models without a price have none)")
+    costs = {g["group"]: g["cost_usd"] for g in json.loads(stats_command(db, "--json"))}
     assert costs == {"gpt-4o": 2.5, "o3": 8.0, "mystery": None}
 
 
@@ -326,44 +322,12 @@ def test_stats_command_totals_cost_by_session(tmp_path: Path) -> None:
         ]
     )
     exporter.shutdown()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "instrumentation_sdk.cli_store",
-            "stats",
-            "--by",
-            "session",
-            "--db",
-            str(db),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    groups = {g["group"]: g for g in json.loads(result.stdout)}
+    groups = {g["group"]: g for g in json.loads(stats_command(db, "--by", "session", "--json"))}
     assert set(groups) == {"chat/1", "chat/2", None}
     assert groups["chat/1"]["count"] == 2
     assert groups["chat/1"]["cost_usd"] == pytest.approx(2.5 + 8.0)
     assert groups["chat/2"]["cost_usd"] == pytest.approx(2.5)
     assert groups[None]["cost_usd"] == pytest.approx(2.5)
-    table = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "instrumentation_sdk.cli_store",
-            "stats",
-            "--by",
-            "session",
-            "--db",
-            str(db),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    table = stats_command(db, "--by", "session")
     assert table.splitlines()[0].split()[0] == "SESSION"
     assert "total cost: $15.5000" in table
