@@ -1,9 +1,10 @@
 """The pre-count of an OpenAI request against what the real API billed for it.
 
 ``tests/data/openai_prompt_usage.json`` holds requests recorded from the real API with their
-``usage.prompt_tokens`` (from OpenTelemetry's and OpenLLMetry's public test cassettes; each row
-names its source). Every request counted exactly (not estimated) must match what OpenAI
-billed; a recording made against a local stand-in server is shown to be one, not counted.
+``usage.prompt_tokens`` (from the public test cassettes of OpenTelemetry, OpenLLMetry,
+OpenInference, Logfire and Pydantic AI; each row names its source). Every request counted
+exactly (not estimated) must match what OpenAI billed; a recording made against a local
+stand-in server is shown to be one, not counted.
 ``tests/data/openai_function_definitions.json`` adds the billed counts two open-source token
 counters pin for both function-definition forms.
 """
@@ -49,9 +50,24 @@ NAMED = {
     "TestTeam.test_team_run.yaml#2": (321, 322),
     "TestTeam.test_team_run.yaml#3": (489, 490),
 }
-#: Unexplained: a strict tool's single-call history on gpt-4o bills 1 fewer than the rule that
-#: is exact on the same shape on gpt-4o-mini and gpt-4.1-nano (Logfire's cassette).
-OTHER_MISSES = {"test_pydantic_ai_mcp_sampling.yaml#2": (87, 88)}
+#: A single tool call's name is tokenized on its own: Logfire's ``joker`` (o200k: ".j" + "oker"
+#: after a dot, "joker" alone) billed 1 fewer than the rule that merged it with the dot. Found
+#: on that one request, then checked on Pydantic AI's held-out ``durability_get_weather_in_city``
+#: (1 call: 1 fewer; 2 calls: 2 fewer), and no other request changed. (billed, the old count)
+NAME_ON_ITS_OWN = {
+    "test_pydantic_ai_mcp_sampling.yaml#2": (87, 88),
+    "test_durability_agent_with_model_retry.yaml#1": (93, 94),
+    "test_durability_agent_with_model_retry.yaml#2": (127, 129),
+}
+#: Unexplained: two parallel calls (``delete_file`` and ``create_file``, strict tools, a system
+#: message) on gpt-4o bill 2 more than the rule exact on 5 parallel-call requests on gpt-4o-mini
+#: (the same request in 3 of Pydantic AI's cassettes). No other parallel call on gpt-4o with a
+#: rule-exact schema is recorded to tell a gpt-4o rendering from something in this request.
+OTHER_MISSES = {
+    "test_dbos_agent_with_hitl_tool.yaml#1": (133, 131),
+    "test_prefect_agent_with_hitl_tool.yaml#1": (133, 131),
+    "test_prefect_agent_with_hitl_tool_sync.yaml#1": (133, 131),
+}
 
 
 def _counted_rows() -> list[dict[str, Any]]:
@@ -87,10 +103,17 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row in exact, source
         assert row["prompt_tokens"] == billed
         assert count_tokens(row["request"]["messages"], row["response_model"]).tokens == cookbook
+    for source, (billed, _old) in NAME_ON_ITS_OWN.items():
+        row = next(r for r in DATA["chat"] if r["source"].endswith("/" + source))
+        assert row in exact, source
+        assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
-    # 116 of 117 counted requests exact, 35 of them with tools or tool calls; 21 estimated
-    # (images, structured-output schemas, definitions with keywords such as ``title``).
-    assert (len(exact), len(with_tools), len(estimated)) == (116, 35, 21)
+    harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
+    # 203 of 206 counted requests exact, 93 of them with tools or tool calls (26 of those on
+    # gpt-5 models); 54 estimated (images, documents, audio, structured-output schemas,
+    # definitions with keywords such as ``title``, o1 models).
+    counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
+    assert counts == (203, 93, 26, 54)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -243,3 +266,51 @@ def test_message_objects_from_a_response_count_like_dicts() -> None:
     as_object = {"messages": [{"role": "user", "content": "Hello"}, message]}
     as_dict = {"messages": [{"role": "user", "content": "Hello"}, message.model_dump()]}
     assert chat_prompt_estimate("gpt-4o", as_object) == chat_prompt_estimate("gpt-4o", as_dict)
+
+
+def test_harmony_models_do_not_render_tool_choice() -> None:
+    """gpt-5 models put the definitions in a message of their own (a fixed preamble, recorded
+    on 26 requests) and bill the same whatever ``tool_choice`` says; earlier models bill
+    ``"none"`` and a named tool."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": "The city"}},
+            },
+        },
+    }
+    base = {"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [tool]}
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    for model, same in (("gpt-5-mini", True), ("gpt-4o", False)):
+        counts = {
+            chat_prompt_estimate(model, {**base, "tool_choice": choice})[0]
+            for choice in ("auto", "none", named)
+        }
+        assert (len(counts) == 1) is same, model
+    # The preamble: 82 tokens more than the same definitions cost gpt-4o, less the reply's
+    # priming token harmony saves.
+    gpt5 = chat_prompt_estimate("gpt-5-mini", base)[0]
+    assert gpt5 == chat_prompt_estimate("gpt-4o", base)[0] + 82 - 1
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("gpt-4o-search-preview", (11, "tiktoken")),  # the messages' text alone
+        # 4 tokens per message (its role and 3 more), the text, the reply's priming
+        ("gpt-4o", (8 + 11 + 3, "tiktoken")),
+        ("o3-mini", (8 + 11 + 2, "tiktoken")),  # the reply primed with 2 tokens, not 3
+        ("o1-mini", (8 + 11 + 3, "estimate")),  # billed 7 more once: no rule pins it down
+    ],
+)
+def test_models_with_a_billing_of_their_own(model: str, expected: tuple[int, str]) -> None:
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},  # 6 tokens of text
+        {"role": "user", "content": "What day is today?"},  # 5 tokens of text
+    ]
+    tokens, method, _ = chat_prompt_estimate(model, {"messages": messages})
+    assert (tokens, method) == expected
