@@ -109,11 +109,11 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
-    # 203 of 206 counted requests exact, 93 of them with tools or tool calls (26 of those on
-    # gpt-5 models); 54 estimated (images, documents, audio, structured-output schemas,
-    # definitions with keywords such as ``title``, o1 models).
+    # 258 of 261 counted requests exact, 123 of them with tools or tool calls (26 of those on
+    # gpt-5 models); 417 estimated (images, documents, audio, structured-output schemas,
+    # definitions with keywords such as ``title`` or descriptions over several lines, o1).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (203, 93, 26, 54)
+    assert counts == (258, 123, 26, 417)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -316,22 +316,31 @@ def test_models_with_a_billing_of_their_own(model: str, expected: tuple[int, str
     assert (tokens, method) == expected
 
 
+#: Recordings added after the structured-output estimate was made (held out from its fit).
+HELD_OUT = ("github.com/crewAIInc/crewAI@", "github.com/Mirascope/mirascope@")
+
+
 def test_structured_output_schemas_are_estimated_closely() -> None:
     """No rendering tried makes a ``json_schema`` response format exact; the estimate (its
     name, description and schema without ``required`` under ``# Response Formats``) is within
-    4 tokens of the bill on the recorded schemas but the two with ``anyOf`` (14 over)."""
-    off = {}
+    4 tokens of the bill on the 12 schemas it was made on but the two with ``anyOf`` (14
+    over), and on about half of the held-out ones (crewAI's pydantic schemas with ``$defs``
+    are up to 29 over)."""
+    fitted, held_out = {}, {}
     for row in _counted_rows():
         response_format = row["request"].get("response_format") or {}
         if response_format.get("type") != "json_schema":
             continue
         tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
         assert method == "estimate"
-        off[row["source"]] = tokens - row["prompt_tokens"]
-    with_any_of = {s for s in off if "native_output_multiple" in s}
-    assert len(off) == 12
-    assert all(abs(v) <= 4 for s, v in off.items() if s not in with_any_of), off
-    assert [off[s] for s in sorted(with_any_of)] == [14, 14]
+        off = tokens - row["prompt_tokens"]
+        (held_out if row["source"].startswith(HELD_OUT) else fitted)[row["source"]] = off
+    with_any_of = {s for s in fitted if "native_output_multiple" in s}
+    assert len(fitted) == 12
+    assert all(abs(v) <= 4 for s, v in fitted.items() if s not in with_any_of), fitted
+    assert [fitted[s] for s in sorted(with_any_of)] == [14, 14]
+    close = sum(abs(v) <= 4 for v in held_out.values())
+    assert (close, len(held_out), max(held_out.values())) == (80, 152, 29)
 
 
 def test_a_pydantic_response_format_is_estimated_as_its_schema() -> None:
