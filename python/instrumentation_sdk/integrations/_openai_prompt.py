@@ -9,19 +9,23 @@ into the prompt what the rule does not see:
   newline, the definitions cost their text plus 9 tokens, 4 fewer when a system message is
   there to hold them. The two forms differ: legacy ``functions=[...]`` indents a nested
   object's lines and drops their descriptions; ``tools=[...]`` keeps the descriptions, does not
-  indent, and bills 1 token fewer per object with a property that has no description and is a
+  indent, renders a property's ``title`` (pydantic's) as a comment line before its
+  description, and bills 1 token fewer per object with a property that has neither and is a
   plain string or a number, and 1 fewer per undocumented boolean. A ``tools`` schema using a
-  keyword no billed count pins down (``title``, ``default``, ``format``, ``anyOf``...) is
-  estimated;
+  keyword no billed count pins down (``default``, ``format``, ``anyOf``...) or a description
+  over several lines is estimated;
 * ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token; a named function its name plus 4
-  (legacy ``function_call``) or plus 7 (``tool_choice``);
+  (legacy ``function_call``) or ``functions.<name>`` plus 6 (``tool_choice``);
 * an assistant message's ``tool_calls``: one call is addressed to its function (the message's
-  role becomes ``assistant to=functions.<name>`` and the arguments, as compact JSON, its
-  content, plus 2 tokens);
-  several calls go to ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses":
-  [{"recipient_name": "functions.<name>", "parameters": {...}}]}``; a ``tool`` message speaks as
-  ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it are not billed); a legacy
-  ``function`` result bills 2 fewer than the rule counts.
+  role becomes ``assistant to=functions.`` then the name, a string of its own, and the
+  arguments, as compact JSON, its content, plus 1 token); several calls go to
+  ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses": [{"recipient_name":
+  "functions.<name>", "parameters": {...}}]}``, estimated (it fits only some recordings); a
+  ``tool`` message speaks as ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it
+  are not billed); a legacy ``function`` result bills 2 fewer than the rule counts;
+* gpt-5 models ("harmony") prime the reply with one token fewer (so does o3-mini), put the
+  definitions in a message of their own behind a fixed preamble, do not render ``tool_choice``,
+  and bill each tool call's headers.
 
 The constants were fitted, not documented by OpenAI: on requests recorded from the real API
 (``tests/data/openai_prompt_usage.json``) and on the billed counts two open-source counters pin
@@ -30,8 +34,9 @@ joins its role as ``<role>:<name>``, one string for the tokenizer: the cookbook'
 is the colon, true unless the colon merges with the name (o200k's ``:user`` is one token).
 Images and audio are billed by rules the request does not fully tell (an image's size is in its
 bytes, or behind a URL), and structured-output schemas (``response_format``) by a rendering not
-pinned down yet: such requests are estimated and the method says ``"estimate"``. gpt-5 models
-prime the reply with one token fewer than earlier chat models.
+pinned down yet: such requests are estimated and the method says ``"estimate"`` (a schema is
+estimated as its text under ``# Response Formats``, see ``_response_format``). Search models
+bill their messages' text alone; o1 models are estimated.
 """
 
 from __future__ import annotations
@@ -366,9 +371,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             extra += beyond
             if harmony:
                 extra += _HARMONY_CALL
-            # Several calls in one message: the ``multi_tool_use.parallel`` rendering fits the
-            # 5 such requests recorded on gpt-4o-mini in 2024-2025 and none of the 17 since
-            # (gpt-4o off by -2 to +14; harmony's unrecorded): an estimate.
+            # Several calls in one message: the ``multi_tool_use.parallel`` rendering fits 5
+            # recorded requests (gpt-4o-mini) and misses 21 (gpt-4o by -2 or +5, gpt-4o-mini
+            # once and gpt-5-nano by +10): an estimate.
             media = media or len(message.get("tool_calls") or ()) > 1
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
