@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import _core
 
@@ -74,6 +74,35 @@ _TEXT_ONLY_MODELS = ("gpt-4o-search", "gpt-4o-mini-search")
 _UNPINNED_MODELS = ("o1",)
 #: Tokens an image part costs at the lowest detail (85 for gpt-4o-class models): the estimate.
 _IMAGE_ESTIMATE = 85
+
+
+class _Family(NamedTuple):
+    """Which of the rules above apply to a model (looked up once per model name)."""
+
+    harmony: bool
+    text_only: bool
+    unpinned: bool
+    primed_with_2: bool
+    unpinned_with_tools: bool
+
+
+_FAMILIES: dict[str, _Family] = {}
+
+
+def _family(model: str) -> _Family:
+    family = _FAMILIES.get(model)
+    if family is None:
+        family = _Family(
+            harmony=model.startswith(_HARMONY_MODELS),
+            text_only=model.startswith(_TEXT_ONLY_MODELS),
+            unpinned=model.startswith(_UNPINNED_MODELS),
+            primed_with_2=model.startswith(_REPLY_PRIMED_WITH_2),
+            unpinned_with_tools=model.startswith("o3-mini"),
+        )
+        if len(_FAMILIES) >= 256:
+            _FAMILIES.clear()
+        _FAMILIES[model] = family
+    return family
 
 
 def _as_mapping(message: Any) -> Mapping[str, Any] | None:
@@ -301,7 +330,8 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     messages = request.get("messages")
     if not isinstance(messages, list | tuple):
         return None
-    if model.startswith(_TEXT_ONLY_MODELS):
+    family = _family(model)
+    if family.text_only:
         return _text_only(model, messages)
     definitions = (
         _definitions_tokens(request, model)
@@ -310,7 +340,7 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     )
     functions = definitions is not None
     # Harmony puts the definitions in a message of their own: the system message is as given.
-    harmony = model.startswith(_HARMONY_MODELS)
+    harmony = family.harmony
     padded_system = harmony
     plain: list[Mapping[str, Any]] = []  # what the cookbook rule counts as is
     extra_texts: list[str] = []  # counted on their own, each adding its tokens
@@ -400,22 +430,24 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                     extra_texts.append(named["name"])  # a named legacy function_call
                     tokens += 4
     response_format = request.get("response_format")
-    if response_format is not None and not isinstance(response_format, str | dict):
-        response_format = _format_of_type(response_format)  # parse()'s pydantic model
-    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
-        # A structured-output schema is rendered into the prompt in a way not pinned down (no
-        # rendering tried fits all 12 recorded requests): an estimate, see _response_format.
-        extra_texts.append(_response_format(response_format.get("json_schema") or {}))
-        if not has_system and definitions is None:
-            tokens += 4  # the system message that holds it
-        media = True
-    elif response_format is not None and not isinstance(response_format, Mapping):
-        media = True  # a type whose schema could not be made: the messages alone
-    if model.startswith(_REPLY_PRIMED_WITH_2):
+    if response_format is not None:
+        if not isinstance(response_format, str | dict):
+            response_format = _format_of_type(response_format)  # parse()'s pydantic model
+        if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+            # A structured-output schema is rendered into the prompt in a way not pinned down
+            # (no rendering tried fits all 12 recorded requests): an estimate, see
+            # _response_format.
+            extra_texts.append(_response_format(response_format.get("json_schema") or {}))
+            if not has_system and definitions is None:
+                tokens += 4  # the system message that holds it
+            media = True
+        elif not isinstance(response_format, Mapping):
+            media = True  # a type whose schema could not be made: the messages alone
+    if family.primed_with_2:
         tokens -= 1  # the reply is primed with "<|start|>assistant": 2 tokens, not 3
     if extra_texts:
         tokens += sum(c.tokens for c in _core.count_tokens_batch(extra_texts, model))
-    unpinned = model.startswith(_UNPINNED_MODELS) or (functions and model.startswith("o3-mini"))
+    unpinned = family.unpinned or (functions and family.unpinned_with_tools)
     method = "estimate" if media or unpinned else count.method
     return tokens, method, count.encoding
 
