@@ -1,9 +1,10 @@
 """The pre-count of an OpenAI request against what the real API billed for it.
 
 ``tests/data/openai_prompt_usage.json`` holds requests recorded from the real API with their
-``usage.prompt_tokens`` (from OpenTelemetry's and OpenLLMetry's public test cassettes; each row
-names its source). Every request counted exactly (not estimated) must match what OpenAI
-billed; a recording made against a local stand-in server is shown to be one, not counted.
+``usage.prompt_tokens`` (from the public test cassettes of OpenTelemetry, OpenLLMetry,
+OpenInference, Logfire and Pydantic AI; each row names its source). Every request counted
+exactly (not estimated) must match what OpenAI billed; a recording made against a local
+stand-in server is shown to be one, not counted.
 ``tests/data/openai_function_definitions.json`` adds the billed counts two open-source token
 counters pin for both function-definition forms.
 """
@@ -49,9 +50,19 @@ NAMED = {
     "TestTeam.test_team_run.yaml#2": (321, 322),
     "TestTeam.test_team_run.yaml#3": (489, 490),
 }
-#: Unexplained: a strict tool's single-call history on gpt-4o bills 1 fewer than the rule that
-#: is exact on the same shape on gpt-4o-mini and gpt-4.1-nano (Logfire's cassette).
-OTHER_MISSES = {"test_pydantic_ai_mcp_sampling.yaml#2": (87, 88)}
+#: A single tool call's name is tokenized on its own: Logfire's ``joker`` (o200k: ".j" + "oker"
+#: after a dot, "joker" alone) billed 1 fewer than the rule that merged it with the dot. Found
+#: on that one request, then checked on Pydantic AI's held-out ``durability_get_weather_in_city``
+#: (1 call: 1 fewer; 2 calls: 2 fewer), and no other request changed. (billed, the old count)
+NAME_ON_ITS_OWN = {
+    "test_pydantic_ai_mcp_sampling.yaml#2": (87, 88),
+    "test_durability_agent_with_model_retry.yaml#1": (93, 94),
+    "test_durability_agent_with_model_retry.yaml#2": (127, 129),
+}
+#: No recorded request the rules count as exact misses its bill. (Several tool calls in one
+#: message are estimated: the ``multi_tool_use.parallel`` rendering fits 5 recorded requests on
+#: gpt-4o-mini and misses 21: gpt-4o's by -2 or +5, gpt-4o-mini's once and gpt-5-nano's by +10.)
+OTHER_MISSES: dict[str, tuple[int, int]] = {}
 
 
 def _counted_rows() -> list[dict[str, Any]]:
@@ -87,10 +98,18 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row in exact, source
         assert row["prompt_tokens"] == billed
         assert count_tokens(row["request"]["messages"], row["response_model"]).tokens == cookbook
+    for source, (billed, _old) in NAME_ON_ITS_OWN.items():
+        row = next(r for r in DATA["chat"] if r["source"].endswith("/" + source))
+        assert row in exact, source
+        assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
-    # 116 of 117 counted requests exact, 35 of them with tools or tool calls; 21 estimated
-    # (images, structured-output schemas, definitions with keywords such as ``title``).
-    assert (len(exact), len(with_tools), len(estimated)) == (116, 35, 21)
+    harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
+    # All 389 counted requests exact, 254 of them with tools or tool calls (33 of those on
+    # gpt-5 models); 289 estimated (images, documents, audio, structured-output schemas,
+    # definitions with keywords such as ``default`` or ``anyOf`` or descriptions over several
+    # lines, several calls in one message, o1).
+    counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
+    assert counts == (389, 254, 33, 289)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -204,17 +223,20 @@ def test_tools_form_rendering() -> None:
     ("keyword", "method"),
     [
         (None, "tiktoken"),
-        ({"title": "City"}, "estimate"),
-        ({"default": "Paris"}, "estimate"),
+        ({"title": "City"}, "tiktoken"),  # a comment line: exact on 103 recorded requests
+        ({"default": "Paris"}, "tiktoken"),  # "// Default: ..." (6 recorded requests)
+        ({"type": "object", "properties": {}, "default": None}, "estimate"),
+        ({"default": ["Paris"]}, "estimate"),
         ({"format": "date"}, "estimate"),
         ({"type": "array", "items": {"type": "object", "properties": {}}}, "estimate"),
     ],
 )
 def test_tools_with_keywords_not_pinned_down_are_estimated(
-    keyword: dict[str, str] | None, method: str
+    keyword: dict[str, Any] | None, method: str
 ) -> None:
     """A ``tools`` definition using a schema keyword whose rendering no billed count pins
-    down (pydantic's ``title``, ``default``, ``format``...) is estimated, not called exact."""
+    down (``format``, a default list or on an object, arrays of objects...) is estimated, not
+    called exact; pydantic's property ``title`` and a scalar ``default`` are pinned."""
     prop = {"type": "string", "description": "The city", **(keyword or {})}
     tool = {"name": "f", "parameters": {"type": "object", "properties": {"city": prop}}}
     request = {
@@ -243,3 +265,98 @@ def test_message_objects_from_a_response_count_like_dicts() -> None:
     as_object = {"messages": [{"role": "user", "content": "Hello"}, message]}
     as_dict = {"messages": [{"role": "user", "content": "Hello"}, message.model_dump()]}
     assert chat_prompt_estimate("gpt-4o", as_object) == chat_prompt_estimate("gpt-4o", as_dict)
+
+
+def test_harmony_models_do_not_render_tool_choice() -> None:
+    """gpt-5 models put the definitions in a message of their own (a fixed preamble, recorded
+    on 26 requests) and bill the same whatever ``tool_choice`` says; earlier models bill
+    ``"none"`` and a named tool."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": "The city"}},
+            },
+        },
+    }
+    base = {"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [tool]}
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    for model, same in (("gpt-5-mini", True), ("gpt-4o", False)):
+        counts = {
+            chat_prompt_estimate(model, {**base, "tool_choice": choice})[0]
+            for choice in ("auto", "none", named)
+        }
+        assert (len(counts) == 1) is same, model
+    # The preamble: 82 tokens more than the same definitions cost gpt-4o, less the reply's
+    # priming token harmony saves.
+    gpt5 = chat_prompt_estimate("gpt-5-mini", base)[0]
+    assert gpt5 == chat_prompt_estimate("gpt-4o", base)[0] + 82 - 1
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("gpt-4o-search-preview", (11, "tiktoken")),  # the messages' text alone
+        # 4 tokens per message (its role and 3 more), the text, the reply's priming
+        ("gpt-4o", (8 + 11 + 3, "tiktoken")),
+        ("o3-mini", (8 + 11 + 2, "tiktoken")),  # the reply primed with 2 tokens, not 3
+        ("o1-mini", (8 + 11 + 3, "estimate")),  # billed 7 more once: no rule pins it down
+    ],
+)
+def test_models_with_a_billing_of_their_own(model: str, expected: tuple[int, str]) -> None:
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},  # 6 tokens of text
+        {"role": "user", "content": "What day is today?"},  # 5 tokens of text
+    ]
+    tokens, method, _ = chat_prompt_estimate(model, {"messages": messages})
+    assert (tokens, method) == expected
+
+
+#: Recordings added after the structured-output estimate was made (held out from its fit).
+HELD_OUT = ("github.com/crewAIInc/crewAI@", "github.com/Mirascope/mirascope@")
+
+
+def test_structured_output_schemas_are_estimated_closely() -> None:
+    """No rendering tried makes a ``json_schema`` response format exact; the estimate (its
+    name, description and schema without ``required`` under ``# Response Formats``) is within
+    4 tokens of the bill on the 12 schemas it was made on but the two with ``anyOf`` (14
+    over), and on 82 of the 152 held-out ones (crewAI's pydantic schemas with ``$defs``
+    are up to 29 over)."""
+    fitted, held_out = {}, {}
+    for row in _counted_rows():
+        response_format = row["request"].get("response_format") or {}
+        if response_format.get("type") != "json_schema":
+            continue
+        tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
+        assert method == "estimate"
+        off = tokens - row["prompt_tokens"]
+        (held_out if row["source"].startswith(HELD_OUT) else fitted)[row["source"]] = off
+    with_any_of = {s for s in fitted if "native_output_multiple" in s}
+    assert len(fitted) == 12
+    assert all(abs(v) <= 4 for s, v in fitted.items() if s not in with_any_of), fitted
+    assert [fitted[s] for s in sorted(with_any_of)] == [14, 14]
+    close = sum(abs(v) <= 4 for v in held_out.values())
+    assert (close, len(held_out), max(held_out.values())) == (82, 152, 29)
+
+
+def test_a_pydantic_response_format_is_estimated_as_its_schema() -> None:
+    """``parse()`` sends a pydantic model as the client's strict JSON schema: the estimate is
+    the one for that schema, not the messages alone."""
+    pydantic = pytest.importorskip("pydantic")
+    pytest.importorskip("openai")
+
+    class StructuredAnswer(pydantic.BaseModel):
+        rating: int
+        joke: str
+
+    row = next(
+        r for r in DATA["chat"] if r["source"].endswith("test_async_parsed_completion.yaml#0")
+    )
+    as_class = {**row["request"], "response_format": StructuredAnswer}
+    estimate = chat_prompt_estimate(row["response_model"], as_class)
+    assert estimate == chat_prompt_estimate(row["response_model"], row["request"])
+    assert estimate[1] == "estimate"
+    assert abs(estimate[0] - row["prompt_tokens"]) <= 4

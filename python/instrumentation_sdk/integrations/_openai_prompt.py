@@ -9,19 +9,24 @@ into the prompt what the rule does not see:
   newline, the definitions cost their text plus 9 tokens, 4 fewer when a system message is
   there to hold them. The two forms differ: legacy ``functions=[...]`` indents a nested
   object's lines and drops their descriptions; ``tools=[...]`` keeps the descriptions, does not
-  indent, and bills 1 token fewer per object with a property that has no description and is a
-  plain string or a number, and 1 fewer per undocumented boolean. A ``tools`` schema using a
-  keyword no billed count pins down (``title``, ``default``, ``format``, ``anyOf``...) is
-  estimated;
+  indent, renders a property's ``title`` (pydantic's) as a comment line before its
+  description and a scalar ``default`` as ``// Default: <value>`` after it (2 tokens more per
+  such function), and bills 1 token fewer per object with a property that has neither title
+  nor description and is a plain string or a number, and 1 fewer per undocumented boolean. A
+  ``tools`` schema using a keyword no billed count pins down (``format``, ``anyOf``...) or a
+  description over several lines is estimated;
 * ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token; a named function its name plus 4
-  (legacy ``function_call``) or plus 7 (``tool_choice``);
+  (legacy ``function_call``) or ``functions.<name>`` plus 6 (``tool_choice``);
 * an assistant message's ``tool_calls``: one call is addressed to its function (the message's
-  role becomes ``assistant to=functions.<name>`` and the arguments, as compact JSON, its
-  content, plus 2 tokens);
-  several calls go to ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses":
-  [{"recipient_name": "functions.<name>", "parameters": {...}}]}``; a ``tool`` message speaks as
-  ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it are not billed); a legacy
-  ``function`` result bills 2 fewer than the rule counts.
+  role becomes ``assistant to=functions.`` then the name, a string of its own, and the
+  arguments, as compact JSON, its content, plus 1 token); several calls go to
+  ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses": [{"recipient_name":
+  "functions.<name>", "parameters": {...}}]}``, estimated (it fits only some recordings); a
+  ``tool`` message speaks as ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it
+  are not billed); a legacy ``function`` result bills 2 fewer than the rule counts;
+* gpt-5 models ("harmony") prime the reply with one token fewer (so does o3-mini), put the
+  definitions in a message of their own behind a fixed preamble, do not render ``tool_choice``,
+  and bill each tool call's headers.
 
 The constants were fitted, not documented by OpenAI: on requests recorded from the real API
 (``tests/data/openai_prompt_usage.json``) and on the billed counts two open-source counters pin
@@ -30,15 +35,16 @@ joins its role as ``<role>:<name>``, one string for the tokenizer: the cookbook'
 is the colon, true unless the colon merges with the name (o200k's ``:user`` is one token).
 Images and audio are billed by rules the request does not fully tell (an image's size is in its
 bytes, or behind a URL), and structured-output schemas (``response_format``) by a rendering not
-pinned down yet: such requests are estimated and the method says ``"estimate"``. gpt-5 models
-prime the reply with one token fewer than earlier chat models.
+pinned down yet: such requests are estimated and the method says ``"estimate"`` (a schema is
+estimated as its text under ``# Response Formats``, see ``_response_format``). Search models
+bill their messages' text alone; o1 models are estimated.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import _core
 
@@ -52,11 +58,52 @@ _MEDIA_PARTS = frozenset({"image_url", "input_audio", "file", "input_image", "in
 _PLAIN_KEYS = frozenset({"role", "content", "name"})
 #: Keys rendered in a way of their own (tool calls) or not at all (ids, refusals, audio).
 _NOT_RENDERED_AS_IS = frozenset({"tool_calls", "tool_call_id", "function_call", "refusal", "audio"})
-#: Models whose chat format primes the reply with 2 tokens (``<|start|>assistant``, the
-#: "harmony" format) where earlier ones used 3: every recorded gpt-5 request bills 1 fewer.
+#: Models whose chat format primes the reply with 2 tokens (``<|start|>assistant``) where
+#: earlier ones used 3: every recorded gpt-5 and o3-mini request bills 1 fewer.
+_REPLY_PRIMED_WITH_2 = ("gpt-5", "o3-mini")
+#: Models with the "harmony" chat format: tool definitions go to a developer message of their
+#: own behind a fixed preamble (``_HARMONY_TOOLS`` tokens beyond the definitions and their 9),
+#: whatever ``tool_choice`` says (it is not rendered), and each tool call costs
+#: ``_HARMONY_CALL`` tokens more (its channel and format headers).
 _HARMONY_MODELS = ("gpt-5",)
+_HARMONY_TOOLS = 82
+_HARMONY_CALL = 6
+#: Models billed by the text of their messages alone (no per-message tokens, no priming).
+_TEXT_ONLY_MODELS = ("gpt-4o-search", "gpt-4o-mini-search")
+#: Models whose billing no rule here describes (o1-mini billed 7 more than the rule): estimated.
+#: So is o3-mini with tools (crewAI's 2 such requests bill the priming token the rule saves).
+_UNPINNED_MODELS = ("o1",)
 #: Tokens an image part costs at the lowest detail (85 for gpt-4o-class models): the estimate.
 _IMAGE_ESTIMATE = 85
+
+
+class _Family(NamedTuple):
+    """Which of the rules above apply to a model (looked up once per model name)."""
+
+    harmony: bool
+    text_only: bool
+    unpinned: bool
+    primed_with_2: bool
+    unpinned_with_tools: bool
+
+
+_FAMILIES: dict[str, _Family] = {}
+
+
+def _family(model: str) -> _Family:
+    family = _FAMILIES.get(model)
+    if family is None:
+        family = _Family(
+            harmony=model.startswith(_HARMONY_MODELS),
+            text_only=model.startswith(_TEXT_ONLY_MODELS),
+            unpinned=model.startswith(_UNPINNED_MODELS),
+            primed_with_2=model.startswith(_REPLY_PRIMED_WITH_2),
+            unpinned_with_tools=model.startswith("o3-mini"),
+        )
+        if len(_FAMILIES) >= 256:
+            _FAMILIES.clear()
+        _FAMILIES[model] = family
+    return family
 
 
 def _as_mapping(message: Any) -> Mapping[str, Any] | None:
@@ -96,9 +143,13 @@ def _render_properties(schema: Mapping[str, Any], indent: int, tools_form: bool)
     for name, prop in (schema.get("properties") or {}).items():
         if not isinstance(prop, Mapping):
             continue
+        if tools_form and prop.get("title"):
+            lines.append(f"// {prop['title']}")  # pydantic's title: a comment line of its own
         # The legacy form drops a nested property's description; the tools form keeps it.
         if prop.get("description") and (tools_form or indent < 2):
             lines.append(f"// {prop['description']}")
+        if tools_form and "default" in prop:
+            lines.append(f"// Default: {json.dumps(prop['default'], ensure_ascii=False)}")
         optional = "" if name in required else "?"
         lines.append(f"{name}{optional}: {_render_type(prop, indent, tools_form)},")
     # The legacy form indents a nested object's lines; the tools form does not.
@@ -110,24 +161,42 @@ def _render_properties(schema: Mapping[str, Any], indent: int, tools_form: bool)
 _KNOWN_KEYWORDS = frozenset(
     {"type", "description", "enum", "items", "properties", "required", "additionalProperties"}
 )
+#: ... and of a property: pydantic's ``title`` too, a comment line before the description.
+_PROPERTY_KEYWORDS = _KNOWN_KEYWORDS | {"title"}
 
 
-def _tools_form_adjustment(schema: Mapping[str, Any]) -> int | None:
+def _tools_form_adjustment(
+    schema: Mapping[str, Any], keywords: frozenset[str] = _KNOWN_KEYWORDS
+) -> int | None:
     """Tokens the ``tools`` form bills beyond the rendered text of one parameters object,
     nested objects included: 1 fewer for an object with any property that has no description
-    and is a plain ``string`` or a number, and 1 fewer per undocumented ``boolean``. ``None``
-    when the schema uses a keyword whose rendering is not pinned down (``title``,
-    ``default``, ``format``, ``anyOf``, ...): the count is then an estimate."""
-    if not schema.keys() <= _KNOWN_KEYWORDS:
+    (nor title) and is a plain ``string`` or a number, and 1 fewer per undocumented
+    ``boolean``; 2 more for a function with a property that has a ``default``. ``None`` when
+    the schema uses a keyword whose rendering is not pinned down (``format``, ``anyOf``, a
+    ``title`` of the whole parameters object, a default on an object...): the count is then an
+    estimate."""
+    if not schema.keys() <= keywords:
         return None
     adjustment = 0
     plain_undocumented = False
+    defaults = False
     for prop in (schema.get("properties") or {}).values():
-        if not isinstance(prop, Mapping) or not prop.keys() <= _KNOWN_KEYWORDS:
+        if not isinstance(prop, Mapping) or not prop.keys() - {"default"} <= _PROPERTY_KEYWORDS:
             return None
+        if "\n" in str(prop.get("description", "")):
+            return None  # a description over several lines: see _definitions_tokens
         kind = prop.get("type")
+        if "default" in prop:
+            # "// Default: <value>" after the description, and 2 tokens per function: pinned
+            # for a documented, non-object property of a function's own parameters with a
+            # scalar default (6 recorded requests, 3 definitions); anything else: estimated.
+            scalar = prop["default"] is None or type(prop["default"]) in (str, int, float, bool)
+            documented = prop.get("description") or prop.get("title")
+            if keywords is not _KNOWN_KEYWORDS or kind == "object" or not scalar or not documented:
+                return None
+            defaults = True
         if kind == "object":
-            nested = _tools_form_adjustment(prop)
+            nested = _tools_form_adjustment(prop, _PROPERTY_KEYWORDS)
             if nested is None:
                 return None
             adjustment += nested
@@ -135,13 +204,13 @@ def _tools_form_adjustment(schema: Mapping[str, Any]) -> int | None:
             not prop["items"].keys() <= _KNOWN_KEYWORDS or prop["items"].get("type") == "object"
         ):
             return None  # an array of objects: no billed count shows how it is rendered
-        elif prop.get("description"):
+        elif prop.get("description") or prop.get("title"):
             continue
         elif kind in ("number", "integer") or (kind == "string" and not prop.get("enum")):
             plain_undocumented = True
         elif kind == "boolean":
             adjustment -= 1
-    return adjustment - plain_undocumented
+    return adjustment - plain_undocumented + 2 * defaults
 
 
 def render_functions(functions: Iterable[Mapping[str, Any]], tools_form: bool = False) -> str:
@@ -171,8 +240,8 @@ _DEFINITIONS_CACHE_SIZE = 64
 
 
 def _definitions_tokens(request: Mapping[str, Any], model: str) -> tuple[int, bool] | None:
-    """The rendered definitions' tokens and whether they are exact, or ``None`` when the
-    request defines no function."""
+    """The definitions' tokens (rendered text, plus 9, plus the harmony preamble) and whether
+    they are exact, or ``None`` when the request defines no function."""
     given = request.get("functions") or request.get("tools")
     if not given or not isinstance(given, list | tuple):
         return None
@@ -185,8 +254,13 @@ def _definitions_tokens(request: Mapping[str, Any], model: str) -> tuple[int, bo
     if not functions:
         return None
     tools_form = not isinstance(request.get("functions"), list | tuple)
-    tokens = _core.count_tokens(render_functions(functions, tools_form), model).tokens
-    exact = True
+    tokens = _core.count_tokens(render_functions(functions, tools_form), model).tokens + 9
+    if model.startswith(_HARMONY_MODELS):
+        # A function with an empty description bills 1 fewer there (3 functions recorded).
+        tokens += _HARMONY_TOOLS - sum(f.get("description") == "" for f in functions)
+    # A description over several lines bills more than its text in a way not pinned down
+    # (crewAI's with one line break: 1 token more; Mirascope's of 160 lines: 17 more).
+    exact = not any("\n" in str(function.get("description", "")) for function in functions)
     if tools_form:
         for function in functions:
             adjustment = _tools_form_adjustment(function.get("parameters") or {})
@@ -247,8 +321,10 @@ def _tool_call_texts(
         name, arguments = calls[0]
         if isinstance(legacy, Mapping):
             return [f" to=functions.{name}", arguments], 0
-        # A tool call's arguments are re-serialized compactly, as parallel calls' are.
-        return [f" to=functions.{name}", _compact_json(arguments)], 2
+        # A tool call's arguments are re-serialized compactly, as parallel calls' are, and its
+        # name is a string of its own: o200k does not merge it with the dot before it (".j" +
+        # "oker" would be 2 tokens, "joker" is 1).
+        return [" to=functions.", name, _compact_json(arguments)], 1
     if not calls:
         return [], 0
     try:
@@ -268,17 +344,22 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     messages = request.get("messages")
     if not isinstance(messages, list | tuple):
         return None
+    family = _family(model)
+    if family.text_only:
+        return _text_only(model, messages)
     definitions = (
         _definitions_tokens(request, model)
         if "tools" in request or "functions" in request
         else None
     )
     functions = definitions is not None
+    # Harmony puts the definitions in a message of their own: the system message is as given.
+    harmony = family.harmony
+    padded_system = harmony
     plain: list[Mapping[str, Any]] = []  # what the cookbook rule counts as is
     extra_texts: list[str] = []  # counted on their own, each adding its tokens
     extra = 0
     media = False
-    padded_system = False
     has_system = False
     call_names: dict[str, str] = {}  # tool_call_id -> function name
     role_names: list[str] = []  # role, name of each message with a name ("role:name")
@@ -332,13 +413,20 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             texts, beyond = _tool_call_texts(message, call_names)
             extra_texts.extend(texts)
             extra += beyond
+            if harmony:
+                extra += _HARMONY_CALL
+            # Several calls in one message: the ``multi_tool_use.parallel`` rendering fits 5
+            # recorded requests (gpt-4o-mini) and misses 21 (gpt-4o by -2 or +5, gpt-4o-mini
+            # once and gpt-5-nano by +10): an estimate.
+            media = media or len(message.get("tool_calls") or ()) > 1
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if role_names:
         tokens += _names_as_rendered(role_names, model)
     if definitions is not None:
-        tokens += definitions[0] + 9
+        tokens += definitions[0]
         media = media or not definitions[1]
+    if definitions is not None and not harmony:
         if has_system:
             tokens -= 4
         choice = request.get("tool_choice", request.get("function_call"))
@@ -347,28 +435,109 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         elif isinstance(choice, Mapping):
             named = choice.get("function") if "function" in choice else choice
             if isinstance(named, Mapping) and isinstance(named.get("name"), str):
-                extra_texts.append(named["name"])
-                # A named tool costs 3 tokens more than a named legacy function_call.
-                tokens += 4 if "function" not in choice else 7
+                if "function" in choice:
+                    # A named tool: "functions.<name>" (o200k merges the dot into some names:
+                    # ".Training" is 1 token more than "Training") and 6 tokens more.
+                    extra_texts.append(f"functions.{named['name']}")
+                    tokens += 6
+                else:
+                    extra_texts.append(named["name"])  # a named legacy function_call
+                    tokens += 4
     response_format = request.get("response_format")
-    if response_format is None:
-        pass
-    elif isinstance(response_format, type):
-        # A pydantic model given to ``parse()``/``stream()``: sent as its JSON schema, whose
-        # rendering is not pinned down (below); the messages alone, as an estimate.
-        media = True
-    elif isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
-        # A structured-output schema is rendered into the prompt in a way not yet pinned down
-        # (no rendering we tried fits the recorded requests): its compact JSON, an estimate.
-        schema = response_format.get("json_schema") or {}
-        extra_texts.append(json.dumps(schema, separators=(",", ":"), ensure_ascii=False))
-        media = True
-    if model.startswith(_HARMONY_MODELS):
+    if response_format is not None:
+        if not isinstance(response_format, str | dict):
+            response_format = _format_of_type(response_format)  # parse()'s pydantic model
+        if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+            # A structured-output schema is rendered into the prompt in a way not pinned down
+            # (no rendering tried fits all 12 recorded requests): an estimate, see
+            # _response_format.
+            extra_texts.append(_response_format(response_format.get("json_schema") or {}))
+            if not has_system and definitions is None:
+                tokens += 4  # the system message that holds it
+            media = True
+        elif not isinstance(response_format, Mapping):
+            media = True  # a type whose schema could not be made: the messages alone
+    if family.primed_with_2:
         tokens -= 1  # the reply is primed with "<|start|>assistant": 2 tokens, not 3
     if extra_texts:
         tokens += sum(c.tokens for c in _core.count_tokens_batch(extra_texts, model))
-    method = "estimate" if media else count.method
+    unpinned = family.unpinned or (functions and family.unpinned_with_tools)
+    method = "estimate" if media or unpinned else count.method
     return tokens, method, count.encoding
+
+
+def _text_only(model: str, messages: Sequence[Any]) -> Estimate:
+    """What a search model bills: its messages' text and nothing more (both recorded requests);
+    an estimate when a message holds something other than text."""
+    texts: list[str] = []
+    exact = True
+    for item in messages:
+        message = _as_mapping(item)
+        content = message.get("content") if message is not None else None
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        for part in content if isinstance(content, list | tuple) else ():
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                exact = False
+    counts = _core.count_tokens_batch(texts, model) if texts else []
+    method = counts[0].method if counts and exact else "estimate"
+    encoding = counts[0].encoding if counts else _core.count_tokens("", model).encoding
+    return sum(c.tokens for c in counts), method, encoding
+
+
+def _response_format(json_schema: Mapping[str, Any]) -> str:
+    """The text a structured-output schema is estimated to add to the system message: under
+    ``# Response Formats`` its name, its description as a comment and the schema as compact
+    JSON without its ``required`` lists. Within 4 tokens of the bill on 10 of the 12 recorded
+    requests (a system message is created when none is there); ``anyOf`` schemas bill fewer
+    (14 on the 2 recorded). Not exact: the estimate's method says so."""
+    header = f"# Response Formats\n\n## {json_schema.get('name', '')}\n\n"
+    if json_schema.get("description"):
+        header += f"// {json_schema['description']}\n"
+    schema = _without_required(json_schema.get("schema") or {})
+    return header + json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+
+
+def _without_required(schema: Any) -> Any:
+    """``schema`` without the ``required`` keyword of its (sub)schemas; property names are
+    kept whatever they are."""
+    if isinstance(schema, Mapping):
+        return {
+            key: (
+                {name: _without_required(sub) for name, sub in value.items()}
+                if key in ("properties", "$defs", "definitions") and isinstance(value, Mapping)
+                else _without_required(value)
+            )
+            for key, value in schema.items()
+            if key != "required"
+        }
+    if isinstance(schema, list):
+        return [_without_required(item) for item in schema]
+    return schema
+
+
+#: The response format ``parse()`` sends for a pydantic model or dataclass, by type (the
+#: client makes it from the type's JSON schema; making it each call would cost more).
+_FORMATS_OF_TYPES: dict[Any, Mapping[str, Any] | None] = {}
+
+
+def _format_of_type(given: Any) -> Mapping[str, Any] | None:
+    if given in _FORMATS_OF_TYPES:
+        return _FORMATS_OF_TYPES[given]
+    try:  # the client's own conversion (a private module: any failure leaves the estimate)
+        from openai.lib._parsing._completions import type_to_response_format_param
+
+        made = type_to_response_format_param(given)
+        result = dict(made) if isinstance(made, Mapping) else None
+    except Exception:
+        result = None
+    if len(_FORMATS_OF_TYPES) >= _DEFINITIONS_CACHE_SIZE:
+        _FORMATS_OF_TYPES.clear()
+    _FORMATS_OF_TYPES[given] = result
+    return result
 
 
 def _names_as_rendered(role_names: list[str], model: str) -> int:
