@@ -34,10 +34,11 @@ The constants were fitted, not documented by OpenAI: on requests recorded from t
 joins its role as ``<role>:<name>``, one string for the tokenizer: the cookbook's "+1 per name"
 is the colon, true unless the colon merges with the name (o200k's ``:user`` is one token).
 Images and audio are billed by rules the request does not fully tell (an image's size is in its
-bytes, or behind a URL), and structured-output schemas (``response_format``) by a rendering not
-pinned down yet: such requests are estimated and the method says ``"estimate"`` (a schema is
-estimated as its text under ``# Response Formats``, see ``_response_format``). Search models
-bill their messages' text alone; o1 models are estimated.
+bytes, or behind a URL), and so are structured-output schemas (``response_format``) in a
+request without tools, by a rendering not pinned down yet (a schema is estimated as its text
+under ``# Response Formats``, see ``_response_format``); with tools, that text follows the
+definitions and bills 1 token more. Search models bill their messages' text alone; o1 models
+are estimated.
 """
 
 from __future__ import annotations
@@ -448,13 +449,20 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         if not isinstance(response_format, str | dict):
             response_format = _format_of_type(response_format)  # parse()'s pydantic model
         if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
-            # A structured-output schema is rendered into the prompt in a way not pinned down
-            # (no rendering tried fits all 12 recorded requests): an estimate, see
-            # _response_format.
-            extra_texts.append(_response_format(response_format.get("json_schema") or {}))
-            if not has_system and definitions is None:
-                tokens += 4  # the system message that holds it
-            media = True
+            text, pinned = _response_format(response_format.get("json_schema") or {})
+            extra_texts.append(text)
+            if definitions is not None:
+                # After the definitions, in the message that holds them: its text and 1 token
+                # (38 recorded requests with tools, 3 suites, gpt-4o and gpt-4o-mini). A
+                # plain assistant message then bills 3-4 tokens more (3 recorded): estimated.
+                tokens += 1
+                media = media or not pinned or harmony or _assistant_text(messages)
+            else:
+                # Alone, it bills its text and about 4 tokens more (4 more for the system
+                # message it creates when none is there), by a rule not pinned down (within
+                # 4 of the bill on 66 of the 122 recorded requests without tools).
+                tokens += 4 if has_system else 8
+                media = True
         elif not isinstance(response_format, Mapping):
             media = True  # a type whose schema could not be made: the messages alone
     if family.primed_with_2:
@@ -488,35 +496,74 @@ def _text_only(model: str, messages: Sequence[Any]) -> Estimate:
     return sum(c.tokens for c in counts), method, encoding
 
 
-def _response_format(json_schema: Mapping[str, Any]) -> str:
-    """The text a structured-output schema is estimated to add to the system message: under
-    ``# Response Formats`` its name, its description as a comment and the schema as compact
-    JSON without its ``required`` lists. Within 4 tokens of the bill on 10 of the 12 recorded
-    requests (a system message is created when none is there); ``anyOf`` schemas bill fewer
-    (14 on the 2 recorded). Not exact: the estimate's method says so."""
+#: Schema keywords of the structured-output schemas billed exactly with tools (any other may be
+#: dropped from the rendering, as ``required`` and ``additionalProperties`` are).
+_FORMAT_KEYWORDS = frozenset(
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "title",
+        "description",
+        "anyOf",
+        "const",
+    }
+)
+#: ... of which the rendering leaves these out.
+_FORMAT_DROPPED = frozenset({"required", "additionalProperties"})
+
+
+def _response_format(json_schema: Mapping[str, Any]) -> tuple[str, bool]:
+    """The text a structured-output schema adds to the system message, and whether the schema
+    is of the shapes whose billing pins it down: under ``# Response Formats`` its name, its
+    description as a comment and the schema as compact JSON, keys as given, without its
+    ``required`` and ``additionalProperties``. With tools the request bills this text and 1
+    token (38 of 38 recorded requests: fitted on Pydantic AI's 4, held out crewAI's 10 and
+    Mirascope's 24 exact at first try); without, its text and 1-7 tokens more, or fewer for
+    ``$defs`` schemas with descriptions over several lines: an estimate."""
     header = f"# Response Formats\n\n## {json_schema.get('name', '')}\n\n"
-    if json_schema.get("description"):
-        header += f"// {json_schema['description']}\n"
-    schema = _without_required(json_schema.get("schema") or {})
-    return header + json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+    description = json_schema.get("description")
+    if description:
+        header += f"// {description}\n"
+    schema = json_schema.get("schema") or {}
+    keywords: set[str] = set()
+    rendered = _without_dropped(schema, keywords)
+    pinned = keywords <= _FORMAT_KEYWORDS and "\n" not in str(description or "")
+    return header + json.dumps(rendered, separators=(",", ":"), ensure_ascii=False), pinned
 
 
-def _without_required(schema: Any) -> Any:
-    """``schema`` without the ``required`` keyword of its (sub)schemas; property names are
-    kept whatever they are."""
+def _without_dropped(schema: Any, keywords: set[str]) -> Any:
+    """``schema`` without the keywords the rendering drops, in its (sub)schemas; property names
+    are kept whatever they are. Collects the keywords it meets into ``keywords``."""
     if isinstance(schema, Mapping):
+        keywords.update(schema.keys())
         return {
             key: (
-                {name: _without_required(sub) for name, sub in value.items()}
+                {name: _without_dropped(sub, keywords) for name, sub in value.items()}
                 if key in ("properties", "$defs", "definitions") and isinstance(value, Mapping)
-                else _without_required(value)
+                else _without_dropped(value, keywords)
             )
             for key, value in schema.items()
-            if key != "required"
+            if key not in _FORMAT_DROPPED
         }
     if isinstance(schema, list):
-        return [_without_required(item) for item in schema]
+        return [_without_dropped(item, keywords) for item in schema]
     return schema
+
+
+def _assistant_text(messages: Sequence[Any]) -> bool:
+    """Whether an assistant message says something of its own (not only calls a tool)."""
+    for item in messages:
+        message = item if type(item) is dict else _as_mapping(item)
+        if (
+            message is not None
+            and message.get("role") == "assistant"
+            and not message.get("tool_calls")
+            and not message.get("function_call")
+        ):
+            return True
+    return False
 
 
 #: The response format ``parse()`` sends for a pydantic model or dataclass, by type (the
