@@ -8,7 +8,7 @@ use regex_automata::meta::{self, Regex};
 use regex_automata::{Anchored, Input};
 
 use super::keywords::WordStarts;
-use super::swar::{between, equal, HIGHS, ONES};
+use super::swar::{at_least, between, HIGHS, ONES};
 
 /// A prompt whose score reaches this is flagged.
 pub const THRESHOLD: f64 = 0.5;
@@ -30,9 +30,12 @@ const fn r(id: &'static str, weight: f64, pattern: &'static str) -> InjectionRul
     }
 }
 
-/// Each rule's keywords (lowercase; matched ignoring ASCII case): one Aho-Corasick pass finds
-/// them, and a rule's pattern runs only on windows around its keywords' hits. Text without
-/// any keyword (most text) costs that one pass.
+/// Each rule's keywords (lowercase; matched ignoring ASCII case where a word starts, or
+/// anywhere when they open with punctuation or a non-ASCII character: `keywords::WordStarts`):
+/// one pass finds them, and a rule's pattern runs only around its keywords' hits (anchored at
+/// them for the rules in `ANCHORED_AT_KEYWORD`). Every match of a rule holds one of its
+/// keywords at a word start, or the rule can miss it. Text without any keyword costs that one
+/// pass.
 #[allow(clippy::too_many_lines)] // a table
 fn keywords(id: &str) -> &'static [&'static str] {
     match id {
@@ -1208,30 +1211,24 @@ const BASE64_BYTES: [bool; 256] = {
 };
 
 /// Whether `payload_runs` may find anything, eight bytes at a time. A run of
-/// `MIN_BASE64_RUN` (24) base64 bytes covers two whole aligned words, none of them a blank,
-/// a control byte, `!"#$%&'()*,.` or non-ASCII; a hex run of `MIN_HEX_RUN` (32) digits covers
-/// three whole aligned words of hex digits, blanks and colons only. Most prompts have
-/// neither (a word break every few bytes); the exact search walks every word, several times
-/// slower.
+/// `MIN_BASE64_RUN` (24) base64 bytes covers two whole aligned words with no blank, control,
+/// `!"#$%&'()*` or non-ASCII byte; a hex run of `MIN_HEX_RUN` (32) digits covers three whole
+/// aligned words with no letter past `f` and no non-ASCII byte. Prose has a word break or
+/// such a letter every few bytes, so most prompts skip the exact search (it walks every word,
+/// several times slower).
 fn may_hold_payload(bytes: &[u8]) -> bool {
     let (mut base64_words, mut hex_words) = (0, 0);
     for chunk in bytes.chunks_exact(8) {
         let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         let non_ascii = word & HIGHS;
-        let breaks_base64 =
-            between(word, 0, b'*') | equal(word, b',') | equal(word, b'.') | non_ascii;
-        let hexish =
-            between(word, b'0', b':') | between(word | ONES * 0x20, b'a', b'f') | equal(word, b' ');
+        let breaks_base64 = (!at_least(word, b'+') & HIGHS) | non_ascii;
+        let breaks_hex = between(word | ONES * 0x20, b'g', b'z') | non_ascii;
         base64_words = if breaks_base64 == 0 {
             base64_words + 1
         } else {
             0
         };
-        hex_words = if hexish & !non_ascii == HIGHS {
-            hex_words + 1
-        } else {
-            0
-        };
+        hex_words = if breaks_hex == 0 { hex_words + 1 } else { 0 };
         if base64_words >= 2 || hex_words >= 3 {
             return true;
         }

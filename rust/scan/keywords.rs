@@ -11,7 +11,7 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
-use super::swar::{between, equal, lowercase, word_at, HIGHS};
+use super::swar::{between, equal, lowercase, word_at, HIGHS, ONES};
 
 /// The distinct keywords of a rule table and the rules (by index) that own each.
 fn gather<'a>(rules: impl Iterator<Item = &'a [&'a str]>) -> (Vec<&'a str>, Vec<Vec<usize>>) {
@@ -172,11 +172,13 @@ impl WordStarts {
     pub fn for_each_hit(&self, text: &str, mut hit: impl FnMut(usize, usize, &[usize])) {
         let bytes = text.as_bytes();
         let mut word_before = 0;
+        let mut lowered = lowercase(word_at(bytes, 0));
         for chunk_start in (0..bytes.len()).step_by(8) {
             let chunk = word_at(bytes, chunk_start);
-            let alphanumeric = between(chunk, b'0', b'9')
-                | between(chunk, b'A', b'Z')
-                | between(chunk, b'a', b'z');
+            let lowered_next = lowercase(word_at(bytes, chunk_start + 8));
+            // `| 0x20` folds capitals onto small letters and nothing else onto them.
+            let alphanumeric =
+                between(chunk, b'0', b'9') | between(chunk | ONES * 0x20, b'a', b'z');
             let word = alphanumeric | equal(chunk, b'_');
             let word_start = alphanumeric & !(word << 8 | word_before);
             word_before = word >> 56;
@@ -184,13 +186,21 @@ impl WordStarts {
             let other = !alphanumeric & !between(chunk, 0, b' ') & !continuation & HIGHS;
             let mut candidates = word_start | other;
             while candidates != 0 {
-                let at = chunk_start + candidates.trailing_zeros() as usize / 8;
+                let shift = candidates.trailing_zeros() & !7;
                 candidates &= candidates - 1;
-                let lengths = self.key_lengths[usize::from(bytes[at])];
+                let lengths = self.key_lengths[(chunk >> shift) as u8 as usize];
                 if lengths != 0 {
-                    self.hits_at(bytes, at, lengths, &mut hit);
+                    // The eight bytes from the candidate on, lowercased.
+                    let next = if shift == 0 {
+                        lowered
+                    } else {
+                        lowered >> shift | lowered_next << (64 - shift)
+                    };
+                    let at = chunk_start + shift as usize / 8;
+                    self.hits_at(bytes, at, next, lengths, &mut hit);
                 }
             }
+            lowered = lowered_next;
         }
     }
 
@@ -198,14 +208,14 @@ impl WordStarts {
         &self,
         bytes: &[u8],
         at: usize,
+        next: u64,
         lengths: u8,
         hit: &mut impl FnMut(usize, usize, &[usize]),
     ) {
-        let next = lowercase(word_at(bytes, at));
-        for length in 2..=KEY_BYTES {
-            if lengths & 1 << length == 0 {
-                continue;
-            }
+        let mut lengths = lengths;
+        while lengths != 0 {
+            let length = lengths.trailing_zeros() as usize;
+            lengths &= lengths - 1;
             let key = key(next, length);
             let (slot, bit) = filter_bit(key);
             if self.filter[slot] & bit == 0 {
@@ -268,6 +278,62 @@ mod tests {
                 (chinese, chinese + 6),
             ]
         );
+    }
+
+    /// The definition, one position at a time.
+    fn naive(keywords: &[&str], text: &str) -> Vec<(usize, usize)> {
+        let bytes = text.as_bytes();
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let mut hits = Vec::new();
+        for at in 0..bytes.len() {
+            for keyword in keywords {
+                let k = keyword.as_bytes();
+                let opens = !k[0].is_ascii_alphanumeric() || at == 0 || !word(bytes[at - 1]);
+                let found = bytes
+                    .get(at..at + k.len())
+                    .is_some_and(|b| b.eq_ignore_ascii_case(k));
+                if opens && found && !hits.contains(&(at, at + k.len())) {
+                    hits.push((at, at + k.len()));
+                }
+            }
+        }
+        hits
+    }
+
+    #[test]
+    fn same_hits_as_the_definition_at_every_offset_and_edge() {
+        let keywords = &[
+            "you are",
+            "your instructions",
+            "dan",
+            "ai:",
+            "<|",
+            "](",
+            "system_prompt",
+            "ignor",
+            "忽略",
+            "übergehe",
+            "🔒",
+        ];
+        let index = WordStarts::new(std::iter::once(&keywords[..])).unwrap();
+        for filler in ["", "x", "ab ", "éé", "_", "q.", "\u{2014}"] {
+            for keyword in keywords {
+                for pad in 0..17 {
+                    let mut text = filler.repeat(pad % 5);
+                    text.push_str(&" ".repeat(pad));
+                    text.push_str(&keyword.to_ascii_uppercase());
+                    text.push_str(filler);
+                    text.push_str(&format!(" {keyword}"));
+                    let mut hits = Vec::new();
+                    index.for_each_hit(&text, |start, end, _| {
+                        if !hits.contains(&(start, end)) {
+                            hits.push((start, end));
+                        }
+                    });
+                    assert_eq!(hits, naive(keywords, &text), "{text:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@ pub fn word_at(bytes: &[u8], at: usize) -> u64 {
         return u64::from_le_bytes(eight.try_into().expect("8 bytes"));
     }
     let mut word = [0u8; 8];
-    let available = bytes.len().saturating_sub(at).min(8);
-    word[..available].copy_from_slice(&bytes[at..at + available]);
+    let rest = bytes.get(at..).unwrap_or_default();
+    word[..rest.len()].copy_from_slice(rest);
     u64::from_le_bytes(word)
 }
 
@@ -66,5 +66,7 @@ mod tests {
         }
         assert_eq!(word_at(b"ab", 0), u64::from_le_bytes(*b"ab\0\0\0\0\0\0"));
         assert_eq!(word_at(b"ab", 2), 0);
+        assert_eq!(word_at(b"ab", 9), 0);
+        assert_eq!(word_at(b"abcdefghij", 3), u64::from_le_bytes(*b"defghij\0"));
     }
 }
