@@ -1222,7 +1222,7 @@ fn may_hold_payload(bytes: &[u8]) -> bool {
         let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         let non_ascii = word & HIGHS;
         let breaks_base64 = (!at_least(word, b'+') & HIGHS) | non_ascii;
-        let breaks_hex = between(word | ONES * 0x20, b'g', b'z') | non_ascii;
+        let breaks_hex = between(word | (ONES * 0x20), b'g', b'z') | non_ascii;
         base64_words = if breaks_base64 == 0 {
             base64_words + 1
         } else {

@@ -178,7 +178,7 @@ impl WordStarts {
             let lowered_next = lowercase(word_at(bytes, chunk_start + 8));
             // `| 0x20` folds capitals onto small letters and nothing else onto them.
             let alphanumeric =
-                between(chunk, b'0', b'9') | between(chunk | ONES * 0x20, b'a', b'z');
+                between(chunk, b'0', b'9') | between(chunk | (ONES * 0x20), b'a', b'z');
             let word = alphanumeric | equal(chunk, b'_');
             let word_start = alphanumeric & !(word << 8 | word_before);
             word_before = word >> 56;
@@ -249,7 +249,7 @@ mod tests {
         let index = WordStarts::new(std::iter::once(keywords)).unwrap();
         let mut hits = Vec::new();
         index.for_each_hit(text, |start, end, rules| {
-            hits.push((start, end, rules.to_vec()))
+            hits.push((start, end, rules.to_vec()));
         });
         hits
     }
@@ -323,7 +323,8 @@ mod tests {
                     text.push_str(&" ".repeat(pad));
                     text.push_str(&keyword.to_ascii_uppercase());
                     text.push_str(filler);
-                    text.push_str(&format!(" {keyword}"));
+                    text.push(' ');
+                    text.push_str(keyword);
                     let mut hits = Vec::new();
                     index.for_each_hit(&text, |start, end, _| {
                         if !hits.contains(&(start, end)) {
