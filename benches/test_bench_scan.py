@@ -24,12 +24,8 @@ injection figures. Under plain ``pytest`` (``--benchmark-disable``) each runs on
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -40,20 +36,7 @@ from instrumentation_sdk import (
     scan_injection,
     shutdown,
 )
-
-
-def _generator() -> ModuleType:
-    path = Path(__file__).resolve().parent / "scan_eval" / "generate.py"
-    spec = importlib.util.spec_from_file_location("scan_eval_generate", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluation = _generator()
+from scan_eval import generate as evaluation
 
 #: Presidio's pattern recognizers and the entity each reports (its names are ours).
 PRESIDIO_RECOGNIZERS = (

@@ -6,27 +6,9 @@ recall >= 0.90 at <= 1% false positives, ROC AUC >= 0.95."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 from instrumentation_sdk import mask_pii, scan_injection
-
-
-def _generator() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benches" / "scan_eval" / "generate.py"
-    spec = importlib.util.spec_from_file_location("scan_eval_generate", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluation = _generator()
+from scan_eval import generate as evaluation
 
 
 @pytest.fixture(scope="module")

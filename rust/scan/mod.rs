@@ -6,10 +6,12 @@
 //! rule, so a scan never waits for a lock.
 
 pub mod injection;
+pub mod keywords;
 pub mod mask;
 pub mod pii;
 pub mod secrets;
 pub mod spans;
+mod swar;
 pub mod validate;
 
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};

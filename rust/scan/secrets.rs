@@ -7,11 +7,11 @@
 
 use std::borrow::Cow;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
 
+use super::keywords::Substrings;
 use super::pii::{Finding, SECRET};
 use super::validate::entropy;
 
@@ -312,10 +312,7 @@ const MAX_PEM_BYTES: usize = 16 * 1024;
 /// base64 and hex text, where keywords occur by chance.
 #[derive(Debug)]
 pub struct SecretRules {
-    keywords: AhoCorasick,
-    /// The rules each keyword (by pattern id) stands for: its own and those of the keywords it
-    /// contains (the keyword pass reports leftmost-longest matches only).
-    keyword_rules: Vec<Vec<usize>>,
+    keywords: Substrings,
     regexes: Vec<Regex>,
     /// Each rule's longest match (`usize::MAX` when unbounded).
     longest: Vec<usize>,
@@ -325,39 +322,7 @@ pub struct SecretRules {
 
 impl SecretRules {
     pub fn new() -> Result<SecretRules, String> {
-        let mut words: Vec<&str> = Vec::new();
-        let mut owners: Vec<Vec<usize>> = Vec::new();
-        for (index, rule) in RULES.iter().enumerate() {
-            for word in rule.keywords {
-                match words.iter().position(|w| w == word) {
-                    Some(at) => owners[at].push(index),
-                    None => {
-                        words.push(word);
-                        owners.push(vec![index]);
-                    }
-                }
-            }
-        }
-        let keyword_rules = words
-            .iter()
-            .map(|outer| {
-                let mut rules: Vec<usize> = words
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, inner)| outer.contains(*inner))
-                    .flat_map(|(at, _)| owners[at].iter().copied())
-                    .collect();
-                rules.sort_unstable();
-                rules.dedup();
-                rules
-            })
-            .collect();
-        let keywords = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&words)
-            .map_err(|e| e.to_string())?;
+        let keywords = Substrings::new(RULES.iter().map(|rule| rule.keywords))?;
         let regexes = RULES
             .iter()
             .map(|rule| {
@@ -379,7 +344,6 @@ impl SecretRules {
         }
         Ok(SecretRules {
             keywords,
-            keyword_rules,
             regexes,
             longest,
             first_bytes,
@@ -422,25 +386,24 @@ impl SecretRules {
         let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); RULES.len()];
         // Assignment rules: the keyword hits, where their key names are (see `assigned`).
         let mut anchors: Vec<Vec<usize>> = vec![Vec::new(); RULES.len()];
-        for hit in self.keywords.find_iter(text) {
-            let assignment = assignment_near(bytes, hit.end());
-            for &rule in &self.keyword_rules[hit.pattern().as_usize()] {
+        for (hit_start, hit_end, rules) in self.keywords.hits(text) {
+            let assignment = assignment_near(bytes, hit_end);
+            for &rule in rules {
                 // `key = value` rules: no operator after the name, no window (most "token",
                 // "auth", "key" in prose and code are not assignments).
                 if matches!(RULES[rule].refine, Refine::Assigned { .. }) {
                     if assignment {
-                        anchors[rule].push(hit.start());
+                        anchors[rule].push(hit_start);
                     }
                     continue;
                 }
                 // A match holds its keyword, so it lies within its longest length of it.
                 let longest = self.longest[rule];
-                let start = hit
-                    .start()
+                let start = hit_start
                     .saturating_sub(BEFORE)
-                    .max((hit.start() + 1).saturating_sub(longest));
-                let end = (hit.end() + AFTER)
-                    .min(hit.start().saturating_add(longest))
+                    .max((hit_start + 1).saturating_sub(longest));
+                let end = (hit_end + AFTER)
+                    .min(hit_start.saturating_add(longest))
                     .min(bytes.len());
                 let rule_windows = &mut windows[rule];
                 match rule_windows.last_mut() {
