@@ -22,8 +22,10 @@ from ..exporters.rollups import (
     DAY_NS,
     EMPTY_AGGREGATE,
     HOUR_NS,
+    OTHER_TEXTS,
     PERCENTILE_ERROR,
     ROLLUP_VALUES,
+    TEXT_ROLLUPS,
     Aggregate,
     ensure_math,
     floor_to,
@@ -41,9 +43,11 @@ __all__ = [
     "PERCENTILE_ERROR",
     "TEXT_SCAN_ROWS",
     "SpanFilter",
+    "TextMatch",
     "decode_cursor",
     "ensure_math",
     "group_stats",
+    "match_texts",
     "search_spans",
     "session_total",
     "session_traces",
@@ -129,12 +133,15 @@ class SpanFilter:
         text_index: bool = False,
         text_ids: bool = False,
         matching_ids: Sequence[int] | None = None,
+        unrolled_only: bool = False,
     ) -> tuple[str, list[Any]]:
         """``" WHERE ..."`` (or ``""``) and its parameters; ``text_index``: the store has a
         free-text index (``SpanStore.has_text_index``); ``text_ids``: its spans carry text ids
         (``SpanStore.has_text_ids``); ``matching_ids``: the ids of the texts that match, when
         already looked up (``matching_text_ids``): the query planner then sees the list (an
-        empty one selects nothing at once) instead of a subquery it cannot size."""
+        empty one selects nothing at once) instead of a subquery it cannot size;
+        ``unrolled_only``: the subquery (no ``matching_ids``) picks only the matching texts
+        without text rollups (schema 6)."""
         conditions, params = self.key_conditions()
         for name in ("session_id", "user_id"):
             value = getattr(self, name)
@@ -152,6 +159,8 @@ class SpanFilter:
             texts, texts_params = self.texts_condition(
                 text_index=text_index, index=TEXTS_INDEX, key="id"
             )
+            if unrolled_only:
+                texts = f"rolled = 0 AND {texts}"
             conditions.append(f"text_id IN (SELECT id FROM {TEXTS_TABLE} WHERE {texts})")
             params += texts_params
         elif self.text:
@@ -323,6 +332,52 @@ def matching_text_ids(store: SpanStore, text: str) -> list[int] | None:
     return [int(text_id) for (text_id,) in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class TextMatch:
+    """The distinct texts a text filter matches (schema 6): ``rolled``, those with text rollups
+    of their own (at most ``ROLLED_TEXTS_MAX``); ``others``, the rest (``None`` when more than
+    ``TEXT_ID_LIST_MAX``); ``every_other``: whether the rest is every text without rollups of
+    its own (then their spans' rollups under ``OTHER_TEXTS`` answer); ``everything``: whether
+    every stored text matches (then the filter selects what it would without the text)."""
+
+    rolled: list[int]
+    others: list[int] | None
+    every_other: bool
+    everything: bool
+
+
+def match_texts(store: SpanStore, text: str) -> TextMatch:
+    """Which distinct texts ``text`` matches, split by whether they have text rollups."""
+    inner, params = SpanFilter(text=text).texts_condition(
+        text_index=store.has_text_index, index=TEXTS_INDEX, key="id"
+    )
+    rolled = [
+        int(text_id)
+        for (text_id,) in _rows(
+            store, f"SELECT id FROM {TEXTS_TABLE} WHERE rolled = 1 AND {inner}", params
+        )
+    ]
+    rows = _rows(
+        store,
+        f"SELECT id FROM {TEXTS_TABLE} WHERE rolled = 0 AND {inner} LIMIT ?",
+        [*params, TEXT_ID_LIST_MAX + 1],
+    )
+    others = [int(text_id) for (text_id,) in rows] if len(rows) <= TEXT_ID_LIST_MAX else None
+    if others is not None:
+        matched_others = len(others)
+    else:
+        (matched_others,) = _rows(
+            store, f"SELECT count(*) FROM {TEXTS_TABLE} WHERE rolled = 0 AND {inner}", params
+        )[0]
+    ((all_rolled, all_others),) = _rows(
+        store,
+        f"SELECT (SELECT count(*) FROM {TEXTS_TABLE} WHERE rolled = 1), "
+        f"(SELECT count(*) FROM {TEXTS_TABLE} WHERE rolled = 0)",
+    )
+    every_other = matched_others == all_others
+    return TextMatch(rolled, others, every_other, every_other and len(rolled) == all_rolled)
+
+
 def _where(store: SpanStore, span_filter: SpanFilter) -> tuple[str, list[Any]]:
     """``span_filter.where`` for ``store``, its text looked up first where it can be."""
     matching = matching_text_ids(store, span_filter.text) if span_filter.text else None
@@ -437,13 +492,18 @@ def session_total(traces: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _raw_aggregates(
-    store: SpanStore, key: str, span_filter: SpanFilter, groups: dict[Any, Aggregate]
+    store: SpanStore,
+    key: str,
+    span_filter: SpanFilter,
+    groups: dict[Any, Aggregate],
+    where_params: tuple[str, list[Any]] | None = None,
 ) -> None:
     """Add to ``groups``, per value of the SQL expression ``key``, the aggregate of the matching
-    raw spans. Two scans: totals with the latency histogram (grouped by key and bucket), then
-    the TTFT histogram of the streamed spans; or, when text ids (or schema 4's index) pick
-    the spans, one read of them, added up here."""
-    where, params = _where(store, span_filter)
+    raw spans (``where_params``: ``span_filter``'s condition, when already built). Two scans:
+    totals with the latency histogram (grouped by key and bucket), then the TTFT histogram of
+    the streamed spans; or, when text ids (or schema 4's index) pick the spans, one read of
+    them, added up here."""
+    where, params = where_params if where_params is not None else _where(store, span_filter)
     if span_filter.uses_text_index(**_text_kinds(store)):
         _add_rows(store, key, where, params, groups)
         return
@@ -508,21 +568,35 @@ def _rollup_aggregates(
     low: int,
     high: int,
     groups: dict[Any, Aggregate],
+    text_ids: Sequence[int] | None = None,
 ) -> None:
     """Add to ``groups`` the rollups of ``width`` (an hour or a day) that start in
-    ``[low, high)`` and match the filter's model, provider, service and status."""
+    ``[low, high)`` and match the filter's model, provider, service and status; with
+    ``text_ids``, the text rollups of those texts."""
     conditions, params = span_filter.key_conditions()
+    table = "span_rollups"
+    if text_ids is not None:
+        table = TEXT_ROLLUPS
+        conditions.append(f"text_id IN ({', '.join('?' for _ in text_ids)})")
+        params += list(text_ids)
     where = "".join(f" AND {condition}" for condition in conditions)
-    for group, status, *row in _rows(
+    by_group: dict[Any, list[tuple[Any, ...]]] = {}
+    for row in _rows(
         store,
-        f"SELECT {key}, status, {', '.join(ROLLUP_VALUES)} FROM span_rollups "
+        f"SELECT {key}, status, {', '.join(ROLLUP_VALUES)} FROM {table} "
         f"WHERE bucket_ns = ? AND bucket_start >= ? AND bucket_start < ?{where}",
         [width, low, high, *params],
     ):
+        found = by_group.get(row[0])
+        if found is None:
+            by_group[row[0]] = [row]
+        else:
+            found.append(row)
+    for group, rows in by_group.items():
         aggregate = groups.get(group)
         if aggregate is None:
             aggregate = groups[group] = Aggregate()
-        aggregate.add_rollup(tuple(row), status == "error")
+        aggregate.add_rollups(rows)
 
 
 def _aggregates(
@@ -536,15 +610,44 @@ def _aggregates(
     """Per value of ``raw_key`` (SQL over a span; ``rollup_key``: the same over a rollup row,
     ``None`` when rollups cannot answer): the aggregate of the matching spans.
 
-    With rollups (schema 4) and a filter they can answer (no session, user or text), whole
-    days (when ``days``) and whole hours come from ``span_rollups`` and only the partial hours
-    at the window's edges (and any hour before ``complete_from``) from the raw rows; all in one
-    read transaction, so a batch committed meanwhile is counted in both or neither."""
+    With rollups (schema 4) and a filter they can answer (no session or user; a text only
+    with text rollups, schema 6), whole days (when ``days``) and whole hours come from the
+    rollups and only the partial hours at the window's edges (and any hour before
+    ``complete_from``) from the raw rows; a text's matching texts without text rollups are
+    read raw over the whole window. All in one read transaction, so a batch committed
+    meanwhile is counted in both or neither."""
     groups: dict[Any, Aggregate] = {}
-    usable = rollup_key is not None and store.has_rollups and span_filter.rollups_apply()
     with store.snapshot():
+        text_rollups: list[int] | None = None  # the text rollups' text ids that answer
+        others: list[int] | None = []  # the matching texts read raw over the whole window
+        every: list[int] | None = None  # every matching text (None: too many for a list)
+        if (
+            rollup_key is not None
+            and span_filter.text
+            and store.has_text_rollups
+            and span_filter.session_id is None
+            and span_filter.user_id is None
+        ):
+            matched = match_texts(store, span_filter.text)
+            if matched.everything:
+                span_filter = SpanFilter(**{**span_filter.as_dict(), "text": None})
+            elif matched.rolled or matched.every_other:
+                text_rollups = list(matched.rolled)
+                if matched.every_other:
+                    text_rollups.append(OTHER_TEXTS)
+                else:
+                    others = matched.others
+                every = None if matched.others is None else [*matched.rolled, *matched.others]
+        usable = (
+            rollup_key is not None
+            and store.has_rollups
+            and (span_filter.rollups_apply() or text_rollups is not None)
+        )
+        raw_where: tuple[str, list[Any]] | None = None
+        if text_rollups is not None:
+            raw_where = span_filter.where(**_text_kinds(store), matching_ids=every)
         if not usable or rollup_key is None:
-            _raw_aggregates(store, raw_key, span_filter, groups)
+            _raw_aggregates(store, raw_key, span_filter, groups, raw_where)
             return groups
         cursor = store._query("SELECT complete_from FROM span_rollup_state")
         row = cursor.fetchone() if cursor is not None else None
@@ -554,26 +657,46 @@ def _aggregates(
         low = max(-floor_to(-since, HOUR_NS), complete)  # the first whole hour
         high = floor_to(until, HOUR_NS) if until < _INT64_MAX else _INT64_MAX
         if not low < high:
-            _raw_aggregates(store, raw_key, span_filter, groups)
+            _raw_aggregates(store, raw_key, span_filter, groups, raw_where)
             return groups
+
+        def windowed(edge_since: int, edge_until: int) -> SpanFilter:
+            return SpanFilter(
+                **{
+                    **span_filter.as_dict(),
+                    "since_ns": None if edge_since == _INT64_MIN else edge_since,
+                    "until_ns": None if edge_until == _INT64_MAX else edge_until,
+                }
+            )
+
         for edge_since, edge_until in ((since, low), (high, until)):
             if edge_since < edge_until and not (edge_since == _INT64_MIN == edge_until):
-                edge = SpanFilter(
-                    **{
-                        **span_filter.as_dict(),
-                        "since_ns": None if edge_since == _INT64_MIN else edge_since,
-                        "until_ns": None if edge_until == _INT64_MAX else edge_until,
-                    }
-                )
-                _raw_aggregates(store, raw_key, edge, groups)
+                edge = windowed(edge_since, edge_until)
+                edge_where = None
+                if text_rollups is not None:
+                    edge_where = edge.where(**_text_kinds(store), matching_ids=every)
+                _raw_aggregates(store, raw_key, edge, groups, edge_where)
+        if text_rollups is not None and others != []:
+            # The matching texts without text rollups of their own: raw, whole hours too.
+            middle = windowed(low, high)
+            middle_where = middle.where(
+                **_text_kinds(store), matching_ids=others, unrolled_only=True
+            )
+            _raw_aggregates(store, raw_key, middle, groups, middle_where)
         day_low = -floor_to(-low, DAY_NS) if low > _INT64_MIN else low
         day_high = floor_to(high, DAY_NS) if high < _INT64_MAX else high
+        ranges = [(HOUR_NS, low, high)]
         if days and day_low < day_high:
-            _rollup_aggregates(store, rollup_key, span_filter, DAY_NS, day_low, day_high, groups)
-            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, low, day_low, groups)
-            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, day_high, high, groups)
-        else:
-            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, low, high, groups)
+            ranges = [
+                (DAY_NS, day_low, day_high),
+                (HOUR_NS, low, day_low),
+                (HOUR_NS, day_high, high),
+            ]
+        for width, first, last in ranges:
+            if first < last:
+                _rollup_aggregates(
+                    store, rollup_key, span_filter, width, first, last, groups, text_rollups
+                )
     return groups
 
 
