@@ -343,7 +343,7 @@ def test_store_write_cost(
         monkeypatch.setattr(
             rollups,
             "add_inserted",
-            lambda conn, after_rowid, spans=None, rolled=None: add_inserted(
+            lambda conn, after_rowid, spans=None, text_keys=None: add_inserted(
                 conn, after_rowid, spans
             ),
         )
@@ -352,7 +352,7 @@ def test_store_write_cost(
         monkeypatch.setattr(
             sqlite_exporter,
             "_with_text_ids",
-            lambda conn, rows: ([(*row, None) for row in rows], frozenset()),
+            lambda conn, rows: ([(*row, None) for row in rows], {}),
         )
     paths = iter(range(1000))
 

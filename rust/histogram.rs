@@ -79,6 +79,26 @@ pub fn merge<'a>(blobs: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>> {
     Ok(merged)
 }
 
+/// The log histogram of `values` as one blob: each value's bucket is
+/// `trunc(ln(max(value, 1)) * buckets_per_e)`, as the store's SQL computes it (`ln` is the C
+/// library's `log` in both, and SQLite's CAST truncates as `as` does), sorted by bucket.
+pub fn log_histogram(values: &[i64], buckets_per_e: f64) -> Vec<u8> {
+    let mut buckets: Vec<i64> = values
+        .iter()
+        .map(|&value| ((value.max(1) as f64).ln() * buckets_per_e) as i64)
+        .collect();
+    buckets.sort_unstable();
+    let mut merged = Vec::new();
+    let mut rest = buckets.as_slice();
+    while let Some(&bucket) = rest.first() {
+        let run = rest.iter().take_while(|&&other| other == bucket).count();
+        merged.extend_from_slice(&bucket.to_le_bytes());
+        merged.extend_from_slice(&(run as i64).to_le_bytes());
+        rest = &rest[run..];
+    }
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +148,15 @@ mod tests {
             merge([dense.as_slice(), more.as_slice()]).unwrap(),
             blob(&[(-5, 1), (17, 1), (4000, 3)])
         );
+    }
+
+    #[test]
+    fn log_buckets_are_the_stores() {
+        // ln(1) = 0; ln(e^k) * 100 = 100 k; values under 1 count as 1.
+        let values = [1, 0, -5, 3, 3, 1_000_000_000, i64::MAX];
+        let expected = blob(&[(0, 3), (109, 2), (2072, 1), (4366, 1)]);
+        assert_eq!(log_histogram(&values, 100.0), expected);
+        assert_eq!(log_histogram(&[], 100.0), Vec::<u8>::new());
     }
 
     #[test]

@@ -139,6 +139,7 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
         "span_rollups_bucket",
         "spans_text_start",
         "span_texts_rolled",
+        "span_texts_class",
         "span_text_rollups_bucket",
     }
     kinds = rows(db, "SELECT type, name FROM sqlite_master")

@@ -256,6 +256,17 @@ def _check_text_ids(path: Path) -> None:
         ).fetchone()
         assert duplicates == 0
         conn.execute("INSERT INTO span_texts_fts(span_texts_fts) VALUES ('integrity-check')")
+        # Schema 6: one class per (name, error type), its id no larger than any of its texts'.
+        (mixed,) = conn.execute(
+            "SELECT count(*) FROM (SELECT name, error_type FROM span_texts "
+            "GROUP BY name, error_type HAVING count(DISTINCT class_id) > 1)"
+        ).fetchone()
+        (shared,) = conn.execute(
+            "SELECT count(*) FROM (SELECT class_id FROM span_texts "
+            "GROUP BY class_id HAVING count(DISTINCT name || char(0) || error_type) > 1)"
+        ).fetchone()
+        (later,) = conn.execute("SELECT count(*) FROM span_texts WHERE class_id > id").fetchone()
+        assert mixed == shared == later == 0
     finally:
         conn.close()
 
@@ -499,19 +510,23 @@ def test_text_rollups_answer_as_the_raw_rows_do_with_many_distinct_texts(
         hourly, daily, stored = _text_rollup_sums(store)
         assert hourly == daily == stored == sum(len(b) for b in batches)
         (other,) = store._conn.execute(
-            "SELECT sum(spans) FROM span_text_rollups WHERE text_id = 0 AND bucket_ns = ?",
+            "SELECT sum(spans) FROM span_text_rollups WHERE text_id < 0 AND bucket_ns = ?",
             (DAY,),
         ).fetchone()
         assert 0 < other < stored
-        # "Error" matches every text without rollups of its own (all are errors); "req_0"
-        # some of them; "l" rolled names and some errors.
-        error_match = queries.match_texts(store, "Error")
-        assert error_match.every_other
-        assert not error_match.everything
-        assert not queries.match_texts(store, "req_0").every_other
+        # "(request" matches every text of every class of error texts (their template);
+        # "req_0" some texts of each; "l" rolled names and whole classes ("Retrieve_docs").
+        template = queries.match_texts(store, "(request")
+        assert template.partial == []
+        assert any(key < 0 for key in template.keys)
+        assert not template.everything
+        assert queries.match_texts(store, "req_0").partial
+        assert queries.match_texts(store, "").everything
         _check(store, rng, now - 4 * DAY, now, rounds=40)
         monkeypatch.setattr(queries, "TEXT_ID_LIST_MAX", 3)
-        assert queries.match_texts(store, "req_").others is None
+        # Past the list bound: the partial texts go as one JSON array, many keys fall back to raw.
+        assert len(queries.match_texts(store, "req_0").partial) > queries.TEXT_ID_LIST_MAX
+        assert len(queries.match_texts(store, "e").keys) > queries.TEXT_ID_LIST_MAX
         _check(store, rng, now - 4 * DAY, now, rounds=25)
         monkeypatch.setattr(queries, "TEXT_ID_LIST_MAX", 2000)
     exporter.max_age = 2.5 * 86400

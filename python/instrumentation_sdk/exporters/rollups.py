@@ -21,9 +21,11 @@ span's distinct text (``span_texts.id``), for the texts marked ``rolled``: a fre
 that matches most spans (``q=l``) then adds up rollup rows instead of every matching span. At
 most ``ROLLED_TEXTS_MAX`` texts are rolled (the most frequent when a store is migrated, then
 the first new ones), so texts with unique parts (request ids in error messages) do not
-multiply the rows: the spans of all other texts are rolled up together under text id
-``OTHER_TEXTS`` (0), which answers a filter that matches every one of them, and are read raw
-for a filter that matches some.
+multiply the rows: the spans of every other text are rolled up by its text's class, the
+(name, error type) it shares with others (``span_texts.class_id``; its key in the text rollups
+is ``-class_id``). Texts with unique parts share a template, and a filter on the template
+matches every text of the class: then the class's rollups answer; only a class the filter
+matches in part (a request id) is read raw.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ __all__ = [
     "EMPTY_AGGREGATE",
     "HOUR_NS",
     "MIGRATION",
-    "OTHER_TEXTS",
     "PERCENTILE_ERROR",
     "ROLLED_TEXTS_MAX",
+    "TEXT_KEY_SQL",
     "TEXT_MIGRATION",
     "TEXT_ROLLUPS",
     "Aggregate",
@@ -61,6 +63,7 @@ __all__ = [
     "log_bucket_sql",
     "rebuild",
     "rebuild_texts",
+    "text_key",
 ]
 
 HOUR_NS: Final = 3600 * 1_000_000_000
@@ -95,8 +98,6 @@ TEXT_ROLLUPS: Final = "span_text_rollups"
 #: At most this many distinct texts have text rollups: a broad text filter reads at most this
 #: many rows per (hour or day, model, provider, service, status).
 ROLLED_TEXTS_MAX: Final = 200
-#: The text id the text rollups give the spans of every text not rolled up by itself.
-OTHER_TEXTS: Final = 0
 
 
 def log_bucket_sql(column: str) -> str:
@@ -245,6 +246,26 @@ class Aggregate:
             self.t_high = max(self.t_high, max(t_high[n] for n in streamed))
             self.t_blobs += [t_hist[n] for n in streamed]
 
+    def add_spans(self, rows: list[tuple[Any, ...]]) -> None:
+        """Many raw spans at once, each ``(anything, duration_ns, status, prompt_tokens,
+        completion_tokens, cost_usd, ttft_ns, ...)``: column by column, their histograms
+        bucketed in Rust (the buckets of ``log_bucket_sql``)."""
+        _, durations, statuses, prompt, completion, cost, ttfts, *_ = zip(*rows, strict=True)
+        self.count += len(durations)
+        self.errors += statuses.count("error")
+        self.prompt = _add(self.prompt, _sum(prompt))
+        self.completion = _add(self.completion, _sum(completion))
+        self.cost = _add(self.cost, _sum(cost))
+        self.low, self.high = min(self.low, min(durations)), max(self.high, max(durations))
+        self.hist_blobs.append(bytes(_core.log_histogram(list(durations), BUCKETS_PER_E)))
+        streamed = [ttft for ttft in ttfts if ttft is not None]
+        if streamed:
+            self.t_low, self.t_high = (
+                min(self.t_low, min(streamed)),
+                max(self.t_high, max(streamed)),
+            )
+            self.t_blobs.append(bytes(_core.log_histogram(streamed, BUCKETS_PER_E)))
+
     def merge(self, other: Aggregate) -> None:
         self.count += other.count
         self.errors += other.errors
@@ -365,7 +386,7 @@ def _hourly(
     per text id, when ``by_text``): their aggregate, from two grouped scans (the same SQL the
     dashboard runs over raw rows)."""
     hours: dict[Key, Aggregate] = {}
-    keys = ", ".join((*_KEY_COLUMNS, _TEXT_KEY_SQL) if by_text else _KEY_COLUMNS)
+    keys = ", ".join((*_KEY_COLUMNS, TEXT_KEY_SQL) if by_text else _KEY_COLUMNS)
     width = len(_KEY_COLUMNS) + 1 + by_text  # the hour, the key columns
     group_by = ", ".join(str(n) for n in range(1, width + 2))
     for row in conn.execute(
@@ -409,9 +430,10 @@ BATCH_COLUMNS: Final = (
 
 
 def _hourly_from(
-    spans: Iterable[tuple[Any, ...]], rolled: frozenset[int]
+    spans: Iterable[tuple[Any, ...]], text_keys: Mapping[int, int]
 ) -> tuple[dict[Key, Aggregate], dict[Key, Aggregate]] | None:
-    """What ``_hourly`` computes, without and with the text id (for the texts in ``rolled``),
+    """What ``_hourly`` computes, without and with the text key (``text_keys``: a text id's
+    key in the text rollups, ``text_key``),
     from the spans' values (``BATCH_COLUMNS``) instead of grouped scans: the same buckets
     (``ln`` is the C library's ``log`` in both; SQL's CAST truncates as ``int`` does). ``None``
     for a time to first token past int64 nanoseconds, where SQL's CAST saturates: the caller
@@ -443,7 +465,7 @@ def _hourly_from(
             ttft_bucket = int(log(max(ttft_ns, 1)) * per_e)
         for level, level_key in (
             (hours, key),
-            (text_hours, (*key, text_id if text_id in rolled else OTHER_TEXTS)),
+            (text_hours, (*key, text_keys.get(text_id))),
         ):
             aggregate = level.get(level_key)
             if aggregate is None:
@@ -503,10 +525,16 @@ def _update_sql(table: str) -> str:
     )
 
 
-#: A span's key in the text rollups: its text id when rolled, else ``OTHER_TEXTS``.
-_TEXT_KEY_SQL: Final = (
-    "CASE WHEN text_id IN (SELECT id FROM span_texts WHERE rolled = 1) THEN text_id "
-    f"ELSE {OTHER_TEXTS} END"
+def text_key(text_id: int, rolled: bool, class_id: int) -> int:
+    """A text's key in the text rollups: its id when it has rollups of its own, else minus
+    its class's id."""
+    return text_id if rolled else -class_id
+
+
+#: ``text_key`` of a span's text, in SQL.
+TEXT_KEY_SQL: Final = (
+    "(SELECT CASE WHEN t.rolled = 1 THEN t.id ELSE -t.class_id END "
+    "FROM span_texts AS t WHERE t.id = spans.text_id)"
 )
 
 
@@ -514,23 +542,25 @@ def add_inserted(
     conn: sqlite3.Connection,
     after_rowid: int,
     spans: Iterable[tuple[Any, ...]] | None = None,
-    rolled: frozenset[int] | None = None,
+    text_keys: Mapping[int, int] | None = None,
 ) -> None:
     """Add the spans with ``rowid > after_rowid`` (what the current transaction inserted) to
     their hourly and daily rollups. Call inside the inserting transaction. ``spans``: those
     same spans' ``BATCH_COLUMNS`` when the caller knows every one was inserted, which spares
-    reading them back. ``rolled``: the batch's text ids that have text rollups of their own
-    (schema 6; ``None`` on a store without text rollups)."""
-    split = _hourly_from(spans, rolled or frozenset()) if spans is not None else None
+    reading them back. ``text_keys``: the batch's text ids' keys in the text rollups
+    (``text_key``; schema 6, ``None`` on a store without text rollups)."""
+    split = _hourly_from(spans, text_keys or {}) if spans is not None else None
     if split is None:
         hours = _hourly(conn, "rowid > ?", (after_rowid,))
         text_hours = (
-            _hourly(conn, "rowid > ?", (after_rowid,), by_text=True) if rolled is not None else {}
+            _hourly(conn, "rowid > ?", (after_rowid,), by_text=True)
+            if text_keys is not None
+            else {}
         )
     else:
         hours, text_hours = split
     _merge_into(conn, "span_rollups", _with_days(hours))
-    if rolled is not None and text_hours:
+    if text_keys is not None and text_hours:
         _merge_into(conn, TEXT_ROLLUPS, _with_days(text_hours))
 
 
@@ -668,21 +698,39 @@ def _mark_rolled(conn: sqlite3.Connection) -> None:
 
 
 def insert_text_sql(table: str) -> str:
-    """Inserts a distinct text (``INSERT OR IGNORE``): a new one has text rollups of its own
-    while fewer than ``ROLLED_TEXTS_MAX`` texts do (counted per row, so the bound holds within
-    a batch)."""
+    """Inserts a distinct text (``INSERT OR IGNORE``, parameters name, error type, error
+    message): a new one has text rollups of its own while fewer than ``ROLLED_TEXTS_MAX``
+    texts do (counted per row, so the bound holds within a batch), and joins the class of the
+    texts with its name and error type, else starts one: a class id is the id of a text of
+    the class, no larger than any of its texts' ids, so the next id is always free."""
     return (
-        f"INSERT OR IGNORE INTO {table} (name, error_type, error_message, rolled) "
-        f"VALUES (?, ?, ?, (SELECT count(*) < {int(ROLLED_TEXTS_MAX)} FROM {table} "
-        "WHERE rolled = 1))"
+        f"INSERT OR IGNORE INTO {table} (name, error_type, error_message, rolled, class_id) "
+        f"VALUES (?1, ?2, ?3, (SELECT count(*) < {int(ROLLED_TEXTS_MAX)} FROM {table} "
+        "WHERE rolled = 1), coalesce((SELECT class_id FROM "
+        f"{table} WHERE name = ?1 AND error_type = ?2 LIMIT 1), "
+        f"(SELECT coalesce(max(id), 0) + 1 FROM {table})))"
     )
 
 
 #: Schema 6: which distinct texts are rolled up by text (the most frequent ones stored, up to
-#: ``ROLLED_TEXTS_MAX``; new texts while fewer are), and their rollups (``rebuild_texts``).
+#: ``ROLLED_TEXTS_MAX``; new texts while fewer are), the others' classes, and the text
+#: rollups (``rebuild_texts``).
 TEXT_MIGRATION: Final[tuple[str | Callable[[sqlite3.Connection], None], ...]] = (
     "ALTER TABLE span_texts ADD COLUMN rolled INTEGER NOT NULL DEFAULT 0",
     _mark_rolled,
+    # A class: the texts of one name and error type (their messages may differ by ids); its
+    # id is its first text's (the smallest id).
+    "ALTER TABLE span_texts ADD COLUMN class_id INTEGER",
+    # Through a small table of the classes: a correlated min() per text would walk a class's
+    # texts once per text (a class may hold tens of thousands).
+    "CREATE TEMP TABLE text_classes AS SELECT name, error_type, min(id) AS first "
+    "FROM span_texts GROUP BY name, error_type",
+    "CREATE INDEX temp.text_classes_key ON text_classes (name, error_type)",
+    "UPDATE span_texts SET class_id = (SELECT first FROM text_classes AS c "
+    "WHERE c.name = span_texts.name AND c.error_type = span_texts.error_type)",
+    "DROP TABLE temp.text_classes",
+    # A class's size (how many texts it has) is a short walk of it.
+    "CREATE INDEX span_texts_class ON span_texts (rolled, class_id)",
     # Counting the rolled texts (each batch that brings a new text does) reads only these.
     "CREATE INDEX span_texts_rolled ON span_texts (rolled) WHERE rolled = 1",
     f"""

@@ -509,8 +509,8 @@ def _row(record: Mapping[str, Any], prices: PriceTable) -> Row:
     )
 
 
-def _with_text_ids(conn: sqlite3.Connection, rows: list[Row]) -> tuple[list[Row], frozenset[int]]:
-    """``rows`` each with its text id appended, and which of those ids have text rollups: the
+def _with_text_ids(conn: sqlite3.Connection, rows: list[Row]) -> tuple[list[Row], dict[int, int]]:
+    """``rows`` each with its text id appended, and those ids' keys in the text rollups: the
     batch's distinct texts are inserted once (``INSERT OR IGNORE``: those already stored keep
     their id), then their ids read back in a few statements. In the batch's transaction (the
     write lock held), so a retention step of another process cannot delete a text between the
@@ -520,20 +520,19 @@ def _with_text_ids(conn: sqlite3.Connection, rows: list[Row]) -> tuple[list[Row]
     distinct = list(dict.fromkeys(keys))
     conn.executemany(rollups.insert_text_sql(TEXTS_TABLE), distinct)
     ids: dict[tuple[Any, ...], int] = {}
-    rolled: set[int] = set()
+    text_keys: dict[int, int] = {}
     for start in range(0, len(distinct), _TEXT_CHUNK):
         chunk = distinct[start : start + _TEXT_CHUNK]
         values = ", ".join("(?, ?, ?)" for _ in chunk)
-        for text_id, is_rolled, *stored in conn.execute(
-            f"SELECT id, rolled, name, error_type, error_message FROM {TEXTS_TABLE} "
+        for text_id, rolled, class_id, *stored in conn.execute(
+            f"SELECT id, rolled, class_id, name, error_type, error_message FROM {TEXTS_TABLE} "
             f"WHERE (name, error_type, error_message) IN (VALUES {values})",
             [part for text in chunk for part in text],
         ):
             ids[tuple(stored)] = text_id
-            if is_rolled:
-                rolled.add(text_id)
+            text_keys[text_id] = rollups.text_key(text_id, rolled, class_id)
     with_ids = [(*row, ids[key]) for row, key in zip(rows, keys, strict=True)]
-    return with_ids, frozenset(rolled)
+    return with_ids, text_keys
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -668,7 +667,7 @@ class SqliteExporter:
                 (newest_rowid,) = conn.execute(
                     "SELECT coalesce(max(rowid), 0) FROM spans"
                 ).fetchone()
-                with_ids, rolled = _with_text_ids(conn, rows)
+                with_ids, text_keys = _with_text_ids(conn, rows)
                 inserted = conn.executemany(_INSERT_WITH_TEXT, with_ids).rowcount
                 # Every row inserted (no retry, no duplicate): the rollups need not read them
                 # back. Otherwise they read what this transaction inserted.
@@ -676,7 +675,7 @@ class SqliteExporter:
                     conn,
                     newest_rowid,
                     map(_ROLLUP_VALUES, with_ids) if inserted == len(rows) else None,
-                    rolled,
+                    text_keys,
                 )
                 conn.execute("COMMIT")
             except BaseException:

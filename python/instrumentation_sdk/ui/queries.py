@@ -11,6 +11,7 @@ exact one); counts, errors, tokens and cost are exact.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -22,9 +23,9 @@ from ..exporters.rollups import (
     DAY_NS,
     EMPTY_AGGREGATE,
     HOUR_NS,
-    OTHER_TEXTS,
     PERCENTILE_ERROR,
     ROLLUP_VALUES,
+    TEXT_KEY_SQL,
     TEXT_ROLLUPS,
     Aggregate,
     ensure_math,
@@ -133,15 +134,13 @@ class SpanFilter:
         text_index: bool = False,
         text_ids: bool = False,
         matching_ids: Sequence[int] | None = None,
-        unrolled_only: bool = False,
     ) -> tuple[str, list[Any]]:
         """``" WHERE ..."`` (or ``""``) and its parameters; ``text_index``: the store has a
         free-text index (``SpanStore.has_text_index``); ``text_ids``: its spans carry text ids
         (``SpanStore.has_text_ids``); ``matching_ids``: the ids of the texts that match, when
         already looked up (``matching_text_ids``): the query planner then sees the list (an
-        empty one selects nothing at once) instead of a subquery it cannot size;
-        ``unrolled_only``: the subquery (no ``matching_ids``) picks only the matching texts
-        without text rollups (schema 6)."""
+        empty one selects nothing at once) instead of a subquery it cannot size (past
+        ``TEXT_ID_LIST_MAX`` ids, one JSON array parameter)."""
         conditions, params = self.key_conditions()
         for name in ("session_id", "user_id"):
             value = getattr(self, name)
@@ -149,7 +148,11 @@ class SpanFilter:
                 conditions.append(f"{name} = ?")
                 params.append(value)
         if self.text and text_ids and matching_ids is not None:
-            if matching_ids:
+            if len(matching_ids) > TEXT_ID_LIST_MAX:
+                # SQLite bounds a statement's parameters: one JSON array instead.
+                conditions.append("text_id IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(list(matching_ids)))
+            elif matching_ids:
                 conditions.append(f"text_id IN ({', '.join('?' for _ in matching_ids)})")
                 params += list(matching_ids)
             else:
@@ -159,8 +162,6 @@ class SpanFilter:
             texts, texts_params = self.texts_condition(
                 text_index=text_index, index=TEXTS_INDEX, key="id"
             )
-            if unrolled_only:
-                texts = f"rolled = 0 AND {texts}"
             conditions.append(f"text_id IN (SELECT id FROM {TEXTS_TABLE} WHERE {texts})")
             params += texts_params
         elif self.text:
@@ -334,48 +335,96 @@ def matching_text_ids(store: SpanStore, text: str) -> list[int] | None:
 
 @dataclass(frozen=True, slots=True)
 class TextMatch:
-    """The distinct texts a text filter matches (schema 6): ``rolled``, those with text rollups
-    of their own (at most ``ROLLED_TEXTS_MAX``); ``others``, the rest (``None`` when more than
-    ``TEXT_ID_LIST_MAX``); ``every_other``: whether the rest is every text without rollups of
-    its own (then their spans' rollups under ``OTHER_TEXTS`` answer); ``everything``: whether
-    every stored text matches (then the filter selects what it would without the text)."""
+    """How a text filter's matching distinct texts (schema 6) meet the text rollups:
+    ``keys``, the text rollups' keys that hold exactly matching spans (the matching texts
+    with rollups of their own, and minus the id of each class every text of which matches);
+    ``partial``, the matching texts of classes it matches in part, whose spans are read raw;
+    ``everything``: every stored text matches (then the filter selects what it would without
+    the text)."""
 
-    rolled: list[int]
-    others: list[int] | None
-    every_other: bool
+    keys: list[int]
+    partial: list[int]
     everything: bool
 
 
+#: A text the trigram index finds in more distinct texts than this is matched by one LIKE
+#: pass over them instead: reading that many candidates from the index costs more.
+TEXT_INDEX_BROAD: Final = 2000
+
+
 def match_texts(store: SpanStore, text: str) -> TextMatch:
-    """Which distinct texts ``text`` matches, split by whether they have text rollups."""
+    """Which distinct texts ``text`` matches and how the text rollups answer for them, from
+    the small ``span_texts``: the matching texts with rollups of their own (at most
+    ``ROLLED_TEXTS_MAX``, by LIKE), per class how many of its texts match (by the trigram
+    index when it finds few texts, else by one LIKE pass that also counts each class), and
+    the matching texts of the classes matched in part. Never a list of every matching text
+    (there may be tens of thousands)."""
+    like, like_params = SpanFilter(text=text).texts_condition(
+        text_index=False, index=TEXTS_INDEX, key="id"
+    )
+    keys = [
+        int(text_id)
+        for (text_id,) in _rows(
+            store, f"SELECT id FROM {TEXTS_TABLE} WHERE rolled = 1 AND {like}", like_params
+        )
+    ]
+    (all_rolled,) = _rows(store, f"SELECT count(*) FROM {TEXTS_TABLE} WHERE rolled = 1")[0]
     inner, params = SpanFilter(text=text).texts_condition(
         text_index=store.has_text_index, index=TEXTS_INDEX, key="id"
     )
-    rolled = [
-        int(text_id)
-        for (text_id,) in _rows(
-            store, f"SELECT id FROM {TEXTS_TABLE} WHERE rolled = 1 AND {inner}", params
-        )
-    ]
-    rows = _rows(
-        store,
-        f"SELECT id FROM {TEXTS_TABLE} WHERE rolled = 0 AND {inner} LIMIT ?",
-        [*params, TEXT_ID_LIST_MAX + 1],
-    )
-    others = [int(text_id) for (text_id,) in rows] if len(rows) <= TEXT_ID_LIST_MAX else None
-    if others is not None:
-        matched_others = len(others)
-    else:
-        (matched_others,) = _rows(
-            store, f"SELECT count(*) FROM {TEXTS_TABLE} WHERE rolled = 0 AND {inner}", params
+    indexed = inner != like
+    if indexed:
+        (found,) = _rows(
+            store,
+            f"SELECT count(*) FROM (SELECT rowid FROM {TEXTS_INDEX} WHERE {TEXTS_INDEX} "
+            "MATCH ? LIMIT ?)",
+            [params[0], TEXT_INDEX_BROAD + 1],
         )[0]
-    ((all_rolled, all_others),) = _rows(
-        store,
-        f"SELECT (SELECT count(*) FROM {TEXTS_TABLE} WHERE rolled = 1), "
-        f"(SELECT count(*) FROM {TEXTS_TABLE} WHERE rolled = 0)",
-    )
-    every_other = matched_others == all_others
-    return TextMatch(rolled, others, every_other, every_other and len(rolled) == all_rolled)
+        indexed = found <= TEXT_INDEX_BROAD
+    sizes = {}
+    matching: dict[int, int] = {}
+    if indexed:
+        matching = dict(
+            _rows(
+                store,
+                f"SELECT class_id, count(*) FROM {TEXTS_TABLE} WHERE rolled = 0 AND {inner} "
+                "GROUP BY class_id",
+                params,
+            )
+        )
+        sizes = dict(
+            _rows(
+                store,
+                f"SELECT class_id, count(*) FROM {TEXTS_TABLE} WHERE rolled = 0 GROUP BY class_id",
+            )
+        )
+    else:
+        for class_id, size, matches in _rows(
+            store,
+            f"SELECT class_id, count(*), sum(CASE WHEN {like} THEN 1 ELSE 0 END) "
+            # In table order: by the class index, every text would be a scattered read.
+            f"FROM {TEXTS_TABLE} NOT INDEXED WHERE rolled = 0 GROUP BY class_id",
+            like_params,
+        ):
+            sizes[class_id] = size
+            if matches:
+                matching[class_id] = matches
+    full = [int(c) for c, count in matching.items() if count == sizes.get(c)]
+    partial_classes = [int(c) for c, count in matching.items() if count != sizes.get(c)]
+    partial: list[int] = []
+    for offset in range(0, len(partial_classes), 500):  # SQLite bounds the parameters
+        chunk = partial_classes[offset : offset + 500]
+        partial += [
+            int(text_id)
+            for (text_id,) in _rows(
+                store,
+                f"SELECT id FROM {TEXTS_TABLE} WHERE rolled = 0 AND class_id IN "
+                f"({', '.join('?' for _ in chunk)}) AND {inner}",
+                [*chunk, *params],
+            )
+        ]
+    everything = len(keys) == all_rolled and len(full) == len(sizes)
+    return TextMatch([*keys, *(-class_id for class_id in full)], partial, everything)
 
 
 def _where(store: SpanStore, span_filter: SpanFilter) -> tuple[str, list[Any]]:
@@ -535,29 +584,43 @@ def _raw_aggregates(
 
 
 def _add_rows(
-    store: SpanStore, key: str, where: str, params: list[Any], groups: dict[Any, Aggregate]
+    store: SpanStore,
+    key: str,
+    where: str,
+    params: list[Any],
+    groups: dict[Any, Aggregate],
+    text_keys: tuple[frozenset[int], frozenset[int]] | None = None,
 ) -> None:
-    """The aggregates of few spans (those the text picked), added up row by row: on schema 5
-    from the (text_id, start) index alone, which covers every column read here; two grouped
-    passes over them would be planned on another index and read far more. The
-    buckets are SQL's (``ln`` is the C library's ``log`` in both)."""
+    """The aggregates of few spans (those the text picked), added up here per group, column
+    by column (the histograms in Rust): on schema 5 read from the (text_id, start) index
+    alone, which covers every column read here; two grouped SQL passes over them would be
+    planned on another index and read far more. The buckets are SQL's (``ln`` is the C
+    library's ``log`` in both). ``text_keys``: only the spans whose text's key in the text
+    rollups is in the first set or whose text id is in the second (checked here: for a short
+    window, where reading its spans costs less than looking up thousands of matching
+    texts)."""
     ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)" if store.has_cost else "NULL"
     cost = "cost_usd" if store.has_cost else "NULL"
-    log, per_e = math.log, BUCKETS_PER_E
-    for group, duration, status, prompt, completion, cost_usd, ttft in _rows(
+    text = f"text_id, {TEXT_KEY_SQL}" if text_keys is not None else "NULL, NULL"
+    by_group: dict[Any, list[tuple[Any, ...]]] = {}
+    for row in _rows(
         store,
         f"SELECT {key}, duration_ns, status, prompt_tokens, completion_tokens, {cost}, "
-        f"{ttft_ns} FROM spans{where}",
+        f"{ttft_ns}, {text} FROM spans{where}",
         params,
     ):
+        if text_keys is not None and row[8] not in text_keys[0] and row[7] not in text_keys[1]:
+            continue
+        found = by_group.get(row[0])
+        if found is None:
+            by_group[row[0]] = [row]
+        else:
+            found.append(row)
+    for group, rows in by_group.items():
         aggregate = groups.get(group)
         if aggregate is None:
             aggregate = groups[group] = Aggregate()
-        bucket = int(log(max(duration, 1)) * per_e)
-        error = 1 if status == "error" else 0
-        aggregate.add_latency(bucket, 1, error, prompt, completion, cost_usd, duration, duration)
-        if ttft is not None:
-            aggregate.add_ttft(int(log(max(ttft, 1)) * per_e), 1, ttft, ttft)
+        aggregate.add_spans(rows)
 
 
 def _rollup_aggregates(
@@ -618,9 +681,10 @@ def _aggregates(
     meanwhile is counted in both or neither."""
     groups: dict[Any, Aggregate] = {}
     with store.snapshot():
-        text_rollups: list[int] | None = None  # the text rollups' text ids that answer
-        others: list[int] | None = []  # the matching texts read raw over the whole window
-        every: list[int] | None = None  # every matching text (None: too many for a list)
+        text_rollups: list[int] | None = None  # the text rollups' keys that answer
+        partial: list[int] = []  # matching texts read raw over the whole window
+        # What the raw edge hours keep: spans whose text key or text id is in these.
+        edge_keys: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
         if (
             rollup_key is not None
             and span_filter.text
@@ -631,23 +695,17 @@ def _aggregates(
             matched = match_texts(store, span_filter.text)
             if matched.everything:
                 span_filter = SpanFilter(**{**span_filter.as_dict(), "text": None})
-            elif matched.rolled or matched.every_other:
-                text_rollups = list(matched.rolled)
-                if matched.every_other:
-                    text_rollups.append(OTHER_TEXTS)
-                else:
-                    others = matched.others
-                every = None if matched.others is None else [*matched.rolled, *matched.others]
+            elif matched.keys and len(matched.keys) <= TEXT_ID_LIST_MAX:
+                text_rollups = matched.keys
+                partial = matched.partial
+                edge_keys = (frozenset(matched.keys), frozenset(partial))
         usable = (
             rollup_key is not None
             and store.has_rollups
             and (span_filter.rollups_apply() or text_rollups is not None)
         )
-        raw_where: tuple[str, list[Any]] | None = None
-        if text_rollups is not None:
-            raw_where = span_filter.where(**_text_kinds(store), matching_ids=every)
         if not usable or rollup_key is None:
-            _raw_aggregates(store, raw_key, span_filter, groups, raw_where)
+            _raw_aggregates(store, raw_key, span_filter, groups)
             return groups
         cursor = store._query("SELECT complete_from FROM span_rollup_state")
         row = cursor.fetchone() if cursor is not None else None
@@ -657,7 +715,7 @@ def _aggregates(
         low = max(-floor_to(-since, HOUR_NS), complete)  # the first whole hour
         high = floor_to(until, HOUR_NS) if until < _INT64_MAX else _INT64_MAX
         if not low < high:
-            _raw_aggregates(store, raw_key, span_filter, groups, raw_where)
+            _raw_aggregates(store, raw_key, span_filter, groups)
             return groups
 
         def windowed(edge_since: int, edge_until: int) -> SpanFilter:
@@ -672,16 +730,17 @@ def _aggregates(
         for edge_since, edge_until in ((since, low), (high, until)):
             if edge_since < edge_until and not (edge_since == _INT64_MIN == edge_until):
                 edge = windowed(edge_since, edge_until)
-                edge_where = None
                 if text_rollups is not None:
-                    edge_where = edge.where(**_text_kinds(store), matching_ids=every)
-                _raw_aggregates(store, raw_key, edge, groups, edge_where)
-        if text_rollups is not None and others != []:
-            # The matching texts without text rollups of their own: raw, whole hours too.
+                    # An hour or so of spans: read them, keep those whose text matches.
+                    untexted = SpanFilter(**{**edge.as_dict(), "text": None})
+                    where, params = untexted.where()
+                    _add_rows(store, raw_key, where, params, groups, edge_keys)
+                else:
+                    _raw_aggregates(store, raw_key, edge, groups)
+        if text_rollups is not None and partial:
+            # Texts of classes the filter matches in part: raw, whole hours too.
             middle = windowed(low, high)
-            middle_where = middle.where(
-                **_text_kinds(store), matching_ids=others, unrolled_only=True
-            )
+            middle_where = middle.where(**_text_kinds(store), matching_ids=partial)
             _raw_aggregates(store, raw_key, middle, groups, middle_where)
         day_low = -floor_to(-low, DAY_NS) if low > _INT64_MIN else low
         day_high = floor_to(high, DAY_NS) if high < _INT64_MAX else high
