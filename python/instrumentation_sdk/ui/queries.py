@@ -293,12 +293,30 @@ def search_spans(
     if since is not None and until is not None and until <= since:  # a cursor past the window
         return {"spans": [], "next_cursor": None, "scan_bounded": False}
     bounded = SpanFilter(**window)
+    matching = matching_text_ids(store, bounded.text) if bounded.text else None
+    kinds = _text_kinds(store)
+    if bounded.text and store.has_text_ids and matching is None:
+        # Thousands of matching texts: one LIKE pass over the distinct texts finds them
+        # sooner than that many candidates read from the trigram index.
+        kinds["text_index"] = False
     where, all_params = _and(
-        _where(store, bounded),
+        bounded.where(**kinds, matching_ids=matching),
         conditions,
         params,
     )
-    rows = _rows(store, f"{store.select_record()}{where}{order} LIMIT ?", [*all_params, limit + 1])
+    select = store.select_record()
+    if (
+        bounded.text
+        and store.has_text_ids
+        and matching is None
+        and bounded.session_id is None
+        and bounded.user_id is None
+    ):
+        # Thousands of matching texts (ids in error messages): their spans are likely many,
+        # so walk the window newest first and stop at the page; by text id, SQLite would
+        # fetch every matching span of the window and sort them (seconds at a million).
+        select = select.replace(" FROM spans", " FROM spans INDEXED BY spans_start_time", 1)
+    rows = _rows(store, f"{select}{where}{order} LIMIT ?", [*all_params, limit + 1])
     records = [record_from_row(row) for row in rows[:limit]]
     for record in records:
         _add_derived(record)
