@@ -93,7 +93,7 @@ pub fn log_histogram(values: &[i64], buckets_per_e: f64) -> Vec<u8> {
     while let Some(&bucket) = rest.first() {
         let run = rest.iter().take_while(|&&other| other == bucket).count();
         merged.extend_from_slice(&bucket.to_le_bytes());
-        merged.extend_from_slice(&(run as i64).to_le_bytes());
+        merged.extend_from_slice(&i64::try_from(run).unwrap_or(i64::MAX).to_le_bytes());
         rest = &rest[run..];
     }
     merged

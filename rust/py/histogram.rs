@@ -18,11 +18,7 @@ pub fn merge_histograms(py: Python<'_>, blobs: Vec<PyBackedBytes>) -> PyResult<B
 /// The log histogram (the rollups' blob layout) of `values`: bucket
 /// `trunc(ln(max(value, 1)) * buckets_per_e)` for each, as the store's SQL computes it.
 #[pyfunction]
-pub fn log_histogram(
-    py: Python<'_>,
-    values: Vec<i64>,
-    buckets_per_e: i64,
-) -> PyResult<Bound<'_, PyBytes>> {
+pub fn log_histogram(py: Python<'_>, values: Vec<i64>, buckets_per_e: i64) -> Bound<'_, PyBytes> {
     let blob = py.detach(|| histogram_of(&values, buckets_per_e as f64));
-    Ok(PyBytes::new(py, &blob))
+    PyBytes::new(py, &blob)
 }
