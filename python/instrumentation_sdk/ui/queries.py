@@ -417,16 +417,32 @@ def match_texts(store: SpanStore, text: str) -> TextMatch:
             )
         )
     else:
-        for class_id, size, matches in _rows(
+        # A class's texts share their name and error type: when those match, all its texts
+        # do; only the other classes' messages are read (one LIKE pass, skipped when every
+        # class matches by name or type: `q=error` over messages with ids).
+        pattern = like_params[0]
+        heads = _rows(
             store,
-            f"SELECT class_id, count(*), sum(CASE WHEN {like} THEN 1 ELSE 0 END) "
-            # In table order: by the class index, every text would be a scattered read.
-            f"FROM {TEXTS_TABLE} NOT INDEXED WHERE rolled = 0 GROUP BY class_id",
-            like_params,
-        ):
+            "SELECT c.class_id, c.size, (t.name LIKE ?1 ESCAPE '\\' OR t.error_type LIKE ?1 "
+            f"ESCAPE '\\') FROM {TEXTS_TABLE} AS t JOIN (SELECT class_id, count(*) AS size, "
+            f"min(id) AS first FROM {TEXTS_TABLE} INDEXED BY span_texts_class "
+            "WHERE rolled = 0 GROUP BY class_id) AS c ON t.id = c.first",
+            [pattern],
+        )
+        for class_id, size, head in heads:
             sizes[class_id] = size
-            if matches:
-                matching[class_id] = matches
+            if head:
+                matching[class_id] = size
+        if len(matching) < len(sizes):
+            for class_id, matches in _rows(
+                store,
+                # In table order: by the class index, every text would be a scattered read.
+                f"SELECT class_id, count(*) FROM {TEXTS_TABLE} NOT INDEXED WHERE rolled = 0 "
+                "AND error_message LIKE ? ESCAPE '\\' GROUP BY class_id",
+                [pattern],
+            ):
+                if class_id not in matching:
+                    matching[class_id] = matches
     full = [int(c) for c, count in matching.items() if count == sizes.get(c)]
     partial_classes = [int(c) for c, count in matching.items() if count != sizes.get(c)]
     partial: list[int] = []
