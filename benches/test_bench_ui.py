@@ -1,5 +1,7 @@
 """The dashboard's API at size: answer times of ``instrumentation-sdk ui`` over a store of
-1,000,000 spans (30 days of 6 models, 5 services, 2% errors, a third streamed).
+1,000,000 spans (30 days of 6 models, 5 services, 2% errors, a third streamed), and over a
+second store of 1,000,000 spans whose errors (5%) each carry a request id in their message
+(~50,000 distinct texts: what free-text filters meet in real stores).
 
 Each case is one HTTP GET to the real server (a subprocess, uvicorn), timed from the request to
 the parsed answer, so it includes HTTP and JSON. The baseline in the same run is what the CLI
@@ -45,10 +47,22 @@ SERVICES = ("api", "worker", "search", "billing", "chat")
 SEC = 1_000_000_000
 
 
-def _records(count: int, now: int, seconds: int = DAYS * 86400) -> Iterator[list[dict[str, Any]]]:
+#: Errors with a request id in the message: a distinct text per error span.
+ID_ERRORS = (
+    ("RateLimitError", "429 Too Many Requests: rate limit reached for request req_{:08x}"),
+    ("APITimeoutError", "upstream timed out after 30 s (request req_{:08x})"),
+    ("APIConnectionError", "connection reset by peer (request req_{:08x})"),
+    ("BadRequestError", "invalid 'temperature' in request req_{:08x}"),
+)
+
+
+def _records(
+    count: int, now: int, seconds: int = DAYS * 86400, *, id_errors: bool = False
+) -> Iterator[list[dict[str, Any]]]:
     """``count`` spans in time order over the last ``seconds`` (``DAYS`` days), in batches of
     10,000. Traces of 4 spans (a root and three children); one trace in ten belongs to a
-    session."""
+    session. ``id_errors``: 5% errors, each message with its own request id (``ID_ERRORS``);
+    else 2% errors, all "upstream timed out after 30 s"."""
     rng = random.Random(20261130)
     span_ns = seconds * SEC // count
     start0 = now - seconds * SEC
@@ -56,7 +70,11 @@ def _records(count: int, now: int, seconds: int = DAYS * 86400) -> Iterator[list
     for i in range(count):
         trace = i // 4
         model = MODELS[rng.randrange(len(MODELS))]
-        error = rng.random() < 0.02
+        error = rng.random() < (0.05 if id_errors else 0.02)
+        error_type, message = "TimeoutError", "upstream timed out after 30 s"
+        if id_errors:
+            error_type, message = ID_ERRORS[rng.randrange(len(ID_ERRORS))]
+            message = message.format(i)
         metadata: dict[str, Any] = {
             "prompt_tokens": rng.randrange(20, 4000),
             "completion_tokens": rng.randrange(1, 800),
@@ -81,8 +99,8 @@ def _records(count: int, now: int, seconds: int = DAYS * 86400) -> Iterator[list
                 "user_id": f"user-{trace % 500}",
                 "session_id": f"session-{trace // 10}" if trace % 10 == 0 else None,
                 "status": "error" if error else "ok",
-                "error_type": "TimeoutError" if error else None,
-                "error_message": "upstream timed out after 30 s" if error else None,
+                "error_type": error_type if error else None,
+                "error_message": message if error else None,
                 "start_time_unix_nano": start,
                 "end_time_unix_nano": start + int(rng.lognormvariate(19.5, 0.8)),
                 "metadata": metadata,
@@ -98,7 +116,7 @@ def _records(count: int, now: int, seconds: int = DAYS * 86400) -> Iterator[list
         yield batch
 
 
-def build_store(path: Path, count: int) -> None:
+def build_store(path: Path, count: int, *, id_errors: bool = False) -> None:
     """Write ``count`` spans through the real exporter (cost computed, every index kept)."""
     tmp = path.with_suffix(".building")
     for suffix in ("", "-wal", "-shm"):
@@ -106,7 +124,7 @@ def build_store(path: Path, count: int) -> None:
     # Retention off: the store keeps all 30 days, the 1 GiB bound would not bite anyway.
     exporter = SqliteExporter(tmp, max_bytes=0, max_age=0)
     now = time.time_ns()
-    for batch in _records(count, now):
+    for batch in _records(count, now, id_errors=id_errors):
         exporter.export(batch)
     exporter.shutdown()
     conn = sqlite3.connect(tmp)
@@ -116,27 +134,40 @@ def build_store(path: Path, count: int) -> None:
     tmp.rename(path)
 
 
-@pytest.fixture(scope="module")
-def store(request: pytest.FixtureRequest) -> Path:
+def _cached_store(request: pytest.FixtureRequest, kind: str) -> Path:
     # As pytest-benchmark decides: --benchmark-enable wins over the --benchmark-disable of addopts.
     config = request.config
     enabled = config.getoption("benchmark_enable") or not config.getoption("benchmark_disable")
     count = FULL_SPANS if enabled else SMOKE_SPANS
     folder = HERE.parent / ".benchmarks"
     folder.mkdir(exist_ok=True)
-    path = folder / f"ui-store-{count}-v{SCHEMA_VERSION}.db"
+    path = folder / f"ui-store-{count}{kind}-v{SCHEMA_VERSION}.db"
     if not path.exists():
-        build_store(path, count)
+        build_store(path, count, id_errors=bool(kind))
     return path
+
+
+@pytest.fixture(scope="module")
+def store(request: pytest.FixtureRequest) -> Path:
+    return _cached_store(request, "")
+
+
+@pytest.fixture(scope="module")
+def id_error_store(request: pytest.FixtureRequest) -> Path:
+    return _cached_store(request, "-id-errors")
+
+
+def _newest(store: Path) -> int:
+    with open_store(store) as opened:
+        (start,) = opened._conn.execute("SELECT max(start_time_unix_nano) FROM spans").fetchone()
+    return int(start)
 
 
 @pytest.fixture(scope="module")
 def newest(store: Path) -> int:
     """The newest span's start: windows are anchored there, so a cached store of yesterday is
     measured like a fresh one ("the last hour" of it, not of the clock)."""
-    with open_store(store) as opened:
-        (start,) = opened._conn.execute("SELECT max(start_time_unix_nano) FROM spans").fetchone()
-    return int(start)
+    return _newest(store)
 
 
 def _anchored(params: dict[str, Any], newest: int) -> dict[str, Any]:
@@ -149,6 +180,13 @@ def _anchored(params: dict[str, Any], newest: int) -> dict[str, Any]:
 def ui(store: Path) -> Iterator[UiServer]:
     server = UiServer(store)
     yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def id_error_ui(id_error_store: Path) -> Iterator[tuple[UiServer, int]]:
+    server = UiServer(id_error_store)
+    yield server, _newest(id_error_store)
     server.close()
 
 
@@ -169,6 +207,12 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "spans-30d-text-short-rare": ("/api/spans", {"since": "30d", "q": "zq", "limit": 50}),
     "stats-model-30d-text": ("/api/stats", {"since": "30d", "by": "model", "q": "timed out"}),
     "stats-model-30d-text-short": ("/api/stats", {"since": "30d", "by": "model", "q": "ou"}),
+    # Text that matches most spans: every name has an "l" or an "e" ("llm", "tool"...).
+    "stats-model-30d-text-l": ("/api/stats", {"since": "30d", "by": "model", "q": "l"}),
+    "stats-service-7d-text-llm": ("/api/stats", {"since": "7d", "by": "service", "q": "llm"}),
+    "timeseries-30d-text-e": ("/api/timeseries", {"since": "30d", "points": 60, "q": "e"}),
+    "timeseries-7d-text-l": ("/api/timeseries", {"since": "7d", "points": 60, "q": "l"}),
+    "timeseries-24h-text-llm": ("/api/timeseries", {"since": "24h", "points": 60, "q": "llm"}),
     "timeseries-30d-text": ("/api/timeseries", {"since": "30d", "points": 60, "q": "timed out"}),
     "stats-model-30d-filtered": (
         "/api/stats",
@@ -185,11 +229,37 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_api_answer_time(benchmark: Any, ui: UiServer, newest: int, case: str) -> None:
-    path, params = CASES[case]
+#: Over the store whose errors carry request ids (~50,000 distinct texts): broad short
+#: filters ("e" and "err" match every error text, "l" the names llm and tool and some error
+#: texts) and a selective one (one request id prefix: a few spans).
+TEXT_KINDS = {"e": "e", "l": "l", "err": "err", "selective": "req_0000ab"}
+ID_ERROR_CASES: dict[str, tuple[str, dict[str, Any]]] = {}
+for _label, _text in TEXT_KINDS.items():
+    ID_ERROR_CASES[f"spans-30d-{_label}"] = (
+        "/api/spans",
+        {"since": "30d", "q": _text, "limit": 50},
+    )
+    ID_ERROR_CASES[f"stats-model-30d-{_label}"] = (
+        "/api/stats",
+        {"since": "30d", "by": "model", "q": _text},
+    )
+    ID_ERROR_CASES[f"stats-service-24h-{_label}"] = (
+        "/api/stats",
+        {"since": "24h", "by": "service", "q": _text},
+    )
+    ID_ERROR_CASES[f"timeseries-30d-{_label}"] = (
+        "/api/timeseries",
+        {"since": "30d", "points": 60, "q": _text},
+    )
+    ID_ERROR_CASES[f"timeseries-7d-{_label}"] = (
+        "/api/timeseries",
+        {"since": "7d", "points": 60, "q": _text},
+    )
+
+
+def _answer_time(benchmark: Any, url: str, newest: int, path: str, params: dict[str, Any]) -> None:
     params = _anchored(params, newest)
-    with httpx.Client(base_url=ui.url, timeout=120) as client:
+    with httpx.Client(base_url=url, timeout=120) as client:
         _get(client, path, params)  # warm the page cache once, as a user's second look would
         answer = benchmark.pedantic(
             _get, args=(client, path, params), rounds=3 if benchmark.enabled else 1, iterations=1
@@ -200,6 +270,21 @@ def test_api_answer_time(benchmark: Any, ui: UiServer, newest: int, case: str) -
         assert answer["total"]["count"] >= 0
     else:  # windows of a day or more are cut at whole hours (days): at most `points`
         assert 1 <= len(answer["points"]) <= params["points"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_api_answer_time(benchmark: Any, ui: UiServer, newest: int, case: str) -> None:
+    path, params = CASES[case]
+    _answer_time(benchmark, ui.url, newest, path, params)
+
+
+@pytest.mark.parametrize("case", list(ID_ERROR_CASES))
+def test_api_answer_time_many_texts(
+    benchmark: Any, id_error_ui: tuple[UiServer, int], case: str
+) -> None:
+    server, newest = id_error_ui
+    path, params = ID_ERROR_CASES[case]
+    _answer_time(benchmark, server.url, newest, path, params)
 
 
 def test_api_trace_and_session(benchmark: Any, ui: UiServer, store: Path) -> None:
@@ -234,33 +319,47 @@ def test_baseline_cli_stats(benchmark: Any, store: Path, newest: int, window: st
 
 
 @pytest.mark.parametrize("spread", ["live-60s", "backfill-30d"])
-@pytest.mark.parametrize("write_path", ["schema-5", "without-rollups-and-text-ids"])
+@pytest.mark.parametrize(
+    "write_path", ["schema-6", "without-text-rollups", "without-rollups-and-text-ids"]
+)
 def test_store_write_cost(
     benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_path: str, spread: str
 ) -> None:
     """What the rollups and the text ids cost the exporter: 20 batches of 500 spans into a
-    fresh store, side by side with the same exporter with both turned off (the schema-3 path:
-    no rollups, no distinct texts, no (text_id, start) index). ``live-60s``: the spans of a
-    busy service's last minute (~170 a second), as a flusher exports them, so a batch touches
-    an hour or two; ``backfill-30d``: the same count spread over 30 days (every span its own
-    hour: the rollups' worst case)."""
+    fresh store, side by side with the same exporter without the text rollups (schema 5's
+    write path) and with rollups and text ids both turned off (the schema-3 path: no rollups,
+    no distinct texts, no (text_id, start) index). ``live-60s``: the spans of a busy service's
+    last minute (~170 a second), as a flusher exports them, so a batch touches an hour or two;
+    ``backfill-30d``: the same count spread over 30 days (every span its own hour: the
+    rollups' worst case)."""
     from instrumentation_sdk.exporters import rollups
     from instrumentation_sdk.exporters import sqlite as sqlite_exporter
 
     seconds = 60 if spread == "live-60s" else DAYS * 86400
     records = next(_records(10_000, time.time_ns(), seconds))
     batches = [records[i : i + 500] for i in range(0, len(records), 500)]
-    if write_path != "schema-5":
-        monkeypatch.setattr(rollups, "add_inserted", lambda conn, after_rowid, spans=None: None)
+    if write_path == "without-text-rollups":
+        add_inserted = rollups.add_inserted
         monkeypatch.setattr(
-            sqlite_exporter, "_with_text_ids", lambda conn, rows: [(*row, None) for row in rows]
+            rollups,
+            "add_inserted",
+            lambda conn, after_rowid, spans=None, text_keys=None: add_inserted(
+                conn, after_rowid, spans
+            ),
+        )
+    elif write_path != "schema-6":
+        monkeypatch.setattr(rollups, "add_inserted", lambda *args: None)
+        monkeypatch.setattr(
+            sqlite_exporter,
+            "_with_text_ids",
+            lambda conn, rows: ([(*row, None) for row in rows], {}),
         )
     paths = iter(range(1000))
 
     def setup() -> tuple[tuple[SqliteExporter], dict[str, Any]]:
         exporter = SqliteExporter(tmp_path / f"w{next(paths)}.db", max_bytes=0, max_age=0)
         exporter.export(batches[0][:1])  # create and migrate outside the timing
-        if write_path != "schema-5":
+        if write_path == "without-rollups-and-text-ids":
             conn = sqlite3.connect(exporter.path)
             conn.execute("DROP INDEX spans_text_start")
             conn.close()

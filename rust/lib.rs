@@ -29,7 +29,7 @@ mod _core {
     #[pymodule_export]
     use crate::py::context::{install_otel_parent_hook, install_span_hooks};
     #[pymodule_export]
-    use crate::py::histogram::merge_histograms;
+    use crate::py::histogram::{log_histogram, merge_histograms};
     #[pymodule_export]
     use crate::py::jsonl::JsonlFile;
     #[pymodule_export]

@@ -151,7 +151,8 @@ def main() -> int:
             browser = playwright.chromium.launch(
                 executable_path=args.chromium, args=["--no-sandbox"]
             )
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            # Wide enough for the tables by model and service to show every column (cost last).
+            page = browser.new_page(viewport={"width": 1760, "height": 1000})
             page.goto(server.url + "/")
             page.wait_for_selector("#spans-table tbody tr")
             page.screenshot(path=str(out / "ui-overview.png"))

@@ -116,7 +116,7 @@ def exporter(db: Path) -> Any:
 def test_first_export_creates_schema_at_current_version(db: Path, exporter: SqliteExporter) -> None:
     assert not db.exists(), "the file is opened lazily, on the first export"
     exporter.export([make_record(1)])
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 5
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 6
     assert user_version(db) == SCHEMA_VERSION
     columns = [(row["name"], row["type"]) for row in rows(db, "PRAGMA table_info(spans)")]
     assert columns == EXPECTED_COLUMNS
@@ -138,14 +138,19 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
         "spans_user_start",
         "span_rollups_bucket",
         "spans_text_start",
+        "span_texts_rolled",
+        "span_texts_class",
+        "span_text_rollups_bucket",
     }
     kinds = rows(db, "SELECT type, name FROM sqlite_master")
     tables = {row["name"] for row in kinds if row["type"] == "table"}
     assert {"spans", "span_rollups", "span_rollup_state", "span_texts", "span_texts_fts"} <= tables
+    assert "span_text_rollups" in tables  # schema 6
     assert "span_text" not in tables  # schema 4's per-span index, dropped by 5
     triggers = {row["name"] for row in kinds if row["type"] == "trigger"}
     assert triggers == {"span_texts_fts_insert", "span_texts_fts_delete"}
     assert "WHERE status = 'error'" in indexes["spans_errors"]
+    assert "WHERE rolled = 1" in indexes["span_texts_rolled"]
     assert "WHERE session_id IS NOT NULL" in indexes["spans_session_start"]
 
 

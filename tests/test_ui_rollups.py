@@ -47,13 +47,18 @@ ERRORS = (
 )
 
 
-def _records(rng: random.Random, count: int, start: int, span_ns: int) -> list[dict[str, Any]]:
+def _records(
+    rng: random.Random, count: int, start: int, span_ns: int, *, unique_errors: bool = False
+) -> list[dict[str, Any]]:
+    """``unique_errors``: every error message carries a request id (a distinct text each)."""
     records = []
     for _ in range(count):
         i = rng.getrandbits(48)
         begin = start + rng.randrange(span_ns)
         status = rng.choice(("ok", "ok", "ok", "error", "unset"))
         error = rng.choice(ERRORS) if status == "error" else (None, None)
+        if unique_errors and error[1] is not None:
+            error = (error[0], f"{error[1]} (request req_{i:012x})")
         metadata: dict[str, Any] = {}
         if rng.random() < 0.8:
             metadata["prompt_tokens"] = rng.randrange(0, 5000)
@@ -99,12 +104,18 @@ def _same(fast: dict[str, Any], slow: dict[str, Any]) -> None:
             assert fast[key] == value, key
 
 
+#: Free text from broad (every text, most texts) to selective, and none.
+TEXTS = (None, None, None, "l", "e", "o", "L", "r", "timed out", "Error", "429", "%", "no such")
+TEXTS += ("req_", "req_0", "(request", "agent", "Café")
+
+
 def _random_filter(rng: random.Random, since: int | None, until: int | None) -> SpanFilter:
     return SpanFilter(
         model=rng.choice((None, None, *MODELS)),
         provider=rng.choice((None, None, "openai", "anthropic")),
         service=rng.choice((None, None, "api", "worker")),
         status=rng.choice((None, None, "ok", "error", "unset")),
+        text=rng.choice(TEXTS),
         since_ns=since,
         until_ns=until,
     )
@@ -155,7 +166,7 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
     exporter = _write(tmp_path / "spans.db", batches)
     exporter.shutdown()
     with open_store(tmp_path / "spans.db") as store:
-        assert store.version == SCHEMA_VERSION == 5
+        assert store.version == SCHEMA_VERSION == 6
         assert store.has_rollups
         assert store.has_text_index
         (stored,) = store._conn.execute("SELECT count(*) FROM spans").fetchone()
@@ -245,6 +256,17 @@ def _check_text_ids(path: Path) -> None:
         ).fetchone()
         assert duplicates == 0
         conn.execute("INSERT INTO span_texts_fts(span_texts_fts) VALUES ('integrity-check')")
+        # Schema 6: one class per (name, error type), its id no larger than any of its texts'.
+        (mixed,) = conn.execute(
+            "SELECT count(*) FROM (SELECT name, error_type FROM span_texts "
+            "GROUP BY name, error_type HAVING count(DISTINCT class_id) > 1)"
+        ).fetchone()
+        (shared,) = conn.execute(
+            "SELECT count(*) FROM (SELECT class_id FROM span_texts "
+            "GROUP BY class_id HAVING count(DISTINCT name || char(0) || error_type) > 1)"
+        ).fetchone()
+        (later,) = conn.execute("SELECT count(*) FROM span_texts WHERE class_id > id").fetchone()
+        assert mixed == shared == later == 0
     finally:
         conn.close()
 
@@ -261,7 +283,7 @@ def test_migrating_a_schema_3_store_backfills_rollups_and_text(tmp_path: Path) -
     exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR)])  # migrates, then writes
     exporter.shutdown()
     with open_store(path) as store:
-        assert store.version == 5
+        assert store.version == 6
         assert store.has_text_index
         (rolled,) = store._conn.execute(
             "SELECT sum(spans) FROM span_rollups WHERE bucket_ns = ?", (DAY,)
@@ -301,7 +323,7 @@ def test_migrating_a_schema_4_store_gives_spans_text_ids(tmp_path: Path) -> None
     assert texts == distinct < 2100  # each distinct text once
     _check_text_ids(path)
     with open_store(path) as store:
-        assert store.version == 5
+        assert store.version == 6
         assert store.has_text_ids
         assert store.has_text_index
         _check_text(store, rng)
@@ -439,3 +461,126 @@ def test_a_batch_the_rollups_cannot_add_up_in_python_is_read_back(tmp_path: Path
         (high,) = store._conn.execute("SELECT max(max_ttft_ns) FROM span_rollups").fetchone()
         assert high == 2**63 - 1
         _check(store, rng, now - DAY, now, rounds=20)
+
+
+def _text_rollup_sums(store: SpanStore) -> tuple[int, int, int]:
+    """Spans in the hourly and daily text rollups, and spans stored from ``complete_from`` on."""
+    conn = store._conn
+    (complete,) = conn.execute("SELECT complete_from FROM span_rollup_state").fetchone()
+    sums = [
+        conn.execute(
+            "SELECT coalesce(sum(spans), 0) FROM span_text_rollups WHERE bucket_ns = ?", (width,)
+        ).fetchone()[0]
+        for width in (HOUR, DAY)
+    ]
+    (stored,) = conn.execute(
+        "SELECT count(*) FROM spans WHERE start_time_unix_nano >= ?", (complete,)
+    ).fetchone()
+    return sums[0], sums[1], stored
+
+
+def test_text_rollups_answer_as_the_raw_rows_do_with_many_distinct_texts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Error messages with request ids (a distinct text per error) past the bound of texts
+    with rollups of their own: broad filters (every text, every text without rollups of its
+    own, some of them) and selective ones answer as the raw rows, also with the matching texts
+    looked up by subquery, after retention and late spans."""
+    from instrumentation_sdk.ui import queries
+
+    monkeypatch.setattr(rollups, "ROLLED_TEXTS_MAX", 8)
+    rng = random.Random(15)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    # The first texts stored are rolled up by text: every name (ok spans first), then errors.
+    names = _records(rng, 12, now - 4 * DAY, 4 * DAY)
+    for record, name in zip(names, NAMES * 2, strict=True):
+        record.update(name=name, status="ok", error_type=None, error_message=None)
+    batches = [names] + [
+        _records(rng, rng.randrange(50, 400), now - 4 * DAY, 4 * DAY, unique_errors=True)
+        for _ in range(8)
+    ]
+    exporter = _write(path, batches)
+    with open_store(path) as store:
+        assert store.has_text_rollups
+        (rolled, texts) = store._conn.execute(
+            "SELECT sum(rolled), count(*) FROM span_texts"
+        ).fetchone()
+        assert rolled == 8 < 100 < texts
+        hourly, daily, stored = _text_rollup_sums(store)
+        assert hourly == daily == stored == sum(len(b) for b in batches)
+        (other,) = store._conn.execute(
+            "SELECT sum(spans) FROM span_text_rollups WHERE text_id < 0 AND bucket_ns = ?",
+            (DAY,),
+        ).fetchone()
+        assert 0 < other < stored
+        # "(request" matches every text of every class of error texts (their template);
+        # "req_0" some texts of each; "l" rolled names and whole classes ("Retrieve_docs").
+        template = queries.match_texts(store, "(request")
+        assert template.partial == []
+        assert any(key < 0 for key in template.keys)
+        assert not template.everything
+        assert queries.match_texts(store, "req_0").partial
+        assert queries.match_texts(store, "").everything
+        _check(store, rng, now - 4 * DAY, now, rounds=40)
+        monkeypatch.setattr(queries, "TEXT_ID_LIST_MAX", 3)
+        # Past the list bound: the partial texts go as one JSON array, many keys fall back to raw.
+        assert len(queries.match_texts(store, "req_0").partial) > queries.TEXT_ID_LIST_MAX
+        assert len(queries.match_texts(store, "e").keys) > queries.TEXT_ID_LIST_MAX
+        _check(store, rng, now - 4 * DAY, now, rounds=25)
+        monkeypatch.setattr(queries, "TEXT_ID_LIST_MAX", 2000)
+    exporter.max_age = 2.5 * 86400
+    exporter.export(_records(rng, 10, now - HOUR, HOUR, unique_errors=True))
+    assert exporter.evicted > 0
+    exporter.max_age = 0
+    exporter.export(_records(rng, 60, now - 4 * DAY, 4 * DAY, unique_errors=True))  # late
+    exporter.shutdown()
+    _check_text_ids(path)
+    with open_store(path) as store:
+        (stale,) = store._conn.execute(
+            "SELECT count(*) FROM span_text_rollups "
+            "WHERE bucket_start < (SELECT complete_from FROM span_rollup_state)"
+        ).fetchone()
+        # Late spans into retired hours may add rows there; readers never use them.
+        assert stale <= 60 * 2
+        _check(store, rng, now - 4 * DAY, now, rounds=30)
+
+
+def test_migrating_a_schema_5_store_rolls_up_its_most_frequent_texts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rollups, "ROLLED_TEXTS_MAX", 4)
+    rng = random.Random(16)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    rollups.ensure_math(conn)
+    assert migrate(conn, MIGRATIONS[:3]) == 3
+    records = _records(rng, 1500, now - 3 * DAY, 3 * DAY, unique_errors=True)
+    conn.execute("BEGIN")
+    conn.executemany(_INSERT, [_row(record, default_prices()) for record in records])
+    conn.execute("COMMIT")
+    assert migrate(conn, MIGRATIONS[:5]) == 5  # rollups and text ids of the spans stored
+    frequent = [
+        text_id
+        for (text_id,) in conn.execute(
+            "SELECT text_id FROM spans GROUP BY text_id ORDER BY count(*) DESC, text_id LIMIT 4"
+        )
+    ]
+    conn.close()
+    exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR, unique_errors=True)])
+    exporter.shutdown()
+    with open_store(path) as store:
+        assert store.version == 6
+        rolled = [
+            text_id
+            for (text_id,) in store._conn.execute(
+                "SELECT id FROM span_texts WHERE rolled = 1 ORDER BY id"
+            )
+        ]
+        assert rolled == sorted(frequent)
+        hourly, daily, stored = _text_rollup_sums(store)
+        assert hourly == daily == stored == 1600
+        _check(store, rng, now - 3 * DAY, now, rounds=30)
+        _check_text(store, rng)
+    _check_text_ids(path)

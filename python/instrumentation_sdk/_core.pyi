@@ -44,6 +44,7 @@ __all__ = [
     "install_span_hooks",
     "llm_span",
     "llm_span_with_tokens",
+    "log_histogram",
     "mask_pii",
     "merge_histograms",
     "model_table",
@@ -317,6 +318,7 @@ def encode_jsonl_records(
     records: list[dict[str, Any]], encode: Callable[[object], bytes], plan: ExportPlan
 ) -> tuple[bytes, int]: ...
 def merge_histograms(blobs: list[bytes]) -> bytes: ...
+def log_histogram(values: list[int], buckets_per_e: int) -> bytes: ...
 def install_span_hooks(
     current: object,
     start_pipeline: Callable[[], None],

@@ -161,6 +161,12 @@ class SpanStore:
         reads the small ``span_texts`` table, not the spans."""
         return self.version >= 5
 
+    @property
+    def has_text_rollups(self) -> bool:
+        """Whether the file has rollups keyed also by text, for its most frequent texts
+        (schema 6): a text filter matching most spans then adds up rollups."""
+        return self.version >= 6
+
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """One read transaction: every query inside sees the same committed state (spans and

@@ -15,6 +15,17 @@ insert: a retried batch whose spans are already stored inserts nothing, so adds 
 Deleting spans (retention) moves ``span_rollup_state.complete_from`` past the hour of the
 newest span deleted: rollups before it are dropped and readers take those hours from the raw
 rows, so an answer never counts a deleted span.
+
+Schema 6 keeps a second table, ``span_text_rollups``, with the same rows keyed also by the
+span's distinct text (``span_texts.id``), for the texts marked ``rolled``: a free-text filter
+that matches most spans (``q=l``) then adds up rollup rows instead of every matching span. At
+most ``ROLLED_TEXTS_MAX`` texts are rolled (the most frequent when a store is migrated, then
+the first new ones), so texts with unique parts (request ids in error messages) do not
+multiply the rows: the spans of every other text are rolled up by its text's class, the
+(name, error type) it shares with others (``span_texts.class_id``; its key in the text rollups
+is ``-class_id``). Texts with unique parts share a template, and a filter on the template
+matches every text of the class: then the class's rollups answer; only a class the filter
+matches in part (a request id) is read raw.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ import math
 import sqlite3
 import sys
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from .. import _core
@@ -36,6 +47,10 @@ __all__ = [
     "HOUR_NS",
     "MIGRATION",
     "PERCENTILE_ERROR",
+    "ROLLED_TEXTS_MAX",
+    "TEXT_KEY_SQL",
+    "TEXT_MIGRATION",
+    "TEXT_ROLLUPS",
     "Aggregate",
     "add_inserted",
     "complete_from",
@@ -44,8 +59,11 @@ __all__ = [
     "ensure_math",
     "floor_to",
     "forget_through",
+    "insert_text_sql",
     "log_bucket_sql",
     "rebuild",
+    "rebuild_texts",
+    "text_key",
 ]
 
 HOUR_NS: Final = 3600 * 1_000_000_000
@@ -73,7 +91,13 @@ _INT64_MAX: Final = 2**63 - 1
 _KEY_COLUMNS: Final = ("model", "provider", "service_name", "status")
 _LITTLE_ENDIAN: Final = sys.byteorder == "little"
 
-Key = tuple[int, str, str | None, str | None, str]
+#: (hour or day start, model, provider, service, status), and the text id in the text rollups.
+Key = tuple[Any, ...]
+#: The rollups keyed also by text (schema 6).
+TEXT_ROLLUPS: Final = "span_text_rollups"
+#: At most this many distinct texts have text rollups: a broad text filter reads at most this
+#: many rows per (hour or day, model, provider, service, status).
+ROLLED_TEXTS_MAX: Final = 200
 
 
 def log_bucket_sql(column: str) -> str:
@@ -118,6 +142,12 @@ def decode_histogram(blob: bytes) -> list[tuple[int, int]]:
 def _add(a: Any, b: Any) -> Any:
     """SQL's sum: ``None`` only when every part is ``None``."""
     return b if a is None else a if b is None else a + b
+
+
+def _sum(values: Iterable[Any]) -> Any:
+    """SQL's sum of a column: ``None`` only when every value is ``None`` (or there is none)."""
+    present = [value for value in values if value is not None]
+    return sum(present) if present else None
 
 
 class Aggregate:
@@ -194,6 +224,47 @@ class Aggregate:
         if t_low is not None:
             self.t_low, self.t_high = min(self.t_low, t_low), max(self.t_high, t_high)
             self.t_blobs.append(t_hist)
+
+    def add_rollups(self, rows: list[tuple[Any, ...]]) -> None:
+        """Many ``span_rollups`` rows at once, each ``(anything, status, *ROLLUP_VALUES)``:
+        column by column (C loops), not row by row: a month of text rollups is ~10,000 rows."""
+        _, statuses, spans, prompt, completion, cost, low, high, hist, t_low, t_high, t_hist = zip(
+            *rows, strict=True
+        )
+        self.count += sum(spans)
+        self.errors += sum(
+            n for n, status in zip(spans, statuses, strict=True) if status == "error"
+        )
+        self.prompt = _add(self.prompt, _sum(prompt))
+        self.completion = _add(self.completion, _sum(completion))
+        self.cost = _add(self.cost, _sum(cost))
+        self.low, self.high = min(self.low, min(low)), max(self.high, max(high))
+        self.hist_blobs += hist
+        streamed = [n for n, value in enumerate(t_low) if value is not None]
+        if streamed:
+            self.t_low = min(self.t_low, min(t_low[n] for n in streamed))
+            self.t_high = max(self.t_high, max(t_high[n] for n in streamed))
+            self.t_blobs += [t_hist[n] for n in streamed]
+
+    def add_spans(self, rows: list[tuple[Any, ...]]) -> None:
+        """Many raw spans at once, each ``(anything, duration_ns, status, prompt_tokens,
+        completion_tokens, cost_usd, ttft_ns, ...)``: column by column, their histograms
+        bucketed in Rust (the buckets of ``log_bucket_sql``)."""
+        _, durations, statuses, prompt, completion, cost, ttfts, *_ = zip(*rows, strict=True)
+        self.count += len(durations)
+        self.errors += statuses.count("error")
+        self.prompt = _add(self.prompt, _sum(prompt))
+        self.completion = _add(self.completion, _sum(completion))
+        self.cost = _add(self.cost, _sum(cost))
+        self.low, self.high = min(self.low, min(durations)), max(self.high, max(durations))
+        self.hist_blobs.append(bytes(_core.log_histogram(list(durations), BUCKETS_PER_E)))
+        streamed = [ttft for ttft in ttfts if ttft is not None]
+        if streamed:
+            self.t_low, self.t_high = (
+                min(self.t_low, min(streamed)),
+                max(self.t_high, max(streamed)),
+            )
+            self.t_blobs.append(bytes(_core.log_histogram(streamed, BUCKETS_PER_E)))
 
     def merge(self, other: Aggregate) -> None:
         self.count += other.count
@@ -309,32 +380,36 @@ def _hour_start_sql() -> str:
 
 
 def _hourly(
-    conn: sqlite3.Connection, condition: str, params: tuple[Any, ...]
+    conn: sqlite3.Connection, condition: str, params: tuple[Any, ...], *, by_text: bool = False
 ) -> dict[Key, Aggregate]:
-    """Per (hour, model, provider, service, status) of the spans matching ``condition``: their
-    aggregate, from two grouped scans (the same SQL the dashboard runs over raw rows)."""
+    """Per (hour, model, provider, service, status) of the spans matching ``condition`` (and
+    per text id, when ``by_text``): their aggregate, from two grouped scans (the same SQL the
+    dashboard runs over raw rows)."""
     hours: dict[Key, Aggregate] = {}
-    keys = ", ".join(_KEY_COLUMNS)
-    for hour, model, provider, service, status, *row in conn.execute(
+    keys = ", ".join((*_KEY_COLUMNS, TEXT_KEY_SQL) if by_text else _KEY_COLUMNS)
+    width = len(_KEY_COLUMNS) + 1 + by_text  # the hour, the key columns
+    group_by = ", ".join(str(n) for n in range(1, width + 2))
+    for row in conn.execute(
         f"SELECT {_hour_start_sql()}, {keys}, {log_bucket_sql('duration_ns')}, count(*), "
         "sum(prompt_tokens), sum(completion_tokens), sum(cost_usd), min(duration_ns), "
-        f"max(duration_ns) FROM spans WHERE {condition} GROUP BY 1, 2, 3, 4, 5, 6",
+        f"max(duration_ns) FROM spans WHERE {condition} GROUP BY {group_by}",
         params,
     ):
-        key = (hour, model, provider, service, status)
+        key = tuple(row[:width])
         aggregate = hours.get(key)
         if aggregate is None:
             aggregate = hours[key] = Aggregate()
-        bucket, count, prompt, completion, cost, low, high = row
-        errors = count if status == "error" else 0
+        bucket, count, prompt, completion, cost, low, high = row[width:]
+        errors = count if key[4] == "error" else 0
         aggregate.add_latency(bucket, count, errors, prompt, completion, cost, low, high)
-    for hour, model, provider, service, status, bucket, count, low, high in conn.execute(
+    for row in conn.execute(
         f"SELECT {_hour_start_sql()}, {keys}, {log_bucket_sql(_TTFT_NS)}, count(*), "
         f"min({_TTFT_NS}), max({_TTFT_NS}) FROM spans WHERE ({condition}) "
-        "AND time_to_first_token_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6",
+        f"AND time_to_first_token_ms IS NOT NULL GROUP BY {group_by}",
         params,
     ):
-        hours[(hour, model, provider, service, status)].add_ttft(bucket, count, low, high)
+        bucket, count, low, high = row[width:]
+        hours[tuple(row[:width])].add_ttft(bucket, count, low, high)
     return hours
 
 
@@ -350,30 +425,55 @@ BATCH_COLUMNS: Final = (
     "completion_tokens",
     "cost_usd",
     "time_to_first_token_ms",
+    "text_id",
 )
 
 
-def _hourly_from(spans: Iterable[tuple[Any, ...]]) -> dict[Key, Aggregate] | None:
-    """What ``_hourly`` computes, from the spans' values (``BATCH_COLUMNS``) instead of two
-    scans: the same buckets (``ln`` is the C library's ``log`` in both; SQL's CAST truncates
-    as ``int`` does). ``None`` for a time to first token past int64 nanoseconds, where SQL's
-    CAST saturates: the caller then takes the SQL path."""
+def _hourly_from(
+    spans: Iterable[tuple[Any, ...]], text_keys: Mapping[int, int]
+) -> tuple[dict[Key, Aggregate], dict[Key, Aggregate]] | None:
+    """What ``_hourly`` computes, without and with the text key (``text_keys``: a text id's
+    key in the text rollups, ``text_key``),
+    from the spans' values (``BATCH_COLUMNS``) instead of grouped scans: the same buckets
+    (``ln`` is the C library's ``log`` in both; SQL's CAST truncates as ``int`` does). ``None``
+    for a time to first token past int64 nanoseconds, where SQL's CAST saturates: the caller
+    then takes the SQL path."""
     hours: dict[Key, Aggregate] = {}
+    text_hours: dict[Key, Aggregate] = {}
     log, per_e = math.log, BUCKETS_PER_E
-    for start, model, provider, service, status, duration, prompt, completion, cost, ttft in spans:
+    for (
+        start,
+        model,
+        provider,
+        service,
+        status,
+        duration,
+        prompt,
+        completion,
+        cost,
+        ttft,
+        text_id,
+    ) in spans:
         key = (start - start % HOUR_NS, model, provider, service, status)
-        aggregate = hours.get(key)
-        if aggregate is None:
-            aggregate = hours[key] = Aggregate()
         errors = 1 if status == "error" else 0
         bucket = int(log(max(duration, 1)) * per_e)
-        aggregate.add_latency(bucket, 1, errors, prompt, completion, cost, duration, duration)
+        ttft_ns = ttft_bucket = None
         if ttft is not None:
             ttft_ns = int(ttft * 1_000_000)
             if not _INT64_MIN <= ttft_ns <= _INT64_MAX:
                 return None
-            aggregate.add_ttft(int(log(max(ttft_ns, 1)) * per_e), 1, ttft_ns, ttft_ns)
-    return hours
+            ttft_bucket = int(log(max(ttft_ns, 1)) * per_e)
+        for level, level_key in (
+            (hours, key),
+            (text_hours, (*key, text_keys.get(text_id))),
+        ):
+            aggregate = level.get(level_key)
+            if aggregate is None:
+                aggregate = level[level_key] = Aggregate()
+            aggregate.add_latency(bucket, 1, errors, prompt, completion, cost, duration, duration)
+            if ttft_ns is not None and ttft_bucket is not None:
+                aggregate.add_ttft(ttft_bucket, 1, ttft_ns, ttft_ns)
+    return hours, text_hours
 
 
 def _with_days(hours: dict[Key, Aggregate]) -> dict[tuple[int, Key], Aggregate]:
@@ -381,7 +481,7 @@ def _with_days(hours: dict[Key, Aggregate]) -> dict[tuple[int, Key], Aggregate]:
     levels: dict[tuple[int, Key], Aggregate] = {}
     for key, aggregate in hours.items():
         levels[(HOUR_NS, key)] = aggregate
-        day_key: Key = (floor_to(key[0], DAY_NS), key[1], key[2], key[3], key[4])
+        day_key: Key = (floor_to(key[0], DAY_NS), *key[1:])
         day = levels.get((DAY_NS, day_key))
         if day is None:
             day = levels[(DAY_NS, day_key)] = Aggregate()
@@ -405,13 +505,36 @@ def _values(aggregate: Aggregate) -> tuple[Any, ...]:
     )
 
 
-_INSERT: Final = (
-    f"INSERT INTO span_rollups (bucket_ns, bucket_start, {', '.join(_KEY_COLUMNS)}, "
-    f"{', '.join(ROLLUP_VALUES)}) VALUES ({', '.join('?' for _ in range(6 + len(ROLLUP_VALUES)))})"
-)
-_UPDATE: Final = (
-    f"UPDATE span_rollups SET {', '.join(f'{column} = ?' for column in ROLLUP_VALUES)} "
-    "WHERE rowid = ?"
+def _key_columns(table: str) -> tuple[str, ...]:
+    return (*_KEY_COLUMNS, "text_id") if table == TEXT_ROLLUPS else _KEY_COLUMNS
+
+
+def _insert_sql(table: str) -> str:
+    keys = _key_columns(table)
+    marks = ", ".join("?" for _ in range(2 + len(keys) + len(ROLLUP_VALUES)))
+    return (
+        f"INSERT INTO {table} (bucket_ns, bucket_start, {', '.join(keys)}, "
+        f"{', '.join(ROLLUP_VALUES)}) VALUES ({marks})"
+    )
+
+
+def _update_sql(table: str) -> str:
+    return (
+        f"UPDATE {table} SET {', '.join(f'{column} = ?' for column in ROLLUP_VALUES)} "
+        "WHERE rowid = ?"
+    )
+
+
+def text_key(text_id: int, rolled: bool, class_id: int) -> int:
+    """A text's key in the text rollups: its id when it has rollups of its own, else minus
+    its class's id."""
+    return text_id if rolled else -class_id
+
+
+#: ``text_key`` of a span's text, in SQL.
+TEXT_KEY_SQL: Final = (
+    "(SELECT CASE WHEN t.rolled = 1 THEN t.id ELSE -t.class_id END "
+    "FROM span_texts AS t WHERE t.id = spans.text_id)"
 )
 
 
@@ -419,38 +542,56 @@ def add_inserted(
     conn: sqlite3.Connection,
     after_rowid: int,
     spans: Iterable[tuple[Any, ...]] | None = None,
+    text_keys: Mapping[int, int] | None = None,
 ) -> None:
     """Add the spans with ``rowid > after_rowid`` (what the current transaction inserted) to
     their hourly and daily rollups. Call inside the inserting transaction. ``spans``: those
     same spans' ``BATCH_COLUMNS`` when the caller knows every one was inserted, which spares
-    reading them back."""
-    hours = _hourly_from(spans) if spans is not None else None
-    if hours is None:
+    reading them back. ``text_keys``: the batch's text ids' keys in the text rollups
+    (``text_key``; schema 6, ``None`` on a store without text rollups)."""
+    split = _hourly_from(spans, text_keys or {}) if spans is not None else None
+    if split is None:
         hours = _hourly(conn, "rowid > ?", (after_rowid,))
-    levels = _with_days(hours)
+        text_hours = (
+            _hourly(conn, "rowid > ?", (after_rowid,), by_text=True)
+            if text_keys is not None
+            else {}
+        )
+    else:
+        hours, text_hours = split
+    _merge_into(conn, "span_rollups", _with_days(hours))
+    if text_keys is not None and text_hours:
+        _merge_into(conn, TEXT_ROLLUPS, _with_days(text_hours))
+
+
+def _merge_into(
+    conn: sqlite3.Connection, table: str, levels: dict[tuple[int, Key], Aggregate]
+) -> None:
+    """Add ``levels`` to the rows of ``table``: new keys inserted, stored ones updated."""
+    keys = _key_columns(table)
     # The stored rows of the hours and days the batch touched, in one read per width.
     stored: dict[tuple[int, Key], tuple[Any, ...]] = {}
     for width in (HOUR_NS, DAY_NS):
         starts = sorted({key[0] for level, key in levels if level == width})
         for offset in range(0, len(starts), 500):  # SQLite bounds a statement's parameters
             chunk = starts[offset : offset + 500]
-            for rowid, start, model, provider, service, status, *values in conn.execute(
-                f"SELECT rowid, bucket_start, {', '.join(_KEY_COLUMNS)}, "
-                f"{', '.join(ROLLUP_VALUES)} FROM span_rollups WHERE bucket_ns = ? AND "
+            for rowid, *row in conn.execute(
+                f"SELECT rowid, bucket_start, {', '.join(keys)}, "
+                f"{', '.join(ROLLUP_VALUES)} FROM {table} WHERE bucket_ns = ? AND "
                 f"bucket_start IN ({', '.join('?' for _ in chunk)})",
                 (width, *chunk),
             ):
-                stored[(width, (start, model, provider, service, status))] = (rowid, *values)
+                stored[(width, tuple(row[: len(keys) + 1]))] = (rowid, *row[len(keys) + 1 :])
     inserts, updates = [], []
     for (width, key), aggregate in levels.items():
-        row = stored.get((width, key))
-        if row is None:
+        found = stored.get((width, key))
+        if found is None:
             inserts.append((width, *key, *_values(aggregate)))
             continue
-        aggregate.add_rollup(row[1:], is_error=False)  # errors: the key's status says
-        updates.append((*_values(aggregate), row[0]))
-    conn.executemany(_INSERT, inserts)
-    conn.executemany(_UPDATE, updates)
+        aggregate.add_rollup(found[1:], is_error=False)  # errors: the key's status says
+        updates.append((*_values(aggregate), found[0]))
+    conn.executemany(_insert_sql(table), inserts)
+    conn.executemany(_update_sql(table), updates)
 
 
 def rebuild(conn: sqlite3.Connection) -> None:
@@ -460,11 +601,30 @@ def rebuild(conn: sqlite3.Connection) -> None:
     ensure_math(conn)
     hours = _hourly(conn, "1", ())
     conn.executemany(
-        _INSERT,
+        _insert_sql("span_rollups"),
         (
             (width, *key, *_values(aggregate))
             for (width, key), aggregate in _with_days(hours).items()
         ),
+    )
+
+
+def rebuild_texts(conn: sqlite3.Connection) -> None:
+    """Every text rollup again from the spans stored (the schema 6 migration's backfill).
+    Hours before ``complete_from`` are read raw, so none are kept."""
+    conn.execute(f"DELETE FROM {TEXT_ROLLUPS}")
+    ensure_math(conn)
+    hours = _hourly(conn, "1", (), by_text=True)
+    conn.executemany(
+        _insert_sql(TEXT_ROLLUPS),
+        (
+            (width, *key, *_values(aggregate))
+            for (width, key), aggregate in _with_days(hours).items()
+        ),
+    )
+    conn.execute(
+        f"DELETE FROM {TEXT_ROLLUPS} "
+        "WHERE bucket_start < (SELECT complete_from FROM span_rollup_state)"
     )
 
 
@@ -477,10 +637,18 @@ def forget_through(conn: sqlite3.Connection, newest_deleted_start: int) -> None:
         "UPDATE span_rollup_state SET complete_from = max(complete_from, ?)",
         (min(boundary, 2**63 - 1),),
     )
-    conn.execute(
-        "DELETE FROM span_rollups "
-        "WHERE bucket_start < (SELECT complete_from FROM span_rollup_state)"
-    )
+    for table in ("span_rollups", TEXT_ROLLUPS):
+        if table == TEXT_ROLLUPS and not _has_table(conn, table):
+            continue  # a store before schema 6 (its migration runs forget_through too)
+        conn.execute(
+            f"DELETE FROM {table} "
+            "WHERE bucket_start < (SELECT complete_from FROM span_rollup_state)"
+        )
+
+
+def _has_table(conn: sqlite3.Connection, table: str) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+    return found.fetchone() is not None
 
 
 def complete_from(conn: sqlite3.Connection) -> int:
@@ -517,4 +685,76 @@ MIGRATION: Final = (
     "(bucket_ns, bucket_start, model, provider, service_name, status)",
     "CREATE TABLE span_rollup_state (complete_from INTEGER NOT NULL)",
     f"INSERT INTO span_rollup_state VALUES ({_INT64_MIN})",
+)
+
+
+def _mark_rolled(conn: sqlite3.Connection) -> None:
+    """The most frequent texts stored get text rollups of their own (``ROLLED_TEXTS_MAX``)."""
+    conn.execute(
+        "UPDATE span_texts SET rolled = 1 WHERE id IN (SELECT text_id FROM spans "
+        "WHERE text_id IS NOT NULL GROUP BY text_id ORDER BY count(*) DESC, text_id LIMIT ?)",
+        (ROLLED_TEXTS_MAX,),
+    )
+
+
+def insert_text_sql(table: str) -> str:
+    """Inserts a distinct text (``INSERT OR IGNORE``, parameters name, error type, error
+    message): a new one has text rollups of its own while fewer than ``ROLLED_TEXTS_MAX``
+    texts do (counted per row, so the bound holds within a batch), and joins the class of the
+    texts with its name and error type, else starts one: a class id is the id of a text of
+    the class, no larger than any of its texts' ids, so the next id is always free."""
+    return (
+        f"INSERT OR IGNORE INTO {table} (name, error_type, error_message, rolled, class_id) "
+        f"VALUES (?1, ?2, ?3, (SELECT count(*) < {int(ROLLED_TEXTS_MAX)} FROM {table} "
+        "WHERE rolled = 1), coalesce((SELECT class_id FROM "
+        f"{table} WHERE name = ?1 AND error_type = ?2 LIMIT 1), "
+        f"(SELECT coalesce(max(id), 0) + 1 FROM {table})))"
+    )
+
+
+#: Schema 6: which distinct texts are rolled up by text (the most frequent ones stored, up to
+#: ``ROLLED_TEXTS_MAX``; new texts while fewer are), the others' classes, and the text
+#: rollups (``rebuild_texts``).
+TEXT_MIGRATION: Final[tuple[str | Callable[[sqlite3.Connection], None], ...]] = (
+    "ALTER TABLE span_texts ADD COLUMN rolled INTEGER NOT NULL DEFAULT 0",
+    _mark_rolled,
+    # A class: the texts of one name and error type (their messages may differ by ids); its
+    # id is its first text's (the smallest id).
+    "ALTER TABLE span_texts ADD COLUMN class_id INTEGER",
+    # Through a small table of the classes: a correlated min() per text would walk a class's
+    # texts once per text (a class may hold tens of thousands).
+    "CREATE TEMP TABLE text_classes AS SELECT name, error_type, min(id) AS first "
+    "FROM span_texts GROUP BY name, error_type",
+    "CREATE INDEX temp.text_classes_key ON text_classes (name, error_type)",
+    "UPDATE span_texts SET class_id = (SELECT first FROM text_classes AS c "
+    "WHERE c.name = span_texts.name AND c.error_type = span_texts.error_type)",
+    "DROP TABLE temp.text_classes",
+    # A class's size (how many texts it has) is a short walk of it.
+    "CREATE INDEX span_texts_class ON span_texts (rolled, class_id)",
+    # Counting the rolled texts (each batch that brings a new text does) reads only these.
+    "CREATE INDEX span_texts_rolled ON span_texts (rolled) WHERE rolled = 1",
+    f"""
+    CREATE TABLE {TEXT_ROLLUPS} (
+        bucket_ns         INTEGER NOT NULL,
+        bucket_start      INTEGER NOT NULL,
+        model             TEXT NOT NULL,
+        provider          TEXT,
+        service_name      TEXT,
+        status            TEXT NOT NULL,
+        text_id           INTEGER NOT NULL,
+        spans             INTEGER NOT NULL,
+        prompt_tokens     INTEGER,
+        completion_tokens INTEGER,
+        cost_usd          REAL,
+        min_duration_ns   INTEGER NOT NULL,
+        max_duration_ns   INTEGER NOT NULL,
+        latency_histogram BLOB NOT NULL,
+        min_ttft_ns       INTEGER,
+        max_ttft_ns       INTEGER,
+        ttft_histogram    BLOB NOT NULL,
+        CHECK (bucket_ns IN ({HOUR_NS}, {DAY_NS}))
+    )
+    """,
+    f"CREATE INDEX {TEXT_ROLLUPS}_bucket ON {TEXT_ROLLUPS} "
+    "(bucket_ns, bucket_start, text_id, model, provider, service_name, status)",
 )

@@ -250,6 +250,9 @@ MIGRATIONS: Final[tuple[tuple[MigrationStep, ...], ...]] = (
     # 5: the free text indexed once per distinct text instead of once per span (see
     # _TEXTS_SQL); the spans stored get their text ids here.
     (*_TEXTS_SQL, _create_texts_index),
+    # 6: rollups keyed also by text, for the most frequent texts (exporters/rollups.py), so a
+    # text filter matching most spans adds up rollups, not the spans.
+    (*rollups.TEXT_MIGRATION, rollups.rebuild_texts),
 )
 
 #: The schema version this code writes and reads.
@@ -273,8 +276,10 @@ _INSERT_WITH_TEXT: Final = (
 )
 #: Where a row's searchable texts are (``_row``'s order).
 _TEXT_POSITIONS: Final = tuple(_COLUMNS.index(column) for column in TEXT_COLUMNS)
-#: A row's values the rollups add up (``rollups.BATCH_COLUMNS``).
-_ROLLUP_VALUES: Final = operator.itemgetter(*(_COLUMNS.index(c) for c in rollups.BATCH_COLUMNS))
+#: A row's values the rollups add up (``rollups.BATCH_COLUMNS``; the text id is appended last).
+_ROLLUP_VALUES: Final = operator.itemgetter(
+    *(_COLUMNS.index(c) for c in rollups.BATCH_COLUMNS[:-1]), len(_COLUMNS)
+)
 #: Distinct texts looked up per statement (3 parameters each, under SQLite's oldest limit).
 _TEXT_CHUNK: Final = 300
 _NEWEST_ROWID: Final = "SELECT coalesce(max(rowid), 0) FROM spans"
@@ -528,29 +533,30 @@ def _row(record: Mapping[str, Any], prices: PriceTable) -> Row:
     )
 
 
-def _with_text_ids(conn: sqlite3.Connection, rows: list[Row]) -> list[Row]:
-    """``rows`` each with its text id appended: the batch's distinct texts are inserted once
-    (``INSERT OR IGNORE``: those already stored keep their id), then their ids read back in a
-    few statements. In the batch's transaction (the write lock held), so a retention step of
-    another process cannot delete a text between the two."""
+def _with_text_ids(conn: sqlite3.Connection, rows: list[Row]) -> tuple[list[Row], dict[int, int]]:
+    """``rows`` each with its text id appended, and those ids' keys in the text rollups: the
+    batch's distinct texts are inserted once (``INSERT OR IGNORE``: those already stored keep
+    their id), then their ids read back in a few statements. In the batch's transaction (the
+    write lock held), so a retention step of another process cannot delete a text between the
+    two."""
     name, error_type, error_message = _TEXT_POSITIONS
     keys = [(row[name], row[error_type] or "", row[error_message] or "") for row in rows]
     distinct = list(dict.fromkeys(keys))
-    conn.executemany(
-        f"INSERT OR IGNORE INTO {TEXTS_TABLE} (name, error_type, error_message) VALUES (?, ?, ?)",
-        distinct,
-    )
+    conn.executemany(rollups.insert_text_sql(TEXTS_TABLE), distinct)
     ids: dict[tuple[Any, ...], int] = {}
+    text_keys: dict[int, int] = {}
     for start in range(0, len(distinct), _TEXT_CHUNK):
         chunk = distinct[start : start + _TEXT_CHUNK]
         values = ", ".join("(?, ?, ?)" for _ in chunk)
-        for text_id, *stored in conn.execute(
-            f"SELECT id, name, error_type, error_message FROM {TEXTS_TABLE} "
+        for text_id, rolled, class_id, *stored in conn.execute(
+            f"SELECT id, rolled, class_id, name, error_type, error_message FROM {TEXTS_TABLE} "
             f"WHERE (name, error_type, error_message) IN (VALUES {values})",
             [part for text in chunk for part in text],
         ):
             ids[tuple(stored)] = text_id
-    return [(*row, ids[key]) for row, key in zip(rows, keys, strict=True)]
+            text_keys[text_id] = rollups.text_key(text_id, rolled, class_id)
+    with_ids = [(*row, ids[key]) for row, key in zip(rows, keys, strict=True)]
+    return with_ids, text_keys
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -685,13 +691,15 @@ class SqliteExporter:
                 (newest_rowid,) = conn.execute(
                     "SELECT coalesce(max(rowid), 0) FROM spans"
                 ).fetchone()
-                inserted = conn.executemany(_INSERT_WITH_TEXT, _with_text_ids(conn, rows)).rowcount
+                with_ids, text_keys = _with_text_ids(conn, rows)
+                inserted = conn.executemany(_INSERT_WITH_TEXT, with_ids).rowcount
                 # Every row inserted (no retry, no duplicate): the rollups need not read them
                 # back. Otherwise they read what this transaction inserted.
                 rollups.add_inserted(
                     conn,
                     newest_rowid,
-                    map(_ROLLUP_VALUES, rows) if inserted == len(rows) else None,
+                    map(_ROLLUP_VALUES, with_ids) if inserted == len(rows) else None,
+                    text_keys,
                 )
                 conn.execute("COMMIT")
             except BaseException:

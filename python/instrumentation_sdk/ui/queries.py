@@ -11,6 +11,7 @@ exact one); counts, errors, tokens and cost are exact.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,8 @@ from ..exporters.rollups import (
     HOUR_NS,
     PERCENTILE_ERROR,
     ROLLUP_VALUES,
+    TEXT_KEY_SQL,
+    TEXT_ROLLUPS,
     Aggregate,
     ensure_math,
     floor_to,
@@ -41,9 +44,11 @@ __all__ = [
     "PERCENTILE_ERROR",
     "TEXT_SCAN_ROWS",
     "SpanFilter",
+    "TextMatch",
     "decode_cursor",
     "ensure_math",
     "group_stats",
+    "match_texts",
     "search_spans",
     "session_total",
     "session_traces",
@@ -134,7 +139,8 @@ class SpanFilter:
         free-text index (``SpanStore.has_text_index``); ``text_ids``: its spans carry text ids
         (``SpanStore.has_text_ids``); ``matching_ids``: the ids of the texts that match, when
         already looked up (``matching_text_ids``): the query planner then sees the list (an
-        empty one selects nothing at once) instead of a subquery it cannot size."""
+        empty one selects nothing at once) instead of a subquery it cannot size (past
+        ``TEXT_ID_LIST_MAX`` ids, one JSON array parameter)."""
         conditions, params = self.key_conditions()
         for name in ("session_id", "user_id"):
             value = getattr(self, name)
@@ -142,7 +148,11 @@ class SpanFilter:
                 conditions.append(f"{name} = ?")
                 params.append(value)
         if self.text and text_ids and matching_ids is not None:
-            if matching_ids:
+            if len(matching_ids) > TEXT_ID_LIST_MAX:
+                # SQLite bounds a statement's parameters: one JSON array instead.
+                conditions.append("text_id IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(list(matching_ids)))
+            elif matching_ids:
                 conditions.append(f"text_id IN ({', '.join('?' for _ in matching_ids)})")
                 params += list(matching_ids)
             else:
@@ -283,12 +293,30 @@ def search_spans(
     if since is not None and until is not None and until <= since:  # a cursor past the window
         return {"spans": [], "next_cursor": None, "scan_bounded": False}
     bounded = SpanFilter(**window)
+    matching = matching_text_ids(store, bounded.text) if bounded.text else None
+    kinds = _text_kinds(store)
+    if bounded.text and store.has_text_ids and matching is None:
+        # Thousands of matching texts: one LIKE pass over the distinct texts finds them
+        # sooner than that many candidates read from the trigram index.
+        kinds["text_index"] = False
     where, all_params = _and(
-        _where(store, bounded),
+        bounded.where(**kinds, matching_ids=matching),
         conditions,
         params,
     )
-    rows = _rows(store, f"{store.select_record()}{where}{order} LIMIT ?", [*all_params, limit + 1])
+    select = store.select_record()
+    if (
+        bounded.text
+        and store.has_text_ids
+        and matching is None
+        and bounded.session_id is None
+        and bounded.user_id is None
+    ):
+        # Thousands of matching texts (ids in error messages): their spans are likely many,
+        # so walk the window newest first and stop at the page; by text id, SQLite would
+        # fetch every matching span of the window and sort them (seconds at a million).
+        select = select.replace(" FROM spans", " FROM spans INDEXED BY spans_start_time", 1)
+    rows = _rows(store, f"{select}{where}{order} LIMIT ?", [*all_params, limit + 1])
     records = [record_from_row(row) for row in rows[:limit]]
     for record in records:
         _add_derived(record)
@@ -321,6 +349,116 @@ def matching_text_ids(store: SpanStore, text: str) -> list[int] | None:
     if len(rows) > TEXT_ID_LIST_MAX:
         return None
     return [int(text_id) for (text_id,) in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class TextMatch:
+    """How a text filter's matching distinct texts (schema 6) meet the text rollups:
+    ``keys``, the text rollups' keys that hold exactly matching spans (the matching texts
+    with rollups of their own, and minus the id of each class every text of which matches);
+    ``partial``, the matching texts of classes it matches in part, whose spans are read raw;
+    ``everything``: every stored text matches (then the filter selects what it would without
+    the text)."""
+
+    keys: list[int]
+    partial: list[int]
+    everything: bool
+
+
+#: A text the trigram index finds in more distinct texts than this is matched by one LIKE
+#: pass over them instead: reading that many candidates from the index costs more.
+TEXT_INDEX_BROAD: Final = 2000
+
+
+def match_texts(store: SpanStore, text: str) -> TextMatch:
+    """Which distinct texts ``text`` matches and how the text rollups answer for them, from
+    the small ``span_texts``: the matching texts with rollups of their own (at most
+    ``ROLLED_TEXTS_MAX``, by LIKE), per class how many of its texts match (by the trigram
+    index when it finds few texts, else by one LIKE pass that also counts each class), and
+    the matching texts of the classes matched in part. Never a list of every matching text
+    (there may be tens of thousands)."""
+    like, like_params = SpanFilter(text=text).texts_condition(
+        text_index=False, index=TEXTS_INDEX, key="id"
+    )
+    keys = [
+        int(text_id)
+        for (text_id,) in _rows(
+            store, f"SELECT id FROM {TEXTS_TABLE} WHERE rolled = 1 AND {like}", like_params
+        )
+    ]
+    (all_rolled,) = _rows(store, f"SELECT count(*) FROM {TEXTS_TABLE} WHERE rolled = 1")[0]
+    inner, params = SpanFilter(text=text).texts_condition(
+        text_index=store.has_text_index, index=TEXTS_INDEX, key="id"
+    )
+    indexed = inner != like
+    if indexed:
+        (found,) = _rows(
+            store,
+            f"SELECT count(*) FROM (SELECT rowid FROM {TEXTS_INDEX} WHERE {TEXTS_INDEX} "
+            "MATCH ? LIMIT ?)",
+            [params[0], TEXT_INDEX_BROAD + 1],
+        )[0]
+        indexed = found <= TEXT_INDEX_BROAD
+    sizes = {}
+    matching: dict[int, int] = {}
+    if indexed:
+        matching = dict(
+            _rows(
+                store,
+                f"SELECT class_id, count(*) FROM {TEXTS_TABLE} WHERE rolled = 0 AND {inner} "
+                "GROUP BY class_id",
+                params,
+            )
+        )
+        sizes = dict(
+            _rows(
+                store,
+                f"SELECT class_id, count(*) FROM {TEXTS_TABLE} WHERE rolled = 0 GROUP BY class_id",
+            )
+        )
+    else:
+        # A class's texts share their name and error type: when those match, all its texts
+        # do; only the other classes' messages are read (one LIKE pass, skipped when every
+        # class matches by name or type: `q=error` over messages with ids).
+        pattern = like_params[0]
+        heads = _rows(
+            store,
+            "SELECT c.class_id, c.size, (t.name LIKE ?1 ESCAPE '\\' OR t.error_type LIKE ?1 "
+            f"ESCAPE '\\') FROM {TEXTS_TABLE} AS t JOIN (SELECT class_id, count(*) AS size, "
+            f"min(id) AS first FROM {TEXTS_TABLE} INDEXED BY span_texts_class "
+            "WHERE rolled = 0 GROUP BY class_id) AS c ON t.id = c.first",
+            [pattern],
+        )
+        for class_id, size, head in heads:
+            sizes[class_id] = size
+            if head:
+                matching[class_id] = size
+        if len(matching) < len(sizes):
+            for class_id, matches in _rows(
+                store,
+                # In table order: by the class index, every text would be a scattered read.
+                f"SELECT class_id, count(*) FROM {TEXTS_TABLE} NOT INDEXED WHERE rolled = 0 "
+                "AND error_message LIKE ? ESCAPE '\\' GROUP BY class_id",
+                [pattern],
+            ):
+                if class_id not in matching:
+                    matching[class_id] = matches
+    full = [int(c) for c, count in matching.items() if count == sizes.get(c)]
+    partial_classes = [int(c) for c, count in matching.items() if count != sizes.get(c)]
+    partial: list[int] = []
+    for offset in range(0, len(partial_classes), 500):  # SQLite bounds the parameters
+        chunk = partial_classes[offset : offset + 500]
+        partial += [
+            int(text_id)
+            for (text_id,) in _rows(
+                store,
+                f"SELECT id FROM {TEXTS_TABLE} WHERE rolled = 0 AND class_id IN "
+                f"({', '.join('?' for _ in chunk)}) AND {inner}",
+                [*chunk, *params],
+            )
+        ]
+    everything = len(keys) == all_rolled and len(full) == len(sizes)
+    return TextMatch([*keys, *(-class_id for class_id in full)], partial, everything)
 
 
 def _where(store: SpanStore, span_filter: SpanFilter) -> tuple[str, list[Any]]:
@@ -437,13 +575,18 @@ def session_total(traces: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _raw_aggregates(
-    store: SpanStore, key: str, span_filter: SpanFilter, groups: dict[Any, Aggregate]
+    store: SpanStore,
+    key: str,
+    span_filter: SpanFilter,
+    groups: dict[Any, Aggregate],
+    where_params: tuple[str, list[Any]] | None = None,
 ) -> None:
     """Add to ``groups``, per value of the SQL expression ``key``, the aggregate of the matching
-    raw spans. Two scans: totals with the latency histogram (grouped by key and bucket), then
-    the TTFT histogram of the streamed spans; or, when text ids (or schema 4's index) pick
-    the spans, one read of them, added up here."""
-    where, params = _where(store, span_filter)
+    raw spans (``where_params``: ``span_filter``'s condition, when already built). Two scans:
+    totals with the latency histogram (grouped by key and bucket), then the TTFT histogram of
+    the streamed spans; or, when text ids (or schema 4's index) pick the spans, one read of
+    them, added up here."""
+    where, params = where_params if where_params is not None else _where(store, span_filter)
     if span_filter.uses_text_index(**_text_kinds(store)):
         _add_rows(store, key, where, params, groups)
         return
@@ -475,29 +618,43 @@ def _raw_aggregates(
 
 
 def _add_rows(
-    store: SpanStore, key: str, where: str, params: list[Any], groups: dict[Any, Aggregate]
+    store: SpanStore,
+    key: str,
+    where: str,
+    params: list[Any],
+    groups: dict[Any, Aggregate],
+    text_keys: tuple[frozenset[int], frozenset[int]] | None = None,
 ) -> None:
-    """The aggregates of few spans (those the text picked), added up row by row: on schema 5
-    from the (text_id, start) index alone, which covers every column read here; two grouped
-    passes over them would be planned on another index and read far more. The
-    buckets are SQL's (``ln`` is the C library's ``log`` in both)."""
+    """The aggregates of few spans (those the text picked), added up here per group, column
+    by column (the histograms in Rust): on schema 5 read from the (text_id, start) index
+    alone, which covers every column read here; two grouped SQL passes over them would be
+    planned on another index and read far more. The buckets are SQL's (``ln`` is the C
+    library's ``log`` in both). ``text_keys``: only the spans whose text's key in the text
+    rollups is in the first set or whose text id is in the second (checked here: for a short
+    window, where reading its spans costs less than looking up thousands of matching
+    texts)."""
     ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)" if store.has_cost else "NULL"
     cost = "cost_usd" if store.has_cost else "NULL"
-    log, per_e = math.log, BUCKETS_PER_E
-    for group, duration, status, prompt, completion, cost_usd, ttft in _rows(
+    text = f"text_id, {TEXT_KEY_SQL}" if text_keys is not None else "NULL, NULL"
+    by_group: dict[Any, list[tuple[Any, ...]]] = {}
+    for row in _rows(
         store,
         f"SELECT {key}, duration_ns, status, prompt_tokens, completion_tokens, {cost}, "
-        f"{ttft_ns} FROM spans{where}",
+        f"{ttft_ns}, {text} FROM spans{where}",
         params,
     ):
+        if text_keys is not None and row[8] not in text_keys[0] and row[7] not in text_keys[1]:
+            continue
+        found = by_group.get(row[0])
+        if found is None:
+            by_group[row[0]] = [row]
+        else:
+            found.append(row)
+    for group, rows in by_group.items():
         aggregate = groups.get(group)
         if aggregate is None:
             aggregate = groups[group] = Aggregate()
-        bucket = int(log(max(duration, 1)) * per_e)
-        error = 1 if status == "error" else 0
-        aggregate.add_latency(bucket, 1, error, prompt, completion, cost_usd, duration, duration)
-        if ttft is not None:
-            aggregate.add_ttft(int(log(max(ttft, 1)) * per_e), 1, ttft, ttft)
+        aggregate.add_spans(rows)
 
 
 def _rollup_aggregates(
@@ -508,21 +665,35 @@ def _rollup_aggregates(
     low: int,
     high: int,
     groups: dict[Any, Aggregate],
+    text_ids: Sequence[int] | None = None,
 ) -> None:
     """Add to ``groups`` the rollups of ``width`` (an hour or a day) that start in
-    ``[low, high)`` and match the filter's model, provider, service and status."""
+    ``[low, high)`` and match the filter's model, provider, service and status; with
+    ``text_ids``, the text rollups of those texts."""
     conditions, params = span_filter.key_conditions()
+    table = "span_rollups"
+    if text_ids is not None:
+        table = TEXT_ROLLUPS
+        conditions.append(f"text_id IN ({', '.join('?' for _ in text_ids)})")
+        params += list(text_ids)
     where = "".join(f" AND {condition}" for condition in conditions)
-    for group, status, *row in _rows(
+    by_group: dict[Any, list[tuple[Any, ...]]] = {}
+    for row in _rows(
         store,
-        f"SELECT {key}, status, {', '.join(ROLLUP_VALUES)} FROM span_rollups "
+        f"SELECT {key}, status, {', '.join(ROLLUP_VALUES)} FROM {table} "
         f"WHERE bucket_ns = ? AND bucket_start >= ? AND bucket_start < ?{where}",
         [width, low, high, *params],
     ):
+        found = by_group.get(row[0])
+        if found is None:
+            by_group[row[0]] = [row]
+        else:
+            found.append(row)
+    for group, rows in by_group.items():
         aggregate = groups.get(group)
         if aggregate is None:
             aggregate = groups[group] = Aggregate()
-        aggregate.add_rollup(tuple(row), status == "error")
+        aggregate.add_rollups(rows)
 
 
 def _aggregates(
@@ -536,13 +707,37 @@ def _aggregates(
     """Per value of ``raw_key`` (SQL over a span; ``rollup_key``: the same over a rollup row,
     ``None`` when rollups cannot answer): the aggregate of the matching spans.
 
-    With rollups (schema 4) and a filter they can answer (no session, user or text), whole
-    days (when ``days``) and whole hours come from ``span_rollups`` and only the partial hours
-    at the window's edges (and any hour before ``complete_from``) from the raw rows; all in one
-    read transaction, so a batch committed meanwhile is counted in both or neither."""
+    With rollups (schema 4) and a filter they can answer (no session or user; a text only
+    with text rollups, schema 6), whole days (when ``days``) and whole hours come from the
+    rollups and only the partial hours at the window's edges (and any hour before
+    ``complete_from``) from the raw rows; a text's matching texts without text rollups are
+    read raw over the whole window. All in one read transaction, so a batch committed
+    meanwhile is counted in both or neither."""
     groups: dict[Any, Aggregate] = {}
-    usable = rollup_key is not None and store.has_rollups and span_filter.rollups_apply()
     with store.snapshot():
+        text_rollups: list[int] | None = None  # the text rollups' keys that answer
+        partial: list[int] = []  # matching texts read raw over the whole window
+        # What the raw edge hours keep: spans whose text key or text id is in these.
+        edge_keys: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+        if (
+            rollup_key is not None
+            and span_filter.text
+            and store.has_text_rollups
+            and span_filter.session_id is None
+            and span_filter.user_id is None
+        ):
+            matched = match_texts(store, span_filter.text)
+            if matched.everything:
+                span_filter = SpanFilter(**{**span_filter.as_dict(), "text": None})
+            elif matched.keys and len(matched.keys) <= TEXT_ID_LIST_MAX:
+                text_rollups = matched.keys
+                partial = matched.partial
+                edge_keys = (frozenset(matched.keys), frozenset(partial))
+        usable = (
+            rollup_key is not None
+            and store.has_rollups
+            and (span_filter.rollups_apply() or text_rollups is not None)
+        )
         if not usable or rollup_key is None:
             _raw_aggregates(store, raw_key, span_filter, groups)
             return groups
@@ -556,24 +751,45 @@ def _aggregates(
         if not low < high:
             _raw_aggregates(store, raw_key, span_filter, groups)
             return groups
+
+        def windowed(edge_since: int, edge_until: int) -> SpanFilter:
+            return SpanFilter(
+                **{
+                    **span_filter.as_dict(),
+                    "since_ns": None if edge_since == _INT64_MIN else edge_since,
+                    "until_ns": None if edge_until == _INT64_MAX else edge_until,
+                }
+            )
+
         for edge_since, edge_until in ((since, low), (high, until)):
             if edge_since < edge_until and not (edge_since == _INT64_MIN == edge_until):
-                edge = SpanFilter(
-                    **{
-                        **span_filter.as_dict(),
-                        "since_ns": None if edge_since == _INT64_MIN else edge_since,
-                        "until_ns": None if edge_until == _INT64_MAX else edge_until,
-                    }
-                )
-                _raw_aggregates(store, raw_key, edge, groups)
+                edge = windowed(edge_since, edge_until)
+                if text_rollups is not None:
+                    # An hour or so of spans: read them, keep those whose text matches.
+                    untexted = SpanFilter(**{**edge.as_dict(), "text": None})
+                    where, params = untexted.where()
+                    _add_rows(store, raw_key, where, params, groups, edge_keys)
+                else:
+                    _raw_aggregates(store, raw_key, edge, groups)
+        if text_rollups is not None and partial:
+            # Texts of classes the filter matches in part: raw, whole hours too.
+            middle = windowed(low, high)
+            middle_where = middle.where(**_text_kinds(store), matching_ids=partial)
+            _raw_aggregates(store, raw_key, middle, groups, middle_where)
         day_low = -floor_to(-low, DAY_NS) if low > _INT64_MIN else low
         day_high = floor_to(high, DAY_NS) if high < _INT64_MAX else high
+        ranges = [(HOUR_NS, low, high)]
         if days and day_low < day_high:
-            _rollup_aggregates(store, rollup_key, span_filter, DAY_NS, day_low, day_high, groups)
-            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, low, day_low, groups)
-            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, day_high, high, groups)
-        else:
-            _rollup_aggregates(store, rollup_key, span_filter, HOUR_NS, low, high, groups)
+            ranges = [
+                (DAY_NS, day_low, day_high),
+                (HOUR_NS, low, day_low),
+                (HOUR_NS, day_high, high),
+            ]
+        for width, first, last in ranges:
+            if first < last:
+                _rollup_aggregates(
+                    store, rollup_key, span_filter, width, first, last, groups, text_rollups
+                )
     return groups
 
 
