@@ -599,10 +599,9 @@ def _raw_aggregates(
         f"max(duration_ns) FROM {table}{where} GROUP BY 1, 2",
         params,
     ):
-        aggregate = groups.get(group)
-        if aggregate is None:
-            aggregate = groups[group] = Aggregate()
-        aggregate.add_latency(bucket, count, errors, prompt, completion, cost_usd, low, high)
+        _aggregate(groups, group).add_latency(
+            bucket, count, errors, prompt, completion, cost_usd, low, high
+        )
     if not store.has_cost:
         return
     ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)"
@@ -636,25 +635,17 @@ def _add_rows(
     ttft_ns = "CAST(time_to_first_token_ms * 1000000 AS INTEGER)" if store.has_cost else "NULL"
     cost = "cost_usd" if store.has_cost else "NULL"
     text = f"text_id, {TEXT_KEY_SQL}" if text_keys is not None else "NULL, NULL"
-    by_group: dict[Any, list[tuple[Any, ...]]] = {}
-    for row in _rows(
+    rows = _rows(
         store,
         f"SELECT {key}, duration_ns, status, prompt_tokens, completion_tokens, {cost}, "
         f"{ttft_ns}, {text} FROM spans{where}",
         params,
-    ):
-        if text_keys is not None and row[8] not in text_keys[0] and row[7] not in text_keys[1]:
-            continue
-        found = by_group.get(row[0])
-        if found is None:
-            by_group[row[0]] = [row]
-        else:
-            found.append(row)
-    for group, rows in by_group.items():
-        aggregate = groups.get(group)
-        if aggregate is None:
-            aggregate = groups[group] = Aggregate()
-        aggregate.add_spans(rows)
+    )
+    if text_keys is not None:
+        ids, classes = text_keys
+        rows = [row for row in rows if row[8] in ids or row[7] in classes]
+    for group, grouped in _by_group(rows).items():
+        _aggregate(groups, group).add_spans(grouped)
 
 
 def _rollup_aggregates(
@@ -677,23 +668,35 @@ def _rollup_aggregates(
         conditions.append(f"text_id IN ({', '.join('?' for _ in text_ids)})")
         params += list(text_ids)
     where = "".join(f" AND {condition}" for condition in conditions)
-    by_group: dict[Any, list[tuple[Any, ...]]] = {}
-    for row in _rows(
+    rows = _rows(
         store,
         f"SELECT {key}, status, {', '.join(ROLLUP_VALUES)} FROM {table} "
         f"WHERE bucket_ns = ? AND bucket_start >= ? AND bucket_start < ?{where}",
         [width, low, high, *params],
-    ):
+    )
+    for group, grouped in _by_group(rows).items():
+        _aggregate(groups, group).add_rollups(grouped)
+
+
+def _by_group(rows: Iterable[tuple[Any, ...]]) -> dict[Any, list[tuple[Any, ...]]]:
+    """``rows`` by their first column (the group), each group's rows in order: one call per
+    group to add them up, not one per row."""
+    by_group: dict[Any, list[tuple[Any, ...]]] = {}
+    for row in rows:
         found = by_group.get(row[0])
         if found is None:
             by_group[row[0]] = [row]
         else:
             found.append(row)
-    for group, rows in by_group.items():
-        aggregate = groups.get(group)
-        if aggregate is None:
-            aggregate = groups[group] = Aggregate()
-        aggregate.add_rollups(rows)
+    return by_group
+
+
+def _aggregate(groups: dict[Any, Aggregate], group: Any) -> Aggregate:
+    """The aggregate of ``group`` in ``groups``, made empty on first use."""
+    aggregate = groups.get(group)
+    if aggregate is None:
+        aggregate = groups[group] = Aggregate()
+    return aggregate
 
 
 def _aggregates(
