@@ -361,7 +361,8 @@
     box.append(table(
       [by, "requests", "errors", "p50", "p95", "p99", "TTFT p50", "tokens in", "tokens out", "cost"],
       groups.map((g) => el("tr", { "data-group": g.group === null ? "" : g.group },
-        el("td", {}, g.group === null ? "-" : g.group), el("td", { class: "num" }, fmtInt(g.count)),
+        el("td", { class: "model", title: g.group }, g.group === null ? "-" : g.group),
+        el("td", { class: "num" }, fmtInt(g.count)),
         el("td", { class: "num" }, fmtPct(g.error_rate)), el("td", { class: "num" }, fmtMs(g.p50_ms)),
         el("td", { class: "num" }, fmtMs(g.p95_ms)), el("td", { class: "num" }, fmtMs(g.p99_ms)),
         el("td", { class: "num" }, fmtMs(g.ttft_p50_ms)),
