@@ -1205,6 +1205,29 @@ def test_with_tokens_methods() -> None:
     assert "token_encoding" not in estimate.metadata
 
 
+def test_with_tokens_keeps_a_precount_of_the_callers_own(exporter: InMemoryExporter) -> None:
+    """``prompt_tokens_estimate=`` given: the prompt is captured, not counted again, and the
+    caller's method stands."""
+    configure(exporter=exporter, flush_interval=0.05, capture_content=True)
+    try:
+        with llm_span_with_tokens(
+            "gpt-4o",
+            prompt="Hello world!",
+            prompt_tokens_estimate=7,
+            token_count_method="estimate",
+        ) as span:
+            pass
+    finally:
+        configure(capture_content=False)
+    record = only_record(exporter)
+    assert record["prompt"] == "Hello world!"
+    assert "prompt_tokens" not in span.metadata
+    assert (span.metadata["prompt_tokens_estimate"], span.metadata["token_count_method"]) == (
+        7,
+        "estimate",
+    )
+
+
 class FixedStr:
     def __str__(self) -> str:
         return "an object that prints as a fairly long sentence of words"

@@ -54,7 +54,9 @@ Like ``llm_span``, and counts ``prompt`` in the Rust core before the block runs.
 
 Records ``prompt_tokens``, ``token_count_method`` (``\"tiktoken\"`` for models in tiktoken's
 table, else ``\"heuristic\"``) and, for exact counts, ``token_encoding``. Never raises: a
-prompt that is neither a ``str`` nor a message list is estimated from its ``str()``.
+prompt that is neither a ``str`` nor a message list is estimated from its ``str()``. With a
+pre-count of your own (``prompt_tokens_estimate=...``) the prompt is not counted again: it is
+only scanned (``injection=\"block\"``) and captured (``capture_content``).
 
 >>> with llm_span_with_tokens(\"gpt-4o\", \"openai\", prompt=\"Hello world!\") as span:
 ...     pass

@@ -897,7 +897,10 @@ fn start(slf: &Bound<'_, SpanCore>) -> PyResult<Option<PyErr>> {
         }
         state.entered = true;
         state.depth = 1;
-        let model = state.prompt.is_some().then(|| state.data.model.clone());
+        // A pre-count the caller made itself (the client integrations' exact one, with its own
+        // `token_count_method`) is kept: the prompt is then only scanned and captured.
+        let count_it = state.prompt.is_some() && state.data.get("prompt_tokens_estimate").is_none();
+        let model = count_it.then(|| state.data.model.clone());
         let parent = state.parent.as_ref().map(|p| p.clone_ref(py));
         (parent, state.prompt.take(), model)
     };

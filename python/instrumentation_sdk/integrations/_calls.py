@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _core, pipeline
+from .. import pipeline
+from ..scan import PromptInjectionError
 from ..spans import llm_span, llm_span_with_tokens
 
 __all__ = ["Call", "Library", "run_async", "run_sync"]
@@ -48,7 +49,8 @@ class Call:
     model: str
     name: str
     attributes: dict[str, Any] = field(default_factory=dict)
-    #: The prompt as given, recorded when content capture is on.
+    #: The prompt as given: scanned under ``injection="block"``, recorded when content capture
+    #: is on.
     prompt: Any = None
 
 
@@ -87,8 +89,14 @@ class Library:
 
 
 def start_span(library: Library, call: Call) -> Any:
-    """The span of one call, entered (current in this context)."""
-    if call.prompt is not None and _core.capture_content():
+    """The span of one call, entered (current in this context).
+
+    A call with a pre-count gives the core its prompt, which the core then neither counts
+    again nor lets overwrite ``token_count_method``: it only scans it (``injection="block"``
+    raises ``PromptInjectionError`` here, before the request is sent) and captures it (when
+    content capture is on). ``prompt_tokens`` stays the provider's usage, so a call that fails
+    before it is billed has none, whether content capture is on or not."""
+    if call.prompt is not None and "prompt_tokens_estimate" in call.attributes:
         span = llm_span_with_tokens(
             call.model, library.provider, prompt=call.prompt, name=call.name, **call.attributes
         )
@@ -271,9 +279,13 @@ def first_of(values: Iterable[Any]) -> Any:
 def _begin(
     library: Library, describe: Callable[[Mapping[str, Any]], Call], kwargs: dict[str, Any]
 ) -> Any:
-    """Describe the call and start its span; ``None`` (call unobserved) on a fault of ours."""
+    """Describe the call and start its span; ``None`` (call unobserved) on a fault of ours.
+    ``PromptInjectionError`` (``injection="block"`` flagged the prompt) is not a fault: it
+    propagates, and the request is not sent."""
     try:
         return start_span(library, describe(kwargs))
+    except PromptInjectionError:
+        raise
     except Exception as err:
         fault(f"describing the call failed: {type(err).__name__}: {err}")
         return None
