@@ -484,6 +484,42 @@ def test_beyond_loopback_needs_a_token(db: Path) -> None:
     assert "--port must be 0-65535" in bad_port.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "is a directory"),
+        (b"not a database at all, just text" * 200, "is not a span database"),
+        ("other-sqlite", "not an instrumentation-sdk one"),
+    ],
+    ids=["directory", "not-sqlite", "foreign-sqlite"],
+)
+def test_a_db_that_is_no_span_store_exits_2(
+    tmp_path: Path, content: bytes | str | None, expected: str
+) -> None:
+    """A ``--db`` that exists but cannot be read as a span store is refused at start, not
+    served as pages that only ever answer 503."""
+    path = tmp_path / "spans.db"
+    if content is None:
+        path.mkdir()
+    elif content == "other-sqlite":
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.close()
+    else:
+        assert isinstance(content, bytes)
+        path.write_bytes(content)
+    result = subprocess.run(
+        [*ui_command(), "--db", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_port_taken_exits_1(db: Path, ui: UiServer) -> None:
     port = ui.url.rsplit(":", 1)[1]
     result = subprocess.run(

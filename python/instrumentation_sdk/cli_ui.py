@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from .cli_serve import _clean_exit_on_signals, is_loopback
 from .exporters.sqlite import DB_ENV_VAR, default_db_path
+from .store import StoreError, open_store
 
 __all__ = ["ENV_UI_TOKEN", "UI_COMMANDS", "add_ui_command", "main", "run_ui_command"]
 
@@ -113,9 +114,13 @@ def run_ui_command(args: argparse.Namespace) -> int:
     from .ui import create_ui_app
 
     db = Path(args.db).expanduser() if args.db is not None else default_db_path()
-    if db.is_dir():
-        _error(f"--db: {db} is a directory, not a span database file")
-        return EXIT_USAGE
+    if db.exists():
+        # A file that is there but unreadable as a store would only ever answer 503: say so now.
+        try:
+            open_store(db).close()
+        except StoreError as error:
+            _error(f"--db: {error}")
+            return EXIT_USAGE
     try:
         family = socket.AF_INET6 if ":" in args.host.strip("[]") else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
