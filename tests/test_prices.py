@@ -93,6 +93,8 @@ def test_cost_arithmetic() -> None:
     assert table.cost("gpt-4", 1000, 0, cache_read_tokens=1000) == pytest.approx(1000 * 30 / M)
     assert table.cost("gpt-4o", 1000, None) == pytest.approx(1000 * 2.5 / M)
     assert table.cost("gpt-4o", None, None) is None  # no count: no cost
+    # Stored and shown as the decimal it is, not with binary float noise.
+    assert repr(table.cost("gpt-4o-mini", 25, 13)) == "1.155e-05"
     assert table.cost("unknown", 1000, 1000) is None  # no price: no cost, never zero
 
 

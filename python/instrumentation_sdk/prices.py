@@ -50,6 +50,7 @@ PricesSource: TypeAlias = Mapping[str, Any] | str | os.PathLike[str]
 
 _SEPARATORS: Final = ("-", ":", "@", "/")
 _PER: Final = 1_000_000
+_COST_DECIMALS: Final = 12
 #: Distinct model strings whose lookup a table remembers before it starts over.
 _MAX_REMEMBERED: Final = 4096
 
@@ -138,7 +139,9 @@ class PriceTable:
             + cached * cached_price
             + max(completion_tokens or 0, 0) * price.output
         )
-        return total / _PER
+        # Rounded to 1e-12 USD (far below a token's price) so a stored cost reads as the
+        # decimal it is (1.155e-05, not 1.1550000000000001e-05).
+        return round(total / _PER, _COST_DECIMALS)
 
     def merged(self, overrides: Mapping[str, Price]) -> PriceTable:
         """A copy with ``overrides`` added or replacing entries (the version notes the change)."""
