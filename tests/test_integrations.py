@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -518,11 +519,23 @@ def test_injection_block_stops_the_request_before_it_is_sent(
         message["messages"] = [{"role": "user", "content": ATTACK}]
         with pytest.raises(PromptInjectionError):
             asyncio.run(aant(server).messages.create(**message))
+        with pytest.raises(PromptInjectionError), ant(server).messages.stream(**message) as stream:
+            stream.until_done()
+
+        async def stream_async() -> None:
+            async with aant(server).messages.stream(**message) as stream:
+                await stream.until_done()
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the unsent request coroutine is closed, not leaked
+            with pytest.raises(PromptInjectionError):
+                asyncio.run(stream_async())
         oai(server).chat.completions.create(**recorded("openai_chat"))  # a benign prompt goes
         assert len(server.requests) == sent + 1
         assert stats()["faults"].get("integration", 0) == faults
-        blocked_chat, blocked_message, benign = spans(instrumented)
-        for span in (blocked_chat, blocked_message):
+        *blocked, benign = spans(instrumented)
+        assert len(blocked) == 4
+        for span in blocked:
             assert (span["status"], span["error_type"]) == ("error", "PromptInjectionError")
             assert span["metadata"]["injection_score"] >= 0.5
             assert (span["prompt"] is not None) is capture

@@ -119,10 +119,8 @@ def _stream(original: Any) -> Any:
 
 
 def _observed_request(request: Any, kwargs: Mapping[str, Any]) -> Any:
-    try:
-        span = _calls.start_span(LIBRARY, describe(kwargs))
-    except Exception as err:
-        _calls.fault(f"describing the call failed: {type(err).__name__}: {err}")
+    span = _calls.begin(LIBRARY, describe, kwargs)
+    if span is None:
         return request()
     try:
         raw_stream = request()
@@ -136,9 +134,11 @@ def _observed_request(request: Any, kwargs: Mapping[str, Any]) -> Any:
 
 async def _observed_async_request(request: Any, kwargs: Mapping[str, Any]) -> Any:
     try:
-        span = _calls.start_span(LIBRARY, describe(kwargs))
-    except Exception as err:
-        _calls.fault(f"describing the call failed: {type(err).__name__}: {err}")
+        span = _calls.begin(LIBRARY, describe, kwargs)
+    except BaseException:
+        request.close()  # blocked: the request coroutine is never sent, nor awaited
+        raise
+    if span is None:
         return await request
     try:
         raw_stream = await request

@@ -276,8 +276,8 @@ def first_of(values: Iterable[Any]) -> Any:
     return None
 
 
-def _begin(
-    library: Library, describe: Callable[[Mapping[str, Any]], Call], kwargs: dict[str, Any]
+def begin(
+    library: Library, describe: Callable[[Mapping[str, Any]], Call], kwargs: Mapping[str, Any]
 ) -> Any:
     """Describe the call and start its span; ``None`` (call unobserved) on a fault of ours.
     ``PromptInjectionError`` (``injection="block"`` flagged the prompt) is not a fault: it
@@ -325,7 +325,7 @@ def run_sync(
     finish: Callable[[Any, Any], None],
 ) -> Any:
     """One sync call of ``original`` as a span."""
-    span = _begin(library, describe, kwargs)
+    span = begin(library, describe, kwargs)
     if span is None:
         return original(resource, *args, **kwargs)
     mode = raw_mode(kwargs)
@@ -364,7 +364,7 @@ async def run_async(
     finish: Callable[[Any, Any], None],
 ) -> Any:
     """One async call of ``original`` as a span."""
-    span = _begin(library, describe, kwargs)
+    span = begin(library, describe, kwargs)
     if span is None:
         return await original(resource, *args, **kwargs)
     mode = raw_mode(kwargs)
