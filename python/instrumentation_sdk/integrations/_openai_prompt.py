@@ -61,7 +61,7 @@ _PLAIN_KEYS = frozenset({"role", "content", "name"})
 _NOT_RENDERED_AS_IS = frozenset({"tool_calls", "tool_call_id", "function_call", "refusal", "audio"})
 #: Models whose chat format primes the reply with 2 tokens (``<|start|>assistant``) where
 #: earlier ones used 3: every recorded gpt-5 and o3-mini request bills 1 fewer.
-_REPLY_PRIMED_WITH_2 = ("gpt-5", "o3-mini")
+_REPLY_PRIMED_WITH_2 = ("gpt-5", "o3-mini", "o4-mini")
 #: Models with the "harmony" chat format: tool definitions go to a developer message of their
 #: own behind a fixed preamble (``_HARMONY_TOOLS`` tokens beyond the definitions and their 9),
 #: whatever ``tool_choice`` says (it is not rendered), and each tool call costs
@@ -72,8 +72,14 @@ _HARMONY_CALL = 6
 #: Models billed by the text of their messages alone (no per-message tokens, no priming).
 _TEXT_ONLY_MODELS = ("gpt-4o-search", "gpt-4o-mini-search")
 #: Models whose billing no rule here describes (o1-mini billed 7 more than the rule): estimated.
-#: So is o3-mini with tools (crewAI's 2 such requests bill the priming token the rule saves).
-_UNPINNED_MODELS = ("o1",)
+#: So is o3-mini with tools (crewAI's 2 such requests bill the priming token the rule saves),
+#: o4-mini (its one recording bills o3-mini's 2-token priming: not enough to call it exact),
+#: Azure's ``gpt-35-turbo`` (the name does not tell the version: one deployment billed the
+#: 0301 rule, another the later one) and the audio models.
+_UNPINNED_MODELS = ("o1", "o4-mini", "gpt-35-turbo", "gpt-4o-audio", "gpt-4o-mini-audio")
+#: gpt-3.5-turbo-0301 bills 4 tokens per message, not 3 (the cookbook's rule for it; one
+#: recording with 4 messages, exact); a ``name`` there replaces the role: estimated.
+_FOUR_PER_MESSAGE = ("gpt-3.5-turbo-0301",)
 #: Tokens an image part costs at the lowest detail (85 for gpt-4o-class models): the estimate.
 _IMAGE_ESTIMATE = 85
 
@@ -86,6 +92,7 @@ class _Family(NamedTuple):
     unpinned: bool
     primed_with_2: bool
     unpinned_with_tools: bool
+    four_per_message: bool
 
 
 _FAMILIES: dict[str, _Family] = {}
@@ -100,6 +107,7 @@ def _family(model: str) -> _Family:
             unpinned=model.startswith(_UNPINNED_MODELS),
             primed_with_2=model.startswith(_REPLY_PRIMED_WITH_2),
             unpinned_with_tools=model.startswith("o3-mini"),
+            four_per_message=model.startswith(_FOUR_PER_MESSAGE),
         )
         if len(_FAMILIES) >= 256:
             _FAMILIES.clear()
@@ -187,6 +195,10 @@ def _tools_form_adjustment(
         if "\n" in str(prop.get("description", "")):
             return None  # a description over several lines: see _definitions_tokens
         kind = prop.get("type")
+        if kind is None:
+            return None  # rendered "any", billed 2 fewer once (magentic's): not pinned down
+        if _untrimmed(prop.get("description")):
+            return None
         if "default" in prop:
             # "// Default: <value>" after the description, and 2 tokens per function: pinned
             # for a documented, non-object property of a function's own parameters with a
@@ -212,6 +224,12 @@ def _tools_form_adjustment(
         elif kind == "boolean":
             adjustment -= 1
     return adjustment - plain_undocumented + 2 * defaults
+
+
+def _untrimmed(description: Any) -> bool:
+    """A description with blank space at an end: billed 1 token fewer than its text once (a
+    gpt-3.5-turbo-0613 definition, "... activities. "): perhaps trimmed, not pinned down."""
+    return isinstance(description, str) and description != description.strip()
 
 
 def render_functions(functions: Iterable[Mapping[str, Any]], tools_form: bool = False) -> str:
@@ -261,7 +279,20 @@ def _definitions_tokens(request: Mapping[str, Any], model: str) -> tuple[int, bo
         tokens += _HARMONY_TOOLS - sum(f.get("description") == "" for f in functions)
     # A description over several lines bills more than its text in a way not pinned down
     # (crewAI's with one line break: 1 token more; Mirascope's of 160 lines: 17 more).
-    exact = not any("\n" in str(function.get("description", "")) for function in functions)
+    exact = not any(
+        "\n" in str(function.get("description", "")) or _untrimmed(function.get("description"))
+        for function in functions
+    )
+    if not tools_form:
+        # The legacy form: a property's description with blank space at an end, the same.
+        exact = exact and not any(
+            _untrimmed(prop.get("description"))
+            for function in functions
+            for prop in ((function.get("parameters") or {}).get("properties") or {}).values()
+            if isinstance(prop, Mapping)
+        )
+    elif len(functions) != len(given):
+        exact = False  # a tool of another type (``custom``: a grammar) is rendered otherwise
     if tools_form:
         for function in functions:
             adjustment = _tools_form_adjustment(function.get("parameters") or {})
@@ -354,13 +385,14 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         else None
     )
     functions = definitions is not None
+    # Tools none of which is a function (``custom``: a grammar): rendered otherwise.
+    media = definitions is None and bool(request.get("tools"))
     # Harmony puts the definitions in a message of their own: the system message is as given.
     harmony = family.harmony
     padded_system = harmony
     plain: list[Mapping[str, Any]] = []  # what the cookbook rule counts as is
     extra_texts: list[str] = []  # counted on their own, each adding its tokens
     extra = 0
-    media = False
     has_system = False
     call_names: dict[str, str] = {}  # tool_call_id -> function name
     role_names: list[str] = []  # role, name of each message with a name ("role:name")
@@ -420,6 +452,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             # recorded requests (gpt-4o-mini) and misses 21 (gpt-4o by -2 or +5, gpt-4o-mini
             # once and gpt-5-nano by +10): an estimate.
             media = media or len(message.get("tool_calls") or ()) > 1
+            # Text and a call in one message: billed 4 more than the rule once (openai-agents'
+            # handoff, gpt-4o), no recording pins it down.
+            media = media or bool(content and texts)
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if role_names:
@@ -467,6 +502,11 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             media = True  # a type whose schema could not be made: the messages alone
     if family.primed_with_2:
         tokens -= 1  # the reply is primed with "<|start|>assistant": 2 tokens, not 3
+    if family.four_per_message:
+        tokens += len(plain)
+        media = media or bool(role_names)
+    if request.get("modalities") is not None or request.get("audio") is not None:
+        media = True  # an audio reply asked for (billed 1 more than the rule once)
     if extra_texts:
         tokens += sum(c.tokens for c in _core.count_tokens_batch(extra_texts, model))
     unpinned = family.unpinned or (functions and family.unpinned_with_tools)
