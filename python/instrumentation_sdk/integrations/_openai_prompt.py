@@ -74,9 +74,9 @@ _TEXT_ONLY_MODELS = ("gpt-4o-search", "gpt-4o-mini-search")
 #: Models whose billing no rule here describes (o1-mini billed 7 more than the rule): estimated.
 #: So is o3-mini with tools (crewAI's 2 such requests bill the priming token the rule saves),
 #: o4-mini (its one recording bills o3-mini's 2-token priming: not enough to call it exact),
-#: Azure's ``gpt-35-turbo`` (the name does not tell the version: one deployment billed the
-#: 0301 rule, another the later one) and the audio models.
-_UNPINNED_MODELS = ("o1", "o4-mini", "gpt-35-turbo", "gpt-4o-audio", "gpt-4o-mini-audio")
+#: and Azure's ``gpt-35-turbo`` (the name does not tell the version: one deployment billed the
+#: 0301 rule, another the later one).
+_UNPINNED_MODELS = ("o1", "o4-mini", "gpt-35-turbo")
 #: gpt-3.5-turbo-0301 bills 4 tokens per message, not 3 (the cookbook's rule for it; one
 #: recording with 4 messages, exact); a ``name`` there replaces the role: estimated.
 _FOUR_PER_MESSAGE = ("gpt-3.5-turbo-0301",)
@@ -505,8 +505,6 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     if family.four_per_message:
         tokens += len(plain)
         media = media or bool(role_names)
-    if request.get("modalities") is not None or request.get("audio") is not None:
-        media = True  # an audio reply asked for (billed 1 more than the rule once)
     if extra_texts:
         tokens += sum(c.tokens for c in _core.count_tokens_batch(extra_texts, model))
     unpinned = family.unpinned or (functions and family.unpinned_with_tools)
