@@ -13,7 +13,9 @@ counters pin for both function-definition forms.
 
 from __future__ import annotations
 
+import copy
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -551,3 +553,53 @@ def test_a_pydantic_response_format_is_estimated_as_its_schema() -> None:
     assert estimate == chat_prompt_estimate(row["response_model"], row["request"])
     assert estimate[1] == "estimate"
     assert abs(estimate[0] - row["prompt_tokens"]) <= 4
+
+
+def _descriptions(request: dict[str, Any]) -> list[dict[str, Any]]:
+    tools = [t.get("function") or {} for t in request.get("tools") or ()]
+    return [*tools, *(request.get("functions") or ())]
+
+
+def _estimate_errors(unpinned: str) -> Counter[int]:
+    """Estimate minus bill over the recordings whose one unpinned part is ``unpinned``:
+    ``"calls"`` (several tool calls in one message) or ``"descriptions"`` (a function's
+    description over several lines); a recording counts when undoing that part (one call
+    kept, the lines joined) makes the rest exact."""
+    errors: Counter[int] = Counter()
+    for row in _counted_rows():
+        request = copy.deepcopy(row["request"])
+        if unpinned == "calls":
+            several = [m for m in request["messages"] if len(m.get("tool_calls") or ()) > 1]
+            for message in several:
+                message["tool_calls"] = message["tool_calls"][:1]
+        else:
+            several = [f for f in _descriptions(request) if "\n" in f.get("description", "")]
+            for function in several:
+                function["description"] = function["description"].replace("\n", " ").strip()
+        model = row["response_model"]
+        if not several or chat_prompt_estimate(model, request)[1] == "estimate":
+            continue
+        tokens, method, _ = chat_prompt_estimate(model, row["request"])
+        assert method == "estimate", row["source"]
+        errors[tokens - row["prompt_tokens"]] += 1
+    return errors
+
+
+def test_several_calls_in_one_message_are_estimated_within_1() -> None:
+    """Several tool calls in one message, estimated as single calls each plus 21 tokens, their
+    results not speaking as the function: within 1 of the bill on all 26 recordings where
+    nothing else is estimated (5 configurations, gpt-4o, gpt-4o-mini, gpt-5-nano; the
+    constant chosen on all of them: not held out). The previous estimate
+    (``multi_tool_use.parallel``) was 2 under to 10 over: -2 x3, 0 x5, +5 x12, +10 x6."""
+    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7})
+
+
+def test_descriptions_over_several_lines_are_estimated_closer() -> None:
+    """A description over several lines, as comment lines where a line starts with a letter
+    or is blank (indented lines as given): the estimate is the bill on 29 of the 40
+    recordings where nothing else is estimated (chosen on all of them, not held out; the text
+    as given: 3 of 40). The others: Mirascope's 159-line description (17 over), crewAI's
+    ``Args:``/``Returns:`` docstrings (7 over), one of Mirascope's (2 over) and two
+    gpt-4-0125-preview requests (6 under)."""
+    errors = _estimate_errors("descriptions")
+    assert errors == Counter({0: 29, -6: 2, 2: 1, 7: 4, 17: 4})
