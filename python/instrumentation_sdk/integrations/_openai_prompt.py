@@ -407,14 +407,13 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     family = _family(model)
     if family.text_only:
         return _text_only(model, messages)
-    definitions = (
-        _definitions_tokens(request, model)
-        if "tools" in request or "functions" in request
-        else None
-    )
+    definitions = None
+    media = False
+    if "tools" in request or "functions" in request:
+        definitions = _definitions_tokens(request, model)
+        # Tools none of which is a function (``custom``: a grammar): rendered otherwise.
+        media = definitions is None and bool(request.get("tools"))
     functions = definitions is not None
-    # Tools none of which is a function (``custom``: a grammar): rendered otherwise.
-    media = definitions is None and bool(request.get("tools"))
     # Harmony puts the definitions in a message of their own: the system message is as given.
     harmony = family.harmony
     padded_system = harmony
