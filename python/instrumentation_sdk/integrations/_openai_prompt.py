@@ -13,17 +13,20 @@ into the prompt what the rule does not see:
   description and a scalar ``default`` as ``// Default: <value>`` after it (2 tokens more per
   such function), and bills 1 token fewer per object with a property that has neither title
   nor description and is a plain string or a number, and 1 fewer per undocumented boolean. A
-  ``tools`` schema using a keyword no billed count pins down (``format``, ``anyOf``...) or a
-  description over several lines is estimated;
+  ``tools`` schema using a keyword no billed count pins down (``format``, ``anyOf``...), a
+  property without a ``type``, a title of the whole parameters object, a description over
+  several lines or with blank space at an end, or a tool of another type (``custom``) is
+  estimated;
 * ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token; a named function its name plus 4
   (legacy ``function_call``) or ``functions.<name>`` plus 6 (``tool_choice``);
 * an assistant message's ``tool_calls``: one call is addressed to its function (the message's
   role becomes ``assistant to=functions.`` then the name, a string of its own, and the
-  arguments, as compact JSON, its content, plus 1 token); several calls go to
-  ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses": [{"recipient_name":
-  "functions.<name>", "parameters": {...}}]}``, estimated (it fits only some recordings); a
+  arguments, as compact JSON, its content, plus 1 token); several calls in one message are
+  estimated (as single calls each and 21 tokens, their results not speaking as the function:
+  within 1 of the bill on the 26 recordings), and so is a message with text and a call; a
   ``tool`` message speaks as ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it
   are not billed); a legacy ``function`` result bills 2 fewer than the rule counts;
+* gpt-3.5-turbo-0301 bills 4 tokens per message (the cookbook's rule for it);
 * gpt-5 models ("harmony") prime the reply with one token fewer (so does o3-mini), put the
   definitions in a message of their own behind a fixed preamble, do not render ``tool_choice``,
   and bill each tool call's headers.
@@ -37,8 +40,8 @@ Images and audio are billed by rules the request does not fully tell (an image's
 bytes, or behind a URL), and so are structured-output schemas (``response_format``) in a
 request without tools, by a rendering not pinned down yet (a schema is estimated as its text
 under ``# Response Formats``, see ``_response_format``); with tools, that text follows the
-definitions and bills 1 token more. Search models bill their messages' text alone; o1 models
-are estimated.
+definitions and bills 1 token more. Search models bill their messages' text alone; o1 and
+o4-mini models, and Azure's unversioned ``gpt-35-turbo``, are estimated.
 """
 
 from __future__ import annotations
@@ -388,7 +391,7 @@ def _tool_call_texts(
         return [], 0
     # Several calls (an estimate): each as a single call is, and a constant for the message;
     # their results do not speak as the function (``call_names`` maps them to "").
-    texts = []
+    texts: list[str] = []
     for call in message.get("tool_calls") or ():
         call_id = str((call if isinstance(call, Mapping) else _as_mapping(call) or {}).get("id"))
         if call_id in call_names:
