@@ -2,16 +2,20 @@
 
 ``tests/data/openai_prompt_usage.json`` holds requests recorded from the real API with their
 ``usage.prompt_tokens`` (from the public test cassettes of OpenTelemetry, OpenLLMetry,
-OpenInference, Logfire and Pydantic AI; each row names its source). Every request counted
-exactly (not estimated) must match what OpenAI billed; a recording made against a local
-stand-in server is shown to be one, not counted.
+OpenInference, Logfire, Pydantic AI, crewAI, Mirascope and, added later as a held-out check,
+magentic, ddtrace, LangSmith, AgentOps and simonw/llm; each row names its source). Every
+request counted exactly (not estimated) must match what OpenAI billed; a recording made
+against a local stand-in server, or whose usage was written by hand, is shown to be one, not
+counted.
 ``tests/data/openai_function_definitions.json`` adds the billed counts two open-source token
 counters pin for both function-definition forms.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,20 +108,23 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
-    # All 427 counted requests exact, 292 of them with tools or tool calls (33 of those on
-    # gpt-5 models, 38 with a structured-output schema); 251 estimated (images, documents,
-    # audio, structured-output schemas without tools,
-    # definitions with keywords such as ``default`` or ``anyOf`` or descriptions over several
-    # lines, several calls in one message, o1).
+    # All 606 counted requests exact, 351 of them with tools or tool calls (33 of those on
+    # gpt-5 models, 38 with a structured-output schema); 277 estimated (images, documents,
+    # audio, structured-output schemas without tools, definitions with keywords such as
+    # ``anyOf`` or untyped properties or descriptions over several lines, several calls in one
+    # message, tools of other types, o1, o4-mini, Azure's unversioned gpt-35-turbo).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (427, 292, 33, 251)
+    assert counts == (606, 351, 33, 277)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
     forms = {"tools": 0, "functions": 0, "messages only": 0}
     for row in PINNED["rows"]:
         tokens, method, _ = chat_prompt_estimate(row["model"], row["request"])
-        assert (tokens, method) == (row["prompt_tokens"], "tiktoken"), row["source"]
+        # Azure's ``gpt-35-turbo`` does not name its version (one recorded deployment bills
+        # the 0301 rule, these the later one): the same count, called an estimate.
+        expected = "estimate" if row["model"] == "gpt-35-turbo" else "tiktoken"
+        assert (tokens, method) == (row["prompt_tokens"], expected), row["source"]
         form = next((f for f in ("tools", "functions") if f in row["request"]), "messages only")
         forms[form] += 1
     assert forms == {"tools": 18, "functions": 20, "messages only": 16}
@@ -147,13 +154,127 @@ def test_a_hand_written_response_is_not_counted() -> None:
     """A cassette whose "API" answer was written by hand (10 billed, 14 counted by the rule
     exact everywhere else): a placeholder id, created 2023-12-21, months before gpt-4o-mini
     existed (2024-07-18), and the undated model name the API never answers with."""
-    (row,) = [r for r in DATA["chat"] if "not_billed" in r]
+    (row,) = [
+        r
+        for r in DATA["chat"]
+        if r.get("not_billed", {}).get("response_id") == "chatcmpl-1234567890abcdef"
+    ]
     evidence = row["not_billed"]
     assert evidence["response_id"] == "chatcmpl-1234567890abcdef"
     assert evidence["response_created"] < 1721260800  # 2024-07-18, gpt-4o-mini's release
     assert row["response_model"] == "gpt-4o-mini"  # no snapshot date
     tokens, method, _ = chat_prompt_estimate("gpt-4o-mini-2024-07-18", row["request"])
     assert (row["prompt_tokens"], tokens, method) == (10, 14, "tiktoken")
+
+
+def test_hand_written_answers_are_not_counted() -> None:
+    """ddtrace's suite holds answers written by hand, not billed: placeholder ids
+    (``chatcmpl-ai-guard-test``, created 1700000000, the undated ``gpt-3.5-turbo``, 20 billed
+    for requests with function definitions the rule counts at 65-78; ``chatcmpl-audio-test``;
+    ``chatcmpl-BKtestREASONING``)."""
+    placeholders = {
+        r["not_billed"]["response_id"]
+        for r in DATA["chat"]
+        if "response_id" in r.get("not_billed", {})
+    }
+    assert placeholders == {
+        "chatcmpl-1234567890abcdef",
+        "chatcmpl-ai-guard-test",
+        "chatcmpl-audio-test",
+        "chatcmpl-BKtestREASONING",
+    }
+
+
+def test_usage_written_into_a_stream_is_not_counted() -> None:
+    """Two of ddtrace's streamed recordings carry a usage chunk the API did not send: their
+    requests do not ask for one (``stream_options.include_usage``), one is from April 2023
+    (a year before the API could send usage in a stream) with the chunk spaced as the API's
+    compact JSON never is, and the other answers with a call to a tool the request does not
+    define (billed 166 for a one-line question)."""
+    rows = [r for r in DATA["chat"] if "why" in r.get("not_billed", {})]
+    hand_written = [r for r in rows if "response_id" not in r["not_billed"]]
+    assert len(hand_written) == 2
+    for row in hand_written:
+        request = row["request"]
+        assert request["stream"] is True
+        assert "stream_options" not in request
+        assert "tools" not in request
+    dated = next(r for r in hand_written if "response_created" in r["not_billed"])
+    assert dated["not_billed"]["response_created"] < 1714521600  # 2024-05-01
+    assert ', "usage": {' in dated["not_billed"]["usage_chunk"]
+
+
+def _suite(source: str) -> str:
+    return source.split("@", 1)[0].removeprefix("github.com/")
+
+
+#: The suites added in increment 6, by exact / off / estimated now. Counted blind with the
+#: rules as they were before (main 189171a), they were magentic 30 / 2 / 4, ddtrace 81 / 6 / 13,
+#: LangSmith 58 / 1 / 0, AgentOps 5 / 0 / 0, simonw/llm 5 / 0 / 0 (179 exact, 9 off, 17
+#: estimated of 205). The 9 off, each now either counted by a documented rule (0301's 4
+#: tokens per message) or estimated, see ``test_shapes_the_blind_check_found``.
+NEW_SUITES = {
+    "jackmpcollins/magentic": (30, 0, 6),
+    "DataDog/dd-trace-py": (82, 0, 18),
+    "langchain-ai/langsmith-sdk": (58, 0, 1),
+    "AgentOps-AI/agentops": (5, 0, 0),
+    "simonw/llm": (5, 0, 0),
+}
+
+
+def test_held_out_suites_counted_blind() -> None:
+    found: dict[str, list[int]] = {suite: [0, 0, 0] for suite in NEW_SUITES}
+    for row in _counted_rows():
+        suite = _suite(row["source"])
+        if suite not in found:
+            continue
+        tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
+        found[suite][2 if method == "estimate" else 0 if tokens == row["prompt_tokens"] else 1] += 1
+    assert {suite: tuple(counts) for suite, counts in found.items()} == NEW_SUITES
+
+
+def _recorded(source_end: str) -> dict[str, Any]:
+    return next(r for r in DATA["chat"] if r["source"].endswith(source_end))
+
+
+@pytest.mark.parametrize(
+    ("source_end", "billed_minus_estimate"),
+    [
+        # A tool of type ``custom`` (a Lark grammar, gpt-5): its rendering is not the
+        # functions namespace; the rule saw no definition at all (224 short before too).
+        ("chat_completion_custom_tool_call.yaml#0", 224),
+        # Properties with no ``type`` (magentic's ``{"title": "Location"}``): billed 2 fewer
+        # than the previous rule's ``any`` with the default's 2 tokens; 0 without them.
+        ("test_async_prompt_chain.yaml#0", 0),
+        # A description ending in a blank ("... activities. "), both function forms: 1 fewer.
+        ("v1/chat_completion_function_call.yaml#0", -1),
+        ("v1/chat_completion_tool_call.yaml#0", -1),
+        # Text and a tool call in one assistant message: 4 more.
+        ("test_multiple_agent_handoffs_with_chat_completions.yaml#2", 4),
+        # o4-mini: 1 fewer than the 3-token priming; o3-mini's 2 fits its one recording.
+        ("test_openai_test_wrap_openai_chat_async_tokens.yaml#3", 0),
+        # Azure's gpt-35-turbo: 1 more here (the 0301 rule), exact on OpenLLMetry's.
+        ("azure_chat_completion.yaml#0", 1),
+    ],
+)
+def test_shapes_the_blind_check_found(source_end: str, billed_minus_estimate: int) -> None:
+    """What the held-out suites found off under the previous rules: each shape is estimated
+    now, not called exact, and the estimate's error is what it is."""
+    row = _recorded(source_end)
+    tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
+    assert method == "estimate", source_end
+    assert row["prompt_tokens"] - tokens == billed_minus_estimate, source_end
+
+
+def test_gpt_35_turbo_0301_bills_4_tokens_per_message() -> None:
+    """The cookbook's rule for gpt-3.5-turbo-0301 (4 tokens per message where later models
+    bill 3), not fitted: ddtrace's 4-message recording is exact by it (3-per-message: 4 off)."""
+    row = _recorded("v1/chat_completion.yaml#0")
+    assert row["response_model"] == "gpt-3.5-turbo-0301"
+    assert len(row["request"]["messages"]) == 4
+    assert chat_prompt_estimate(row["response_model"], row["request"])[:2] == (57, "tiktoken")
+    later = chat_prompt_estimate("gpt-3.5-turbo-0125", row["request"])
+    assert later == (57 - 4, "tiktoken", "cl100k_base")
 
 
 def test_embeddings_precount_is_exact() -> None:
@@ -316,8 +437,18 @@ def test_models_with_a_billing_of_their_own(model: str, expected: tuple[int, str
     assert (tokens, method) == expected
 
 
-#: Recordings added after the structured-output estimate was made (held out from its fit).
-HELD_OUT = ("github.com/crewAIInc/crewAI@", "github.com/Mirascope/mirascope@")
+#: Recordings added after the structured-output estimate was made (held out from its fit):
+#: crewAI's and Mirascope's, then (increment 6, a blind check of every rule) magentic's,
+#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's.
+HELD_OUT = (
+    "github.com/crewAIInc/crewAI@",
+    "github.com/Mirascope/mirascope@",
+    "github.com/jackmpcollins/magentic@",
+    "github.com/DataDog/dd-trace-py@",
+    "github.com/langchain-ai/langsmith-sdk@",
+    "github.com/AgentOps-AI/agentops@",
+    "github.com/simonw/llm@",
+)
 
 
 def test_structured_output_schemas_with_tools_are_exact() -> None:
@@ -327,7 +458,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     fitted on Pydantic AI's, 34 held out from crewAI and Mirascope) unless a plain assistant
     message follows (3-4 tokens more: estimated). Without tools the schema is estimated:
     within 4 tokens of the bill on the 8 it was made on (all but the 4 with tools of the
-    previous 12) and on 62 of the 118 held-out ones; crewAI's ``$defs`` schemas with
+    previous 12) and on 63 of the 119 held-out ones; crewAI's ``$defs`` schemas with
     descriptions over several lines are up to 18 over."""
     exact: dict[str, list[str]] = {"fitted": [], "held out": []}
     estimated: dict[str, dict[str, int]] = {"fitted": {}, "held out": {}}
@@ -358,7 +489,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     assert all(abs(v) <= 4 for v in fitted.values()), fitted
     held_out = estimated["held out"]
     close = sum(abs(v) <= 4 for v in held_out.values())
-    assert (close, len(held_out), max(held_out.values())) == (62, 118, 18)
+    assert (close, len(held_out), max(held_out.values())) == (63, 119, 18)
 
 
 def test_a_structured_output_schema_of_an_unpinned_shape_is_estimated() -> None:
@@ -422,3 +553,53 @@ def test_a_pydantic_response_format_is_estimated_as_its_schema() -> None:
     assert estimate == chat_prompt_estimate(row["response_model"], row["request"])
     assert estimate[1] == "estimate"
     assert abs(estimate[0] - row["prompt_tokens"]) <= 4
+
+
+def _descriptions(request: dict[str, Any]) -> list[dict[str, Any]]:
+    tools = [t.get("function") or {} for t in request.get("tools") or ()]
+    return [*tools, *(request.get("functions") or ())]
+
+
+def _estimate_errors(unpinned: str) -> Counter[int]:
+    """Estimate minus bill over the recordings whose one unpinned part is ``unpinned``:
+    ``"calls"`` (several tool calls in one message) or ``"descriptions"`` (a function's
+    description over several lines); a recording counts when undoing that part (one call
+    kept, the lines joined) makes the rest exact."""
+    errors: Counter[int] = Counter()
+    for row in _counted_rows():
+        request = copy.deepcopy(row["request"])
+        if unpinned == "calls":
+            several = [m for m in request["messages"] if len(m.get("tool_calls") or ()) > 1]
+            for message in several:
+                message["tool_calls"] = message["tool_calls"][:1]
+        else:
+            several = [f for f in _descriptions(request) if "\n" in f.get("description", "")]
+            for function in several:
+                function["description"] = function["description"].replace("\n", " ").strip()
+        model = row["response_model"]
+        if not several or chat_prompt_estimate(model, request)[1] == "estimate":
+            continue
+        tokens, method, _ = chat_prompt_estimate(model, row["request"])
+        assert method == "estimate", row["source"]
+        errors[tokens - row["prompt_tokens"]] += 1
+    return errors
+
+
+def test_several_calls_in_one_message_are_estimated_within_1() -> None:
+    """Several tool calls in one message, estimated as single calls each plus 21 tokens, their
+    results not speaking as the function: within 1 of the bill on all 26 recordings where
+    nothing else is estimated (5 configurations, gpt-4o, gpt-4o-mini, gpt-5-nano; the
+    constant chosen on all of them: not held out). The previous estimate
+    (``multi_tool_use.parallel``) was 2 under to 10 over: -2 x3, 0 x5, +5 x12, +10 x6."""
+    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7})
+
+
+def test_descriptions_over_several_lines_are_estimated_closer() -> None:
+    """A description over several lines, as comment lines where a line starts with a letter
+    or is blank (indented lines as given): the estimate is the bill on 29 of the 40
+    recordings where nothing else is estimated (chosen on all of them, not held out; the text
+    as given: 3 of 40). The others: Mirascope's 159-line description (17 over), crewAI's
+    ``Args:``/``Returns:`` docstrings (7 over), one of Mirascope's (2 over) and two
+    gpt-4-0125-preview requests (6 under)."""
+    errors = _estimate_errors("descriptions")
+    assert errors == Counter({0: 29, -6: 2, 2: 1, 7: 4, 17: 4})

@@ -13,17 +13,20 @@ into the prompt what the rule does not see:
   description and a scalar ``default`` as ``// Default: <value>`` after it (2 tokens more per
   such function), and bills 1 token fewer per object with a property that has neither title
   nor description and is a plain string or a number, and 1 fewer per undocumented boolean. A
-  ``tools`` schema using a keyword no billed count pins down (``format``, ``anyOf``...) or a
-  description over several lines is estimated;
+  ``tools`` schema using a keyword no billed count pins down (``format``, ``anyOf``...), a
+  property without a ``type``, a title of the whole parameters object, a description over
+  several lines or with blank space at an end, or a tool of another type (``custom``) is
+  estimated;
 * ``tool_choice`` / ``function_call``: ``"none"`` adds 1 token; a named function its name plus 4
   (legacy ``function_call``) or ``functions.<name>`` plus 6 (``tool_choice``);
 * an assistant message's ``tool_calls``: one call is addressed to its function (the message's
   role becomes ``assistant to=functions.`` then the name, a string of its own, and the
-  arguments, as compact JSON, its content, plus 1 token); several calls go to
-  ``multi_tool_use.parallel`` as one compact JSON ``{"tool_uses": [{"recipient_name":
-  "functions.<name>", "parameters": {...}}]}``, estimated (it fits only some recordings); a
+  arguments, as compact JSON, its content, plus 1 token); several calls in one message are
+  estimated (as single calls each and 21 tokens, their results not speaking as the function:
+  within 1 of the bill on the 26 recordings), and so is a message with text and a call; a
   ``tool`` message speaks as ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it
   are not billed); a legacy ``function`` result bills 2 fewer than the rule counts;
+* gpt-3.5-turbo-0301 bills 4 tokens per message (the cookbook's rule for it);
 * gpt-5 models ("harmony") prime the reply with one token fewer (so does o3-mini), put the
   definitions in a message of their own behind a fixed preamble, do not render ``tool_choice``,
   and bill each tool call's headers.
@@ -37,8 +40,8 @@ Images and audio are billed by rules the request does not fully tell (an image's
 bytes, or behind a URL), and so are structured-output schemas (``response_format``) in a
 request without tools, by a rendering not pinned down yet (a schema is estimated as its text
 under ``# Response Formats``, see ``_response_format``); with tools, that text follows the
-definitions and bills 1 token more. Search models bill their messages' text alone; o1 models
-are estimated.
+definitions and bills 1 token more. Search models bill their messages' text alone; o1 and
+o4-mini models, and Azure's unversioned ``gpt-35-turbo``, are estimated.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ _PLAIN_KEYS = frozenset({"role", "content", "name"})
 _NOT_RENDERED_AS_IS = frozenset({"tool_calls", "tool_call_id", "function_call", "refusal", "audio"})
 #: Models whose chat format primes the reply with 2 tokens (``<|start|>assistant``) where
 #: earlier ones used 3: every recorded gpt-5 and o3-mini request bills 1 fewer.
-_REPLY_PRIMED_WITH_2 = ("gpt-5", "o3-mini")
+_REPLY_PRIMED_WITH_2 = ("gpt-5", "o3-mini", "o4-mini")
 #: Models with the "harmony" chat format: tool definitions go to a developer message of their
 #: own behind a fixed preamble (``_HARMONY_TOOLS`` tokens beyond the definitions and their 9),
 #: whatever ``tool_choice`` says (it is not rendered), and each tool call costs
@@ -69,11 +72,21 @@ _REPLY_PRIMED_WITH_2 = ("gpt-5", "o3-mini")
 _HARMONY_MODELS = ("gpt-5",)
 _HARMONY_TOOLS = 82
 _HARMONY_CALL = 6
+#: Several tool calls in one message, beyond each call's text and 1 (as a single call bills):
+#: the estimate's constant, the median over the 26 such recordings whose other parts are
+#: counted exactly (5 configurations; no rendering tried fits them all, see the README).
+_PARALLEL_CALLS = 21
 #: Models billed by the text of their messages alone (no per-message tokens, no priming).
 _TEXT_ONLY_MODELS = ("gpt-4o-search", "gpt-4o-mini-search")
 #: Models whose billing no rule here describes (o1-mini billed 7 more than the rule): estimated.
-#: So is o3-mini with tools (crewAI's 2 such requests bill the priming token the rule saves).
-_UNPINNED_MODELS = ("o1",)
+#: So is o3-mini with tools (crewAI's 2 such requests bill the priming token the rule saves),
+#: o4-mini (its one recording bills o3-mini's 2-token priming: not enough to call it exact),
+#: and Azure's ``gpt-35-turbo`` (the name does not tell the version: one deployment billed the
+#: 0301 rule, another the later one).
+_UNPINNED_MODELS = ("o1", "o4-mini", "gpt-35-turbo")
+#: gpt-3.5-turbo-0301 bills 4 tokens per message, not 3 (the cookbook's rule for it; one
+#: recording with 4 messages, exact); a ``name`` there replaces the role: estimated.
+_FOUR_PER_MESSAGE = ("gpt-3.5-turbo-0301",)
 #: Tokens an image part costs at the lowest detail (85 for gpt-4o-class models): the estimate.
 _IMAGE_ESTIMATE = 85
 
@@ -86,6 +99,7 @@ class _Family(NamedTuple):
     unpinned: bool
     primed_with_2: bool
     unpinned_with_tools: bool
+    four_per_message: bool
 
 
 _FAMILIES: dict[str, _Family] = {}
@@ -100,6 +114,7 @@ def _family(model: str) -> _Family:
             unpinned=model.startswith(_UNPINNED_MODELS),
             primed_with_2=model.startswith(_REPLY_PRIMED_WITH_2),
             unpinned_with_tools=model.startswith("o3-mini"),
+            four_per_message=model.startswith(_FOUR_PER_MESSAGE),
         )
         if len(_FAMILIES) >= 256:
             _FAMILIES.clear()
@@ -187,6 +202,10 @@ def _tools_form_adjustment(
         if "\n" in str(prop.get("description", "")):
             return None  # a description over several lines: see _definitions_tokens
         kind = prop.get("type")
+        if kind is None:
+            return None  # rendered "any", billed 2 fewer once (magentic's): not pinned down
+        if _untrimmed(prop.get("description")):
+            return None
         if "default" in prop:
             # "// Default: <value>" after the description, and 2 tokens per function: pinned
             # for a documented, non-object property of a function's own parameters with a
@@ -214,14 +233,43 @@ def _tools_form_adjustment(
     return adjustment - plain_undocumented + 2 * defaults
 
 
+def _untrimmed(description: Any) -> bool:
+    """A description with blank space at an end: billed 1 token fewer than its text once (a
+    gpt-3.5-turbo-0613 definition, "... activities. "): perhaps trimmed, not pinned down."""
+    return isinstance(description, str) and description != description.strip()
+
+
+def _comment(description: str) -> str:
+    """A function's description as comment lines. Over several lines (an estimate), a line
+    that starts with a letter gains "// " too, a blank line is "//" and an indented line stays
+    as it is: that fits 29 of the 40 recorded requests whose only unpinned part is such a
+    description (crewAI's, ddtrace's, OpenInference's); the text as given, 3."""
+    if "\n" not in description:
+        return f"// {description}"
+    first, *rest = description.split("\n")
+    lines = [f"// {first}"]
+    for line in rest:
+        if not line.strip():
+            lines.append("//")
+        elif line[0] in " \t":
+            lines.append(line)
+        else:
+            lines.append(f"// {line}")
+    return "\n".join(lines)
+
+
 def render_functions(functions: Iterable[Mapping[str, Any]], tools_form: bool = False) -> str:
     """The function definitions as the API renders them into the prompt: ``tools_form`` for
     ``tools=[...]``, else the legacy ``functions=[...]`` form."""
     lines = ["namespace functions {", ""]
     for function in functions:
         if function.get("description"):
-            lines.append(f"// {function['description']}")
+            lines.append(_comment(str(function["description"])))
         parameters = function.get("parameters") or {}
+        if tools_form and isinstance(parameters.get("title"), str):
+            # A title of the whole parameters object (an estimate): 4 recorded requests
+            # (magentic's, openai-agents' via ddtrace, 3 titles) bill what this line costs.
+            lines.append(f"// {parameters['title']}")
         if parameters.get("properties"):
             lines.append(f"type {function['name']} = (_: {{")
             lines.append(_render_properties(parameters, 0, tools_form))
@@ -261,7 +309,20 @@ def _definitions_tokens(request: Mapping[str, Any], model: str) -> tuple[int, bo
         tokens += _HARMONY_TOOLS - sum(f.get("description") == "" for f in functions)
     # A description over several lines bills more than its text in a way not pinned down
     # (crewAI's with one line break: 1 token more; Mirascope's of 160 lines: 17 more).
-    exact = not any("\n" in str(function.get("description", "")) for function in functions)
+    exact = not any(
+        "\n" in str(function.get("description", "")) or _untrimmed(function.get("description"))
+        for function in functions
+    )
+    if not tools_form:
+        # The legacy form: a property's description with blank space at an end, the same.
+        exact = exact and not any(
+            _untrimmed(prop.get("description"))
+            for function in functions
+            for prop in ((function.get("parameters") or {}).get("properties") or {}).values()
+            if isinstance(prop, Mapping)
+        )
+    elif len(functions) != len(given):
+        exact = False  # a tool of another type (``custom``: a grammar) is rendered otherwise
     if tools_form:
         for function in functions:
             adjustment = _tools_form_adjustment(function.get("parameters") or {})
@@ -328,15 +389,16 @@ def _tool_call_texts(
         return [" to=functions.", name, _compact_json(arguments)], 1
     if not calls:
         return [], 0
-    try:
-        uses = [
-            {"recipient_name": f"functions.{name}", "parameters": json.loads(arguments)}
-            for name, arguments in calls
-        ]
-    except ValueError:  # arguments that are not JSON: their text, as given
-        return [" to=multi_tool_use.parallel", *(text for call in calls for text in call)], 0
-    body = json.dumps({"tool_uses": uses}, separators=(",", ":"), ensure_ascii=False)
-    return [" to=multi_tool_use.parallel", body], 0
+    # Several calls (an estimate): each as a single call is, and a constant for the message;
+    # their results do not speak as the function (``call_names`` maps them to "").
+    texts: list[str] = []
+    for call in message.get("tool_calls") or ():
+        call_id = str((call if isinstance(call, Mapping) else _as_mapping(call) or {}).get("id"))
+        if call_id in call_names:
+            call_names[call_id] = ""
+    for name, arguments in calls:
+        texts += (" to=functions.", name, _compact_json(arguments))
+    return texts, len(calls) + _PARALLEL_CALLS
 
 
 def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | None:
@@ -348,11 +410,12 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     family = _family(model)
     if family.text_only:
         return _text_only(model, messages)
-    definitions = (
-        _definitions_tokens(request, model)
-        if "tools" in request or "functions" in request
-        else None
-    )
+    definitions = None
+    media = False
+    if "tools" in request or "functions" in request:
+        definitions = _definitions_tokens(request, model)
+        # Tools none of which is a function (``custom``: a grammar): rendered otherwise.
+        media = definitions is None and bool(request.get("tools"))
     functions = definitions is not None
     # Harmony puts the definitions in a message of their own: the system message is as given.
     harmony = family.harmony
@@ -360,7 +423,6 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     plain: list[Mapping[str, Any]] = []  # what the cookbook rule counts as is
     extra_texts: list[str] = []  # counted on their own, each adding its tokens
     extra = 0
-    media = False
     has_system = False
     call_names: dict[str, str] = {}  # tool_call_id -> function name
     role_names: list[str] = []  # role, name of each message with a name ("role:name")
@@ -407,7 +469,7 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             # given on it is not rendered (it is not billed).
             counted.pop("name", None)
             name = call_names.get(str(message.get("tool_call_id")))
-            if name is not None:
+            if name:
                 counted["role"] = f"functions.{name}"
         plain.append(counted)
         if "tool_calls" in message or "function_call" in message:
@@ -420,6 +482,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             # recorded requests (gpt-4o-mini) and misses 21 (gpt-4o by -2 or +5, gpt-4o-mini
             # once and gpt-5-nano by +10): an estimate.
             media = media or len(message.get("tool_calls") or ()) > 1
+            # Text and a call in one message: billed 4 more than the rule once (openai-agents'
+            # handoff, gpt-4o), no recording pins it down.
+            media = media or bool(content and texts)
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if role_names:
@@ -467,6 +532,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             media = True  # a type whose schema could not be made: the messages alone
     if family.primed_with_2:
         tokens -= 1  # the reply is primed with "<|start|>assistant": 2 tokens, not 3
+    if family.four_per_message:
+        tokens += len(plain)
+        media = media or bool(role_names)
     if extra_texts:
         tokens += sum(c.tokens for c in _core.count_tokens_batch(extra_texts, model))
     unpinned = family.unpinned or (functions and family.unpinned_with_tools)
