@@ -463,23 +463,18 @@ def test_token_protects_everything_but_health(db: Path) -> None:
         server.close()
 
 
-def test_beyond_loopback_needs_a_token(db: Path) -> None:
-    result = subprocess.run(
-        [*ui_command(), "--db", str(db), "--host", "0.0.0.0", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def run_ui(*args: str) -> subprocess.CompletedProcess[str]:
+    """``instrumentation-sdk ui ARGS`` run to its end (for the arguments it refuses)."""
+    return subprocess.run(
+        [*ui_command(), *args], capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def test_beyond_loopback_needs_a_token(db: Path) -> None:
+    result = run_ui("--db", str(db), "--host", "0.0.0.0", "--port", "0")
     assert result.returncode == 2
     assert "--auth-token" in result.stderr
-    bad_port = subprocess.run(
-        [*ui_command(), "--db", str(db), "--port", "70000"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad_port = run_ui("--db", str(db), "--port", "70000")
     assert bad_port.returncode == 2
     assert "--port must be 0-65535" in bad_port.stderr
 
@@ -508,13 +503,7 @@ def test_a_db_that_is_no_span_store_exits_2(
     else:
         assert isinstance(content, bytes)
         path.write_bytes(content)
-    result = subprocess.run(
-        [*ui_command(), "--db", str(path), "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_ui("--db", str(path), "--port", "0")
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
@@ -522,12 +511,6 @@ def test_a_db_that_is_no_span_store_exits_2(
 
 def test_port_taken_exits_1(db: Path, ui: UiServer) -> None:
     port = ui.url.rsplit(":", 1)[1]
-    result = subprocess.run(
-        [*ui_command(), "--db", str(db), "--port", port],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_ui("--db", str(db), "--port", port)
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
