@@ -70,7 +70,12 @@ NAME_ON_ITS_OWN = {
 #: No recorded request the rules count as exact misses its bill. (Several tool calls in one
 #: message are estimated: the ``multi_tool_use.parallel`` rendering fits 5 recorded requests on
 #: gpt-4o-mini and misses 21: gpt-4o's by -2 or +5, gpt-4o-mini's once and gpt-5-nano's by +10.)
-OTHER_MISSES: dict[str, tuple[int, int]] = {}
+#: One exception (billed, counted): instructor-rb's tool_choice "required" request on
+#: gpt-3.5-turbo-0125 bills 2 more than the rule, recorded 2024-05-18, three weeks after the API
+#: took "required"; the same shape on the same model is exact in OpenLLMetry's and
+#: ruby-openai's recordings of 2025 (the rendering may have changed since). The cassette's
+#: previous version (another request, no tool_choice) is exact too.
+OTHER_MISSES: dict[str, tuple[int, int]] = {"valid_response.yml#0": (80, 78)}
 
 
 def _counted_rows() -> list[dict[str, Any]]:
@@ -112,14 +117,14 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
-    # All 781 counted requests exact, 455 of them with tools or tool calls (56 of those on
-    # gpt-5 models, 38 with a structured-output schema); 325 estimated (images, documents,
-    # audio, structured-output schemas without tools, definitions with keywords such as
-    # ``anyOf`` or untyped properties or descriptions over several lines, several calls in one
-    # message, tools of other types, a developer message beside gpt-5's definitions, o1,
-    # o4-mini, Azure's unversioned gpt-35-turbo).
+    # 869 counted requests exact (one more off: OTHER_MISSES), 520 of them with tools or tool
+    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 340 estimated
+    # (images, documents, audio, structured-output schemas without tools, definitions with
+    # keywords such as ``anyOf`` or untyped properties or descriptions over several lines,
+    # several calls in one message, tools of other types, a developer message beside gpt-5's
+    # definitions, o1, o4-mini, Azure's unversioned gpt-35-turbo).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (781, 455, 56, 325)
+    assert counts == (869, 520, 56, 340)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -284,6 +289,12 @@ NEW_SUITES = {
     "vicentereig/dspy.rb": (6, 0, 18),
     "crmne/ruby_llm": (149, 0, 28),
     "alexrudall/ruby-openai": (3, 0, 1),
+    # Then, counted blind with main c49fd9e's rules: ActiveAgent 83 / 2 / 12 (gpt-5's text
+    # parts, exact by the join RubyLLM's recordings showed once that was in; a message's
+    # unknown keys, see ``test_keys_a_message_does_not_render_are_not_billed``) and
+    # instructor-rb 3 / 1 / 3 (see ``OTHER_MISSES``).
+    "activeagents/activeagent": (85, 0, 12),
+    "instructor-ai/instructor-rb": (3, 1, 3),
 }
 
 
@@ -367,6 +378,34 @@ def test_rules_the_seventh_blind_check_found() -> None:
     as_user = copy.deepcopy(row["request"])
     as_user["messages"][1]["role"] = "user"
     assert chat_prompt_estimate(gpt5, as_user)[0] == row["prompt_tokens"] - 2
+
+
+def test_keys_a_message_does_not_render_are_not_billed() -> None:
+    """ActiveAgent sent ``type`` and ``charset`` on each message: billed as if absent (the rule
+    counted their values, 10 tokens over). A message renders its role, content and name."""
+    row = next(r for r in DATA["chat"] if r["request"]["messages"][0].get("charset"))
+    model = row["response_model"]
+    assert chat_prompt_estimate(model, row["request"])[:2] == (row["prompt_tokens"], "tiktoken")
+    bare = copy.deepcopy(row["request"])
+    for message in bare["messages"]:
+        del message["type"], message["charset"]
+    assert chat_prompt_estimate(model, bare)[0] == row["prompt_tokens"]
+
+
+def test_text_parts_joined_held_out() -> None:
+    """The join of text parts, found on RubyLLM's gpt-4.1-nano recordings, held out on
+    ActiveAgent's gpt-5 developer message of two parts: exact (1 over counted apart)."""
+    row = next(
+        r
+        for r in DATA["chat"]
+        if r["source"].endswith("array_instructions_agent_basic_request_with_override.yml#0")
+        and r["response_model"].startswith("gpt-5")
+    )
+    model, request = row["response_model"], row["request"]
+    assert chat_prompt_estimate(model, request)[:2] == (row["prompt_tokens"], "tiktoken")
+    apart = copy.deepcopy(request)
+    apart["messages"][0]["content"] = " ".join(p["text"] for p in request["messages"][0]["content"])
+    assert chat_prompt_estimate(model, apart)[0] == row["prompt_tokens"] + 1
 
 
 def test_a_strict_keyword_inside_the_parameters_is_not_rendered() -> None:
@@ -582,6 +621,8 @@ HELD_OUT = (
     "github.com/vicentereig/dspy.rb@",
     "github.com/crmne/ruby_llm@",
     "github.com/alexrudall/ruby-openai@",
+    "github.com/activeagents/activeagent@",
+    "github.com/instructor-ai/instructor-rb@",
 )
 
 
@@ -592,9 +633,10 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     fitted on Pydantic AI's, 34 held out from crewAI and Mirascope) unless a plain assistant
     message follows (3-4 tokens more: estimated). Without tools the schema is estimated:
     within 4 tokens of the bill on the 8 it was made on (all but the 4 with tools of the
-    previous 12) and on 79 of the 140 held-out ones (63 of 119 before increment 7's 21 new:
-    16 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under); crewAI's ``$defs``
-    schemas with descriptions over several lines are up to 18 over."""
+    previous 12) and on 82 of the 145 held-out ones (63 of 119 before increment 7's 26 new:
+    19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under, ActiveAgent's schema with
+    ``format``/``minLength``/``default`` keywords 39 over); crewAI's ``$defs`` schemas with
+    descriptions over several lines are up to 18 over."""
     exact: dict[str, list[str]] = {"fitted": [], "held out": []}
     estimated: dict[str, dict[str, int]] = {"fitted": {}, "held out": {}}
     for row in _counted_rows():
@@ -624,7 +666,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     assert all(abs(v) <= 4 for v in fitted.values()), fitted
     held_out = estimated["held out"]
     close = sum(abs(v) <= 4 for v in held_out.values())
-    assert (close, len(held_out), max(held_out.values())) == (79, 140, 18)
+    assert (close, len(held_out), max(held_out.values())) == (82, 145, 39)
 
 
 def test_a_structured_output_schema_of_an_unpinned_shape_is_estimated() -> None:
@@ -720,15 +762,17 @@ def _estimate_errors(unpinned: str) -> Counter[int]:
     return errors
 
 
-def test_several_calls_in_one_message_are_estimated_within_1() -> None:
+def test_several_calls_in_one_message_are_estimated() -> None:
     """Several tool calls in one message, estimated as single calls each plus 21 tokens, their
     results not speaking as the function: within 1 of the bill on all 26 recordings where
     nothing else is estimated (5 configurations, gpt-4o, gpt-4o-mini, gpt-5-nano; the
     constant chosen on all of them: not held out). The previous estimate
     (``multi_tool_use.parallel``) was 2 under to 10 over: -2 x3, 0 x5, +5 x12, +10 x6. Held
-    out, increment 7's 3 such recordings are further: RubyLLM's gpt-4.1-nano 4 under twice,
-    ruby-openai's gpt-3.5-turbo-0125 (two calls, then their results) 12 under."""
-    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7, -4: 2, -12: 1})
+    out, increment 7's 8 such recordings miss it: RubyLLM's gpt-4.1-nano 4 under twice,
+    ruby-openai's gpt-3.5-turbo-0125 (two calls, then their results) 12 under, ActiveAgent's
+    gpt-4o-mini browsing conversation about 7 under per message of several calls (7 to 34)."""
+    held_out = {-4: 2, -12: 1, -7: 1, -13: 1, -20: 1, -27: 1, -34: 1}
+    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7, **held_out})
 
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:

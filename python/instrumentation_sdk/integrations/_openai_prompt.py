@@ -481,7 +481,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                 # token fewer per join than counting the parts apart; Pydantic AI's 6 equal).
                 counted["content"] = "".join(texts)
                 continue
-            if isinstance(value, str):
+            if isinstance(value, str) and key in _PLAIN_KEYS:
+                # Only these are rendered: a key the API does not know is not billed
+                # (ActiveAgent's ``type``/``charset`` on each message: 10 tokens fewer).
                 counted[key] = value
         if system and functions and not padded_system and isinstance(content, str):
             counted["content"] = content + "\n"
