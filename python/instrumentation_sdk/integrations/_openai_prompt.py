@@ -45,7 +45,8 @@ bytes, or behind a URL), and so are structured-output schemas (``response_format
 request without tools, by a rendering not pinned down yet (a schema is estimated as its text
 under ``# Response Formats``, see ``_response_format``); with tools, that text follows the
 definitions and bills 1 token more. Search models bill their messages' text alone; o1 and
-o4-mini models, and Azure's unversioned ``gpt-35-turbo``, are estimated.
+o4-mini models, Azure's unversioned ``gpt-35-turbo`` and requests with a predicted output
+(``prediction``) are estimated.
 """
 
 from __future__ import annotations
@@ -545,6 +546,10 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                 else:
                     extra_texts.append(named["name"])  # a named legacy function_call
                     tokens += 4
+    if request.get("prediction") is not None:
+        # A predicted output bills part of itself in the prompt (Raix's 43-token prediction:
+        # 12 more than the messages, one recording): an estimate of the messages alone.
+        media = True
     response_format = request.get("response_format")
     if response_format is not None:
         if not isinstance(response_format, str | dict):
