@@ -2,11 +2,13 @@
 
 ``tests/data/openai_prompt_usage.json`` holds requests recorded from the real API with their
 ``usage.prompt_tokens`` (from the public test cassettes of OpenTelemetry, OpenLLMetry,
-OpenInference, Logfire, Pydantic AI, crewAI, Mirascope and, added later as a held-out check,
-magentic, ddtrace, LangSmith, AgentOps and simonw/llm; each row names its source). Every
+OpenInference, Logfire, Pydantic AI, crewAI, Mirascope and, added later as held-out checks,
+magentic, ddtrace, LangSmith, AgentOps and simonw/llm, then Langtrace, Laminar, OpenLLMetry-JS,
+DSPy.rb, RubyLLM and ruby-openai; each row names its source, and keeps the id and creation
+time of the answer where the recording has them). Every
 request counted exactly (not estimated) must match what OpenAI billed; a recording made
-against a local stand-in server, or whose usage was written by hand, is shown to be one, not
-counted.
+against a local stand-in server, whose usage was written by hand, or whose answer belongs to
+another request, is shown to be one, not counted.
 ``tests/data/openai_function_definitions.json`` adds the billed counts two open-source token
 counters pin for both function-definition forms.
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,7 +70,12 @@ NAME_ON_ITS_OWN = {
 #: No recorded request the rules count as exact misses its bill. (Several tool calls in one
 #: message are estimated: the ``multi_tool_use.parallel`` rendering fits 5 recorded requests on
 #: gpt-4o-mini and misses 21: gpt-4o's by -2 or +5, gpt-4o-mini's once and gpt-5-nano's by +10.)
-OTHER_MISSES: dict[str, tuple[int, int]] = {}
+#: One exception (billed, counted): instructor-rb's tool_choice "required" request on
+#: gpt-3.5-turbo-0125 bills 2 more than the rule, recorded 2024-05-18, three weeks after the API
+#: took "required"; the same shape on the same model is exact in OpenLLMetry's and
+#: ruby-openai's recordings of 2025 (the rendering may have changed since). The cassette's
+#: previous version (another request, no tool_choice) is exact too.
+OTHER_MISSES: dict[str, tuple[int, int]] = {"valid_response.yml#0": (80, 78)}
 
 
 def _counted_rows() -> list[dict[str, Any]]:
@@ -108,13 +117,14 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
-    # All 606 counted requests exact, 351 of them with tools or tool calls (33 of those on
-    # gpt-5 models, 38 with a structured-output schema); 277 estimated (images, documents,
-    # audio, structured-output schemas without tools, definitions with keywords such as
-    # ``anyOf`` or untyped properties or descriptions over several lines, several calls in one
-    # message, tools of other types, o1, o4-mini, Azure's unversioned gpt-35-turbo).
+    # 977 counted requests exact (one more off: OTHER_MISSES), 542 of them with tools or tool
+    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 341 estimated
+    # (images, documents, audio, structured-output schemas without tools, definitions with
+    # keywords such as ``anyOf`` or untyped properties or descriptions over several lines,
+    # several calls in one message, tools of other types, a developer message beside gpt-5's
+    # definitions, a predicted output, o1, o4-mini, Azure's unversioned gpt-35-turbo).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (606, 351, 33, 277)
+    assert counts == (977, 542, 56, 341)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -192,7 +202,11 @@ def test_usage_written_into_a_stream_is_not_counted() -> None:
     compact JSON never is, and the other answers with a call to a tool the request does not
     define (billed 166 for a one-line question)."""
     rows = [r for r in DATA["chat"] if "why" in r.get("not_billed", {})]
-    hand_written = [r for r in rows if "response_id" not in r["not_billed"]]
+    hand_written = [
+        r
+        for r in rows
+        if "response_id" not in r["not_billed"] and "same_response_as" not in r["not_billed"]
+    ]
     assert len(hand_written) == 2
     for row in hand_written:
         request = row["request"]
@@ -204,21 +218,90 @@ def test_usage_written_into_a_stream_is_not_counted() -> None:
     assert ', "usage": {' in dated["not_billed"]["usage_chunk"]
 
 
+def test_an_answer_given_to_another_request_is_not_counted() -> None:
+    """ddtrace's tools-form recording holds the answer its legacy-functions recording got: the
+    same response id and creation time (2023-09-26), six weeks before the API took a ``tools``
+    parameter (2023-11-06). The request it is stored with was never billed."""
+    (row,) = [r for r in DATA["chat"] if "same_response_as" in r.get("not_billed", {})]
+    other = next(r for r in DATA["chat"] if r["source"] == row["not_billed"]["same_response_as"])
+    assert row["response_id"] == other["response_id"]
+    assert row["response_created"] == other["response_created"] < 1699228800  # 2023-11-06
+    assert "tools" in row["request"]
+    assert "functions" in other["request"]
+    assert "not_billed" not in other
+
+
+#: Request keys the API does not bill: two recordings answered by one response may differ in
+#: these (a cassette copied for a test of another option), never in what is counted.
+_NOT_BILLED_KEYS = frozenset({"user", "n", "temperature"})
+
+
+def test_every_counted_answer_is_one_the_api_gave() -> None:
+    """The screen that found the hand-written answers, over every counted recording: an id of
+    the API's form (search-preview models answer with a UUID), a creation time from the API's
+    years, after the dated model's release, and no id answering two requests that differ in
+    anything billed."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in _counted_rows():
+        response_id, created = row["response_id"], row["response_created"]
+        search = "search-preview" in row["response_model"]
+        pattern = r"chatcmpl-[0-9a-f-]{36}" if search else r"chatcmpl-[A-Za-z0-9]{29}"
+        assert re.fullmatch(pattern, response_id), row["source"]
+        assert 1677628800 < created < 1798761600, row["source"]  # 2023-03 .. 2027
+        dated = re.search(r"(20\d\d)-(\d\d)-(\d\d)$", row["response_model"])
+        if dated:
+            released = datetime(*map(int, dated.groups()), tzinfo=UTC)
+            assert created >= released.timestamp(), row["source"]
+        by_id.setdefault(response_id, []).append(row)
+    shared = [rows for rows in by_id.values() if len(rows) > 1]
+    assert len(shared) == 4  # Pydantic AI's user_id copy, ddtrace's 3 (n, temperature)
+    for first, second in shared:
+        assert first["prompt_tokens"] == second["prompt_tokens"]
+        keys = first["request"].keys() | second["request"].keys()
+        differing = {k for k in keys if first["request"].get(k) != second["request"].get(k)}
+        assert differing <= _NOT_BILLED_KEYS, differing
+
+
 def _suite(source: str) -> str:
     return source.split("@", 1)[0].removeprefix("github.com/")
 
 
-#: The suites added in increment 6, by exact / off / estimated now. Counted blind with the
+#: The suites added in increments 6 and 7, by exact / off / estimated now. Counted blind with the
 #: rules as they were before (main 189171a), they were magentic 30 / 2 / 4, ddtrace 81 / 6 / 13,
 #: LangSmith 58 / 1 / 0, AgentOps 5 / 0 / 0, simonw/llm 5 / 0 / 0 (179 exact, 9 off, 17
 #: estimated of 205). The 9 off, each now either counted by a documented rule (0301's 4
 #: tokens per message) or estimated, see ``test_shapes_the_blind_check_found``.
 NEW_SUITES = {
     "jackmpcollins/magentic": (30, 0, 6),
-    "DataDog/dd-trace-py": (82, 0, 18),
+    # 18 estimated before one was shown not billed and text with a call was pinned down
+    "DataDog/dd-trace-py": (83, 0, 16),
     "langchain-ai/langsmith-sdk": (58, 0, 1),
     "AgentOps-AI/agentops": (5, 0, 0),
     "simonw/llm": (5, 0, 0),
+    # Increment 7, counted blind with main c49fd9e's rules: Langtrace 2 / 0 / 0, Laminar
+    # 8 / 0 / 0, OpenLLMetry-JS 7 / 0 / 2, DSPy.rb 268 / 0 / 18 (of 286: its 262 plain
+    # two-message gpt-4o-mini requests, all exact, are not kept), RubyLLM 78 / 17 / 82,
+    # ruby-openai 3 / 0 / 1. RubyLLM's 17 off were 3 rules no earlier recording showed, now
+    # counted (see ``test_rules_the_seventh_blind_check_found``); its estimates were mostly a
+    # ``strict`` keyword inside the parameters, which the rendering drops.
+    "Scale3-Labs/langtrace-python-sdk": (2, 0, 0),
+    "lmnr-ai/lmnr-python": (8, 0, 0),
+    "traceloop/openllmetry-js": (7, 0, 2),
+    "vicentereig/dspy.rb": (6, 0, 18),
+    "crmne/ruby_llm": (149, 0, 28),
+    "alexrudall/ruby-openai": (3, 0, 1),
+    # Then, counted blind with main c49fd9e's rules: ActiveAgent 83 / 2 / 12 (gpt-5's text
+    # parts, exact by the join RubyLLM's recordings showed once that was in; a message's
+    # unknown keys, see ``test_keys_a_message_does_not_render_are_not_billed``) and
+    # instructor-rb 3 / 1 / 3 (see ``OTHER_MISSES``).
+    "activeagents/activeagent": (86, 0, 11),
+    "instructor-ai/instructor-rb": (3, 1, 3),
+    # Last, counted blind with main c49fd9e's rules and with these (the same either way):
+    # Sublayer 16 / 0 / 2, Boxcars 85 / 0 / 0, Raix 5 / 1 / 0 (a predicted output: 12 more
+    # than the messages, estimated now).
+    "sublayerapp/sublayer": (16, 0, 2),
+    "BoxcarsAI/boxcars": (85, 0, 0),
+    "OlympiaAI/raix": (5, 0, 1),
 }
 
 
@@ -246,15 +329,15 @@ def _recorded(source_end: str) -> dict[str, Any]:
         # Properties with no ``type`` (magentic's ``{"title": "Location"}``): billed 2 fewer
         # than the previous rule's ``any`` with the default's 2 tokens; 0 without them.
         ("test_async_prompt_chain.yaml#0", 0),
-        # A description ending in a blank ("... activities. "), both function forms: 1 fewer.
+        # A description ending in a blank ("... activities. "): 1 fewer (the tools form's
+        # recording of it turned out to be the same answer, not billed for its request).
         ("v1/chat_completion_function_call.yaml#0", -1),
-        ("v1/chat_completion_tool_call.yaml#0", -1),
-        # Text and a tool call in one assistant message: 4 more.
-        ("test_multiple_agent_handoffs_with_chat_completions.yaml#2", 4),
         # o4-mini: 1 fewer than the 3-token priming; o3-mini's 2 fits its one recording.
         ("test_openai_test_wrap_openai_chat_async_tokens.yaml#3", 0),
         # Azure's gpt-35-turbo: 1 more here (the 0301 rule), exact on OpenLLMetry's.
         ("azure_chat_completion.yaml#0", 1),
+        # A predicted output (Raix's, 43 tokens): 12 more than the messages.
+        ("with_predicted_outputs/does_a_completion_with_OpenAI.yml#0", 12),
     ],
 )
 def test_shapes_the_blind_check_found(source_end: str, billed_minus_estimate: int) -> None:
@@ -264,6 +347,122 @@ def test_shapes_the_blind_check_found(source_end: str, billed_minus_estimate: in
     tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
     assert method == "estimate", source_end
     assert row["prompt_tokens"] - tokens == billed_minus_estimate, source_end
+
+
+def _ruby_llm(source_end: str, model: str) -> dict[str, Any]:
+    return next(
+        r for r in DATA["chat"] if r["source"].endswith(source_end) and r["response_model"] == model
+    )
+
+
+def test_rules_the_seventh_blind_check_found() -> None:
+    """RubyLLM's 17 recordings off under main c49fd9e's rules, 3 shapes, each counted now:
+    a ``developer`` message holds the definitions as a system one does (was 4 over, 7
+    recordings); a message's text parts are one text, joined as they are (was 1 over per
+    join, 8); an earlier answer in a gpt-5 prompt is on the final channel, 2 tokens (was 2
+    under, 4; the 2 predicted by openai/harmony's format docs)."""
+    nano, gpt5 = "gpt-4.1-nano-2025-04-14", "gpt-5-nano-2025-08-07"
+    row = _ruby_llm(
+        "openai_gpt-4_1-nano_can_handle_multiple_tool_calls_in_a_single_response.yml#0", nano
+    )
+    request = row["request"]
+    assert request["messages"][0]["role"] == "developer"
+    assert chat_prompt_estimate(nano, request)[:2] == (row["prompt_tokens"], "tiktoken")
+    as_system = copy.deepcopy(request)
+    as_system["messages"][0]["role"] = "system"
+    assert chat_prompt_estimate(nano, as_system)[0] == row["prompt_tokens"]
+
+    row = _ruby_llm("chat_text_models_openai_gpt-4_1-nano_can_understand_text.yml#1", nano)
+    assert chat_prompt_estimate(nano, row["request"])[:2] == (row["prompt_tokens"], "tiktoken")
+    apart = copy.deepcopy(row["request"])
+    for message in apart["messages"]:
+        if isinstance(message["content"], list):
+            message["content"] = " ".join(part["text"] for part in message["content"])
+    assert chat_prompt_estimate(nano, apart)[0] == row["prompt_tokens"] + 2
+
+    row = _ruby_llm("openai_gpt-5-nano_can_handle_multi-turn_conversations.yml#1", gpt5)
+    assert chat_prompt_estimate(gpt5, row["request"])[:2] == (row["prompt_tokens"], "tiktoken")
+    as_user = copy.deepcopy(row["request"])
+    as_user["messages"][1]["role"] = "user"
+    assert chat_prompt_estimate(gpt5, as_user)[0] == row["prompt_tokens"] - 2
+
+
+def test_text_with_a_call_in_one_message_bills_4_more() -> None:
+    """An assistant message with text besides its one tool call bills 4 tokens more than the
+    rule: fitted on openai-agents' handoff (recorded by ddtrace, gpt-4o, increment 6, where it
+    was estimated), then held out on ActiveAgent's (gpt-4o-mini, an estimate 4 under in the
+    blind pass): exact. These are the only two recordings of the shape."""
+    rows = [
+        r
+        for r in _counted_rows()
+        if any(m.get("tool_calls") and m.get("content") for m in r["request"]["messages"])
+    ]
+    assert {_suite(r["source"]) for r in rows} == {
+        "DataDog/dd-trace-py",
+        "activeagents/activeagent",
+    }
+    for row in rows:
+        model, request = row["response_model"], row["request"]
+        assert chat_prompt_estimate(model, request)[:2] == (row["prompt_tokens"], "tiktoken")
+        silent = copy.deepcopy(request)
+        message = next(m for m in silent["messages"] if m.get("tool_calls") and m.get("content"))
+        text = message["content"]
+        message["content"] = None
+        without_text = chat_prompt_estimate(model, silent)[0]
+        assert row["prompt_tokens"] == without_text + count_tokens(text, model).tokens + 4
+
+
+def test_keys_a_message_does_not_render_are_not_billed() -> None:
+    """ActiveAgent sent ``type`` and ``charset`` on each message: billed as if absent (the rule
+    counted their values, 10 tokens over). A message renders its role, content and name."""
+    row = next(r for r in DATA["chat"] if r["request"]["messages"][0].get("charset"))
+    model = row["response_model"]
+    assert chat_prompt_estimate(model, row["request"])[:2] == (row["prompt_tokens"], "tiktoken")
+    bare = copy.deepcopy(row["request"])
+    for message in bare["messages"]:
+        del message["type"], message["charset"]
+    assert chat_prompt_estimate(model, bare)[0] == row["prompt_tokens"]
+
+
+def test_text_parts_joined_held_out() -> None:
+    """The join of text parts, found on RubyLLM's gpt-4.1-nano recordings, held out on
+    ActiveAgent's gpt-5 developer message of two parts: exact (1 over counted apart)."""
+    row = next(
+        r
+        for r in DATA["chat"]
+        if r["source"].endswith("array_instructions_agent_basic_request_with_override.yml#0")
+        and r["response_model"].startswith("gpt-5")
+    )
+    model, request = row["response_model"], row["request"]
+    assert chat_prompt_estimate(model, request)[:2] == (row["prompt_tokens"], "tiktoken")
+    apart = copy.deepcopy(request)
+    apart["messages"][0]["content"] = " ".join(p["text"] for p in request["messages"][0]["content"])
+    assert chat_prompt_estimate(model, apart)[0] == row["prompt_tokens"] + 1
+
+
+def test_a_strict_keyword_inside_the_parameters_is_not_rendered() -> None:
+    """RubyLLM sends ``strict`` (and ``additionalProperties``) inside each function's
+    parameters: billed as if absent, on its 54 such recordings that nothing else makes an
+    estimate (gpt-4.1-nano, gpt-5-nano, gpt-5.4)."""
+    nano = "gpt-4.1-nano-2025-04-14"
+    rows = [
+        r
+        for r in _counted_rows()
+        if any(
+            "strict" in ((t.get("function") or {}).get("parameters") or {})
+            for t in r["request"].get("tools") or ()
+        )
+    ]
+    counted = [(r, chat_prompt_estimate(r["response_model"], r["request"])) for r in rows]
+    exact = [r for r, (tokens, method, _) in counted if method != "estimate"]
+    assert all(r["prompt_tokens"] == t for r, (t, m, _) in counted if m != "estimate")
+    assert len(exact) == 54
+    row = _ruby_llm("chat_function_calling_openai_gpt-4_1-nano_can_use_tools.yml#0", nano)
+    without = copy.deepcopy(row["request"])
+    del without["tools"][0]["function"]["parameters"]["strict"]
+    assert "strict" in row["request"]["tools"][0]["function"]["parameters"]
+    assert chat_prompt_estimate(nano, row["request"]) == chat_prompt_estimate(nano, without)
+    assert chat_prompt_estimate(nano, without)[:2] == (row["prompt_tokens"], "tiktoken")
 
 
 def test_gpt_35_turbo_0301_bills_4_tokens_per_message() -> None:
@@ -448,6 +647,17 @@ HELD_OUT = (
     "github.com/langchain-ai/langsmith-sdk@",
     "github.com/AgentOps-AI/agentops@",
     "github.com/simonw/llm@",
+    "github.com/Scale3-Labs/langtrace-python-sdk@",
+    "github.com/lmnr-ai/lmnr-python@",
+    "github.com/traceloop/openllmetry-js@",
+    "github.com/vicentereig/dspy.rb@",
+    "github.com/crmne/ruby_llm@",
+    "github.com/alexrudall/ruby-openai@",
+    "github.com/activeagents/activeagent@",
+    "github.com/instructor-ai/instructor-rb@",
+    "github.com/sublayerapp/sublayer@",
+    "github.com/BoxcarsAI/boxcars@",
+    "github.com/OlympiaAI/raix@",
 )
 
 
@@ -458,7 +668,9 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     fitted on Pydantic AI's, 34 held out from crewAI and Mirascope) unless a plain assistant
     message follows (3-4 tokens more: estimated). Without tools the schema is estimated:
     within 4 tokens of the bill on the 8 it was made on (all but the 4 with tools of the
-    previous 12) and on 63 of the 119 held-out ones; crewAI's ``$defs`` schemas with
+    previous 12) and on 82 of the 145 held-out ones (63 of 119 before increment 7's 26 new:
+    19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under, ActiveAgent's schema with
+    ``format``/``minLength``/``default`` keywords 39 over); crewAI's ``$defs`` schemas with
     descriptions over several lines are up to 18 over."""
     exact: dict[str, list[str]] = {"fitted": [], "held out": []}
     estimated: dict[str, dict[str, int]] = {"fitted": {}, "held out": {}}
@@ -489,7 +701,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     assert all(abs(v) <= 4 for v in fitted.values()), fitted
     held_out = estimated["held out"]
     close = sum(abs(v) <= 4 for v in held_out.values())
-    assert (close, len(held_out), max(held_out.values())) == (63, 119, 18)
+    assert (close, len(held_out), max(held_out.values())) == (82, 145, 39)
 
 
 def test_a_structured_output_schema_of_an_unpinned_shape_is_estimated() -> None:
@@ -585,13 +797,17 @@ def _estimate_errors(unpinned: str) -> Counter[int]:
     return errors
 
 
-def test_several_calls_in_one_message_are_estimated_within_1() -> None:
+def test_several_calls_in_one_message_are_estimated() -> None:
     """Several tool calls in one message, estimated as single calls each plus 21 tokens, their
     results not speaking as the function: within 1 of the bill on all 26 recordings where
     nothing else is estimated (5 configurations, gpt-4o, gpt-4o-mini, gpt-5-nano; the
     constant chosen on all of them: not held out). The previous estimate
-    (``multi_tool_use.parallel``) was 2 under to 10 over: -2 x3, 0 x5, +5 x12, +10 x6."""
-    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7})
+    (``multi_tool_use.parallel``) was 2 under to 10 over: -2 x3, 0 x5, +5 x12, +10 x6. Held
+    out, increment 7's 8 such recordings miss it: RubyLLM's gpt-4.1-nano 4 under twice,
+    ruby-openai's gpt-3.5-turbo-0125 (two calls, then their results) 12 under, ActiveAgent's
+    gpt-4o-mini browsing conversation about 7 under per message of several calls (7 to 34)."""
+    held_out = {-4: 2, -12: 1, -7: 1, -13: 1, -20: 1, -27: 1, -34: 1}
+    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7, **held_out})
 
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
