@@ -427,11 +427,13 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     if family.text_only:
         return _text_only(model, messages)
     definitions = None
-    media = False
+    # Some part of the request no recording pins down (media, a shape the rules do not
+    # cover): the count is then an estimate.
+    unpinned_part = False
     if "tools" in request or "functions" in request:
         definitions = _definitions_tokens(request, model)
         # Tools none of which is a function (``custom``: a grammar): rendered otherwise.
-        media = definitions is None and bool(request.get("tools"))
+        unpinned_part = definitions is None and bool(request.get("tools"))
     functions = definitions is not None
     # Harmony puts the definitions in a message of their own: the system message is as given.
     harmony = family.harmony
@@ -476,7 +478,7 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                 for part in value:
                     part_type = part.get("type") if isinstance(part, Mapping) else None
                     if part_type in _MEDIA_PARTS:
-                        media = True
+                        unpinned_part = True
                         extra += _IMAGE_ESTIMATE
                     elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
                         texts.append(part["text"])
@@ -509,26 +511,26 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             # Several calls in one message: the ``multi_tool_use.parallel`` rendering fits 5
             # recorded requests (gpt-4o-mini) and misses 21 (gpt-4o by -2 or +5, gpt-4o-mini
             # once and gpt-5-nano by +10): an estimate.
-            media = media or len(message.get("tool_calls") or ()) > 1
+            unpinned_part = unpinned_part or len(message.get("tool_calls") or ()) > 1
             # Text and a call in one message: 4 tokens more. Fitted on openai-agents' handoff
             # (via ddtrace, gpt-4o), then held out: ActiveAgent's (gpt-4o-mini) is exact. No
             # gpt-5 recording has it: estimated there.
             if content and texts:
                 extra += _TEXT_WITH_CALL
-                media = media or harmony
+                unpinned_part = unpinned_part or harmony
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if role_names:
         tokens += _names_as_rendered(role_names, model)
     if definitions is not None:
         tokens += definitions[0]
-        media = media or not definitions[1]
+        unpinned_part = unpinned_part or not definitions[1]
     if definitions is not None and harmony and has_developer:
         # A developer message (not a system one) beside the definitions: 1 token fewer on
         # ruby_llm's 9 recordings (3 conversations, gpt-5-nano), system ones as the rule: an
         # estimate.
         tokens -= 1
-        media = True
+        unpinned_part = True
     if definitions is not None and not harmony:
         if has_system:
             tokens -= 4
@@ -549,7 +551,7 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     if request.get("prediction") is not None:
         # A predicted output bills part of itself in the prompt (Raix's 43-token prediction:
         # 12 more than the messages, one recording): an estimate of the messages alone.
-        media = True
+        unpinned_part = True
     response_format = request.get("response_format")
     if response_format is not None:
         if not isinstance(response_format, str | dict):
@@ -562,7 +564,7 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                 # (38 recorded requests with tools, 3 suites, gpt-4o and gpt-4o-mini). A
                 # plain assistant message then bills 3-4 tokens more (3 recorded): estimated.
                 tokens += 1
-                media = media or not pinned or harmony or _assistant_text(messages)
+                unpinned_part = unpinned_part or not pinned or harmony or _assistant_text(messages)
             else:
                 # Alone, it bills its text and about 4 tokens more (4 more for the system
                 # message it creates when none is there), by a rule not pinned down (within
@@ -570,18 +572,18 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
                 # Harmony's prompt has a developer message for it either way (ruby_llm's 3
                 # gpt-5-nano recordings, no system message: 4, not 8).
                 tokens += 4 if has_system or harmony else 8
-                media = True
+                unpinned_part = True
         elif not isinstance(response_format, Mapping):
-            media = True  # a type whose schema could not be made: the messages alone
+            unpinned_part = True  # a type whose schema could not be made: the messages alone
     if family.primed_with_2:
         tokens -= 1  # the reply is primed with "<|start|>assistant": 2 tokens, not 3
     if family.four_per_message:
         tokens += len(plain)
-        media = media or bool(role_names)
+        unpinned_part = unpinned_part or bool(role_names)
     if extra_texts:
         tokens += sum(c.tokens for c in _core.count_tokens_batch(extra_texts, model))
     unpinned = family.unpinned or (functions and family.unpinned_with_tools)
-    method = "estimate" if media or unpinned else count.method
+    method = "estimate" if unpinned_part or unpinned else count.method
     return tokens, method, count.encoding
 
 
