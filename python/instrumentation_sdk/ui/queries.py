@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
+from .. import _core
 from ..exporters.rollups import (
     BUCKETS_PER_E,
     DAY_NS,
@@ -674,8 +675,8 @@ def _rollup_aggregates(
         f"WHERE bucket_ns = ? AND bucket_start >= ? AND bucket_start < ?{where}",
         [width, low, high, *params],
     )
-    for group, grouped in _by_group(rows).items():
-        _aggregate(groups, group).add_rollups(grouped)
+    for group, *sums in _core.sum_rollups(rows):
+        _aggregate(groups, group).add_sums(tuple(sums))
 
 
 def _by_group(rows: Iterable[tuple[Any, ...]]) -> dict[Any, list[tuple[Any, ...]]]:
