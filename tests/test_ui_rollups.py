@@ -166,7 +166,7 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
     exporter = _write(tmp_path / "spans.db", batches)
     exporter.shutdown()
     with open_store(tmp_path / "spans.db") as store:
-        assert store.version == SCHEMA_VERSION == 6
+        assert store.version == SCHEMA_VERSION == 7
         assert store.has_rollups
         assert store.has_text_index
         (stored,) = store._conn.execute("SELECT count(*) FROM spans").fetchone()
@@ -283,7 +283,7 @@ def test_migrating_a_schema_3_store_backfills_rollups_and_text(tmp_path: Path) -
     exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR)])  # migrates, then writes
     exporter.shutdown()
     with open_store(path) as store:
-        assert store.version == 6
+        assert store.version == SCHEMA_VERSION
         assert store.has_text_index
         (rolled,) = store._conn.execute(
             "SELECT sum(spans) FROM span_rollups WHERE bucket_ns = ?", (DAY,)
@@ -323,7 +323,7 @@ def test_migrating_a_schema_4_store_gives_spans_text_ids(tmp_path: Path) -> None
     assert texts == distinct < 2100  # each distinct text once
     _check_text_ids(path)
     with open_store(path) as store:
-        assert store.version == 6
+        assert store.version == SCHEMA_VERSION
         assert store.has_text_ids
         assert store.has_text_index
         _check_text(store, rng)
@@ -571,7 +571,7 @@ def test_migrating_a_schema_5_store_rolls_up_its_most_frequent_texts(
     exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR, unique_errors=True)])
     exporter.shutdown()
     with open_store(path) as store:
-        assert store.version == 6
+        assert store.version == SCHEMA_VERSION
         rolled = [
             text_id
             for (text_id,) in store._conn.execute(
@@ -583,4 +583,68 @@ def test_migrating_a_schema_5_store_rolls_up_its_most_frequent_texts(
         assert hourly == daily == stored == 1600
         _check(store, rng, now - 3 * DAY, now, rounds=30)
         _check_text(store, rng)
+    _check_text_ids(path)
+
+
+def test_migrating_a_schema_6_store_clusters_its_text_rollups(tmp_path: Path) -> None:
+    """v6 -> v7: the text rollups move into the WITHOUT ROWID table whole (NULL providers and
+    services as ``NULL_KEY``), later batches update them by key, and every answer (grouped by
+    provider and service too, whose NULL group must come back as NULL) equals the raw rows'."""
+    rng = random.Random(17)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    rollups.ensure_math(conn)
+    assert migrate(conn, MIGRATIONS[:3]) == 3
+    records = _records(rng, 1500, now - 3 * DAY, 3 * DAY, unique_errors=True)
+    conn.execute("BEGIN")
+    conn.executemany(_INSERT, [_row(record, default_prices()) for record in records])
+    conn.execute("COMMIT")
+    assert migrate(conn, MIGRATIONS[:6]) == 6
+    before = conn.execute(
+        "SELECT bucket_ns, bucket_start, text_id, model, provider, service_name, status, "
+        f"{', '.join(rollups.ROLLUP_VALUES)} FROM span_text_rollups"
+    ).fetchall()
+    assert any(row[4] is None for row in before) and any(row[5] is None for row in before)
+    assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION == 7
+    (ddl,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'span_text_rollups'"
+    ).fetchone()
+    assert "WITHOUT ROWID" in ddl
+    after = conn.execute(
+        "SELECT bucket_ns, bucket_start, text_id, model, nullif(provider, x''), "
+        f"nullif(service_name, x''), status, {', '.join(rollups.ROLLUP_VALUES)} "
+        "FROM span_text_rollups"
+    ).fetchall()
+    assert sorted(after, key=repr) == sorted(before, key=repr)
+    (nulls,) = conn.execute(
+        "SELECT count(*) FROM span_text_rollups WHERE provider IS NULL OR service_name IS NULL"
+    ).fetchone()
+    assert nulls == 0
+    conn.close()
+    # Later batches (the same hours: rows updated by key) and late spans.
+    exporter = _write(
+        path,
+        [_records(rng, 200, now - 3 * DAY, 3 * DAY, unique_errors=True) for _ in range(3)],
+    )
+    exporter.shutdown()
+    with open_store(path) as store:
+        assert store.version == SCHEMA_VERSION
+        hourly, daily, stored = _text_rollup_sums(store)
+        assert hourly == daily == stored == 2100
+        _check(store, rng, now - 3 * DAY, now, rounds=40)
+        _check_text(store, rng)
+        raw = _raw(store)
+        try:
+            for by in ("provider", "service"):
+                for text in ("e", "(request", "l"):
+                    span_filter = SpanFilter(text=text, since_ns=now - 3 * DAY, until_ns=now)
+                    fast, _ = group_stats(store, span_filter, by)
+                    slow, _ = group_stats(raw, span_filter, by)
+                    assert None in [g["group"] for g in slow]
+                    assert [g["group"] for g in fast] == [g["group"] for g in slow]
+                    for fast_group, slow_group in zip(fast, slow, strict=True):
+                        _same(fast_group, slow_group)
+        finally:
+            raw.close()
     _check_text_ids(path)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import math
 import sqlite3
 import sys
@@ -50,6 +51,8 @@ __all__ = [
     "PERCENTILE_ERROR",
     "ROLLED_TEXTS_MAX",
     "TEXT_KEY_SQL",
+    "NULL_KEY",
+    "TEXT_CLUSTER_MIGRATION",
     "TEXT_MIGRATION",
     "TEXT_ROLLUPS",
     "Aggregate",
@@ -65,6 +68,7 @@ __all__ = [
     "rebuild",
     "rebuild_texts",
     "text_key",
+    "text_rollup_column",
 ]
 
 HOUR_NS: Final = 3600 * 1_000_000_000
@@ -514,12 +518,33 @@ def _key_columns(table: str) -> tuple[str, ...]:
     return (*_KEY_COLUMNS, "text_id") if table == TEXT_ROLLUPS else _KEY_COLUMNS
 
 
-def _insert_sql(table: str) -> str:
+#: What the text rollups (schema 7, a WITHOUT ROWID table whose key cannot hold NULL) store
+#: for a NULL provider or service: an empty blob, which no provider or service (text) equals.
+NULL_KEY: Final = "x''"
+#: The text rollups' key columns that may be NULL in ``spans``.
+_NULLABLE_KEYS: Final = ("provider", "service_name")
+
+
+def text_rollup_column(column: str) -> str:
+    """SQL for ``column`` of a text rollup row as ``spans`` has it (``NULL_KEY`` -> NULL)."""
+    return f"nullif({column}, {NULL_KEY})" if column in _NULLABLE_KEYS else column
+
+
+def _insert_sql(table: str, *, replace: bool = False, null_key: bool = True) -> str:
+    """Inserts rows ``(bucket_ns, bucket_start, *key columns, *ROLLUP_VALUES)``; into the
+    text rollups with ``NULL_KEY`` for a NULL provider or service (unless ``null_key`` is
+    false: schema 6's table), and with ``replace``, a row of the same key replaced (how a text
+    rollup row is updated: it has no rowid)."""
     keys = _key_columns(table)
-    marks = ", ".join("?" for _ in range(2 + len(keys) + len(ROLLUP_VALUES)))
+    marks = ["?", "?"]
+    for column in keys:
+        nullable = null_key and table == TEXT_ROLLUPS and column in _NULLABLE_KEYS
+        marks.append(f"coalesce(?, {NULL_KEY})" if nullable else "?")
+    marks += ["?"] * len(ROLLUP_VALUES)
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
     return (
-        f"INSERT INTO {table} (bucket_ns, bucket_start, {', '.join(keys)}, "
-        f"{', '.join(ROLLUP_VALUES)}) VALUES ({marks})"
+        f"{verb} INTO {table} (bucket_ns, bucket_start, {', '.join(keys)}, "
+        f"{', '.join(ROLLUP_VALUES)}) VALUES ({', '.join(marks)})"
     )
 
 
@@ -574,18 +599,27 @@ def _merge_into(
 ) -> None:
     """Add ``levels`` to the rows of ``table``: new keys inserted, stored ones updated."""
     keys = _key_columns(table)
-    # The stored rows of the hours and days the batch touched, in one read per width.
+    texts = table == TEXT_ROLLUPS
+    # The stored rows of the hours and days the batch touched, in one read per width; of the
+    # text rollups only the batch's own text keys' (an hour holds hundreds of texts' rows).
     stored: dict[tuple[int, Key], tuple[Any, ...]] = {}
+    text_ids = sorted({key[-1] for _, key in levels}) if texts else []
+    row_id = "NULL" if texts else "rowid"
+    columns = ", ".join(text_rollup_column(column) for column in keys)
     for width in (HOUR_NS, DAY_NS):
         starts = sorted({key[0] for level, key in levels if level == width})
         for offset in range(0, len(starts), 500):  # SQLite bounds a statement's parameters
             chunk = starts[offset : offset + 500]
-            for rowid, *row in conn.execute(
-                f"SELECT rowid, bucket_start, {', '.join(keys)}, "
-                f"{', '.join(ROLLUP_VALUES)} FROM {table} WHERE bucket_ns = ? AND "
-                f"bucket_start IN ({', '.join('?' for _ in chunk)})",
-                (width, *chunk),
-            ):
+            sql = (
+                f"SELECT {row_id}, bucket_start, {columns}, {', '.join(ROLLUP_VALUES)} "
+                f"FROM {table} WHERE bucket_ns = ? AND "
+                f"bucket_start IN ({', '.join('?' for _ in chunk)})"
+            )
+            params: list[Any] = [width, *chunk]
+            if texts:
+                sql += " AND text_id IN (SELECT value FROM json_each(?))"
+                params.append(json.dumps(text_ids))
+            for rowid, *row in conn.execute(sql, params):
                 stored[(width, tuple(row[: len(keys) + 1]))] = (rowid, *row[len(keys) + 1 :])
     inserts, updates = [], []
     for (width, key), aggregate in levels.items():
@@ -594,9 +628,13 @@ def _merge_into(
             inserts.append((width, *key, *_values(aggregate)))
             continue
         aggregate.add_rollup(found[1:], is_error=False)  # errors: the key's status says
-        updates.append((*_values(aggregate), found[0]))
-    conn.executemany(_insert_sql(table), inserts)
-    conn.executemany(_update_sql(table), updates)
+        if texts:
+            inserts.append((width, *key, *_values(aggregate)))  # replaces the stored row
+        else:
+            updates.append((*_values(aggregate), found[0]))
+    conn.executemany(_insert_sql(table, replace=texts), inserts)
+    if updates:
+        conn.executemany(_update_sql(table), updates)
 
 
 def rebuild(conn: sqlite3.Connection) -> None:
@@ -615,13 +653,14 @@ def rebuild(conn: sqlite3.Connection) -> None:
 
 
 def rebuild_texts(conn: sqlite3.Connection) -> None:
-    """Every text rollup again from the spans stored (the schema 6 migration's backfill).
-    Hours before ``complete_from`` are read raw, so none are kept."""
+    """Every text rollup again from the spans stored (the schema 6 migration's backfill, into
+    schema 6's table: NULL keys as NULL; schema 7 copies them). Hours before
+    ``complete_from`` are read raw, so none are kept."""
     conn.execute(f"DELETE FROM {TEXT_ROLLUPS}")
     ensure_math(conn)
     hours = _hourly(conn, "1", (), by_text=True)
     conn.executemany(
-        _insert_sql(TEXT_ROLLUPS),
+        _insert_sql(TEXT_ROLLUPS, null_key=False),
         (
             (width, *key, *_values(aggregate))
             for (width, key), aggregate in _with_days(hours).items()
@@ -646,8 +685,9 @@ def forget_through(conn: sqlite3.Connection, newest_deleted_start: int) -> None:
         if table == TEXT_ROLLUPS and not _has_table(conn, table):
             continue  # a store before schema 6 (its migration runs forget_through too)
         conn.execute(
-            f"DELETE FROM {table} "
-            "WHERE bucket_start < (SELECT complete_from FROM span_rollup_state)"
+            # Both widths named: the text rollups' key (schema 7) starts with the width.
+            f"DELETE FROM {table} WHERE bucket_ns IN ({HOUR_NS}, {DAY_NS}) "
+            "AND bucket_start < (SELECT complete_from FROM span_rollup_state)"
         )
 
 
@@ -762,4 +802,57 @@ TEXT_MIGRATION: Final[tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     """,
     f"CREATE INDEX {TEXT_ROLLUPS}_bucket ON {TEXT_ROLLUPS} "
     "(bucket_ns, bucket_start, text_id, model, provider, service_name, status)",
+)
+
+
+#: The text rollups' columns after schema 7, key first in the order of its primary key.
+_TEXT_ROLLUP_COLUMNS: Final = (
+    "bucket_ns",
+    "bucket_start",
+    "text_id",
+    "model",
+    "provider",
+    "service_name",
+    "status",
+    *ROLLUP_VALUES,
+)
+
+#: Schema 7: the text rollups clustered by their key (WITHOUT ROWID, primary key (width,
+#: start, text key, model, provider, service, status)): a month of a broad text filter reads
+#: ~15,000 rows of them, which as rowid rows were scattered over the table's pages among the
+#: other hours and texts; clustered, a window's rows are neighbours, and a batch updates its
+#: own rows by key. A key cannot hold NULL: a NULL provider or service is ``NULL_KEY``.
+TEXT_CLUSTER_MIGRATION: Final = (
+    f"DROP INDEX {TEXT_ROLLUPS}_bucket",
+    f"ALTER TABLE {TEXT_ROLLUPS} RENAME TO {TEXT_ROLLUPS}_v6",
+    f"""
+    CREATE TABLE {TEXT_ROLLUPS} (
+        bucket_ns         INTEGER NOT NULL,
+        bucket_start      INTEGER NOT NULL,
+        text_id           INTEGER NOT NULL,
+        model             TEXT NOT NULL,
+        provider          TEXT NOT NULL,
+        service_name      TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        spans             INTEGER NOT NULL,
+        prompt_tokens     INTEGER,
+        completion_tokens INTEGER,
+        cost_usd          REAL,
+        min_duration_ns   INTEGER NOT NULL,
+        max_duration_ns   INTEGER NOT NULL,
+        latency_histogram BLOB NOT NULL,
+        min_ttft_ns       INTEGER,
+        max_ttft_ns       INTEGER,
+        ttft_histogram    BLOB NOT NULL,
+        CHECK (bucket_ns IN ({HOUR_NS}, {DAY_NS})),
+        PRIMARY KEY (bucket_ns, bucket_start, text_id, model, provider, service_name, status)
+    ) WITHOUT ROWID
+    """,
+    f"INSERT INTO {TEXT_ROLLUPS} ({', '.join(_TEXT_ROLLUP_COLUMNS)}) SELECT "
+    + ", ".join(
+        f"coalesce({column}, {NULL_KEY})" if column in _NULLABLE_KEYS else column
+        for column in _TEXT_ROLLUP_COLUMNS
+    )
+    + f" FROM {TEXT_ROLLUPS}_v6 ORDER BY bucket_ns, bucket_start, text_id",
+    f"DROP TABLE {TEXT_ROLLUPS}_v6",
 )

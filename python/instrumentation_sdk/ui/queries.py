@@ -32,6 +32,7 @@ from ..exporters.rollups import (
     ensure_math,
     floor_to,
     log_bucket_sql,
+    text_rollup_column,
 )
 from ..exporters.sqlite import TEXT_INDEX, TEXTS_INDEX, TEXTS_TABLE
 from ..store import GROUP_COLUMNS, SpanStore, record_from_row
@@ -666,6 +667,7 @@ def _rollup_aggregates(
     table = "span_rollups"
     if text_ids is not None:
         table = TEXT_ROLLUPS
+        key = text_rollup_column(key)
         conditions.append(f"text_id IN ({', '.join('?' for _ in text_ids)})")
         params += list(text_ids)
     where = "".join(f" AND {condition}" for condition in conditions)
