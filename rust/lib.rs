@@ -9,7 +9,6 @@ pub mod jsonl;
 pub mod otlp;
 pub mod processor;
 pub mod record;
-pub mod rollup;
 pub mod scan;
 pub mod span;
 pub mod stream;
@@ -41,8 +40,6 @@ mod _core {
     use crate::py::processor::{ExportPlan, RustProcessor};
     #[pymodule_export]
     use crate::py::record::{encode_jsonl_records, record_fields, standard_metadata_keys};
-    #[pymodule_export]
-    use crate::py::rollup::sum_rollups;
     #[pymodule_export]
     use crate::py::scan::{
         add_pii_pattern, clear_pii_patterns, injection_threshold, install_injection_classes,

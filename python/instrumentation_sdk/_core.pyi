@@ -59,7 +59,6 @@ __all__ = [
     "set_injection_block",
     "standard_metadata_keys",
     "streams_open",
-    "sum_rollups",
     "token_cache_stats",
     "wait_for_preload",
     "warmup_encodings",
@@ -320,7 +319,6 @@ def encode_jsonl_records(
 ) -> tuple[bytes, int]: ...
 def merge_histograms(blobs: list[bytes]) -> bytes: ...
 def log_histogram(values: list[int], buckets_per_e: int) -> bytes: ...
-def sum_rollups(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]: ...
 def install_span_hooks(
     current: object,
     start_pipeline: Callable[[], None],

@@ -12,7 +12,6 @@ pub mod preload;
 pub mod processor;
 pub mod prompt;
 pub mod record;
-pub mod rollup;
 pub mod scan;
 pub mod sink;
 pub mod span;

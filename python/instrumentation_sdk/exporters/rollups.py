@@ -231,8 +231,8 @@ class Aggregate:
             self.t_blobs.append(t_hist)
 
     def add_sums(self, sums: tuple[Any, ...]) -> None:
-        """What ``_core.sum_rollups`` made of many ``span_rollups`` rows of one group (a
-        month of text rollups is ~15,000 rows: added up in Rust, histograms merged)."""
+        """Many ``span_rollups`` rows of one group added up (by SQL: a month of text
+        rollups is ~15,000 rows): spans, errors, the sums, extremes and merged histograms."""
         spans, errors, prompt, completion, cost, low, high, hist, t_low, t_high, t_hist = sums
         self.count += spans
         self.errors += errors
