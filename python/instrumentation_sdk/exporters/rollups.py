@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
 import math
 import sqlite3
 import sys
@@ -447,9 +446,10 @@ def _hourly_from(
     (``ln`` is the C library's ``log`` in both; SQL's CAST truncates as ``int`` does). ``None``
     for a time to first token past int64 nanoseconds, where SQL's CAST saturates: the caller
     then takes the SQL path."""
-    hours: dict[Key, Aggregate] = {}
-    text_hours: dict[Key, Aggregate] = {}
-    log, per_e = math.log, BUCKETS_PER_E
+    # The spans of each (hour, key, text key), then each group added up column by column
+    # (histograms in Rust, ``Aggregate.add_spans``); the hours without the text key are
+    # those groups merged: per span only a key is built, in Python.
+    by_key: dict[Key, list[tuple[Any, ...]]] = {}
     for (
         start,
         model,
@@ -463,26 +463,43 @@ def _hourly_from(
         ttft,
         text_id,
     ) in spans:
-        key = (start - start % HOUR_NS, model, provider, service, status)
-        errors = 1 if status == "error" else 0
-        bucket = int(log(max(duration, 1)) * per_e)
-        ttft_ns = ttft_bucket = None
+        ttft_ns = None
         if ttft is not None:
             ttft_ns = int(ttft * 1_000_000)
             if not _INT64_MIN <= ttft_ns <= _INT64_MAX:
                 return None
-            ttft_bucket = int(log(max(ttft_ns, 1)) * per_e)
-        for level, level_key in (
-            (hours, key),
-            (text_hours, (*key, text_keys.get(text_id))),
-        ):
-            aggregate = level.get(level_key)
-            if aggregate is None:
-                aggregate = level[level_key] = Aggregate()
-            aggregate.add_latency(bucket, 1, errors, prompt, completion, cost, duration, duration)
-            if ttft_ns is not None and ttft_bucket is not None:
-                aggregate.add_ttft(ttft_bucket, 1, ttft_ns, ttft_ns)
+        key = (start - start % HOUR_NS, model, provider, service, status, text_keys.get(text_id))
+        row = (None, duration, status, prompt, completion, cost, ttft_ns)
+        found = by_key.get(key)
+        if found is None:
+            by_key[key] = [row]
+        else:
+            found.append(row)
+    hours: dict[Key, Aggregate] = {}
+    text_hours: dict[Key, Aggregate] = {}
+    log, per_e = math.log, BUCKETS_PER_E
+    for key, rows in by_key.items():
+        aggregate = text_hours[key] = Aggregate()
+        if len(rows) >= _FEW_SPANS:
+            aggregate.add_spans(rows)
+        else:  # spread spans (a backfill): a call into Rust per group would cost more
+            for _, duration, status, prompt, completion, cost, ttft_ns in rows:
+                bucket = int(log(max(duration, 1)) * per_e)
+                errors = 1 if status == "error" else 0
+                aggregate.add_latency(
+                    bucket, 1, errors, prompt, completion, cost, duration, duration
+                )
+                if ttft_ns is not None:
+                    aggregate.add_ttft(int(log(max(ttft_ns, 1)) * per_e), 1, ttft_ns, ttft_ns)
+        hour = hours.get(key[:-1])
+        if hour is None:
+            hour = hours[key[:-1]] = Aggregate()
+        hour.merge(aggregate)
     return hours, text_hours
+
+
+#: Spans of one (hour, key, text) at least this many are added up column by column.
+_FEW_SPANS: Final = 8
 
 
 def _with_days(hours: dict[Key, Aggregate]) -> dict[tuple[int, Key], Aggregate]:
@@ -530,20 +547,18 @@ def text_rollup_column(column: str) -> str:
     return f"nullif({column}, {NULL_KEY})" if column in _NULLABLE_KEYS else column
 
 
-def _insert_sql(table: str, *, replace: bool = False, null_key: bool = True) -> str:
+def _insert_sql(table: str, *, null_key: bool = True) -> str:
     """Inserts rows ``(bucket_ns, bucket_start, *key columns, *ROLLUP_VALUES)``; into the
     text rollups with ``NULL_KEY`` for a NULL provider or service (unless ``null_key`` is
-    false: schema 6's table), and with ``replace``, a row of the same key replaced (how a text
-    rollup row is updated: it has no rowid)."""
+    false: schema 6's table)."""
     keys = _key_columns(table)
     marks = ["?", "?"]
     for column in keys:
         nullable = null_key and table == TEXT_ROLLUPS and column in _NULLABLE_KEYS
         marks.append(f"coalesce(?, {NULL_KEY})" if nullable else "?")
     marks += ["?"] * len(ROLLUP_VALUES)
-    verb = "INSERT OR REPLACE" if replace else "INSERT"
     return (
-        f"{verb} INTO {table} (bucket_ns, bucket_start, {', '.join(keys)}, "
+        f"INSERT INTO {table} (bucket_ns, bucket_start, {', '.join(keys)}, "
         f"{', '.join(ROLLUP_VALUES)}) VALUES ({', '.join(marks)})"
     )
 
@@ -598,28 +613,28 @@ def _merge_into(
     conn: sqlite3.Connection, table: str, levels: dict[tuple[int, Key], Aggregate]
 ) -> None:
     """Add ``levels`` to the rows of ``table``: new keys inserted, stored ones updated."""
+    if table == TEXT_ROLLUPS:
+        # Keyed (schema 7): one upsert per row, stored rows added to in SQL; nothing is read
+        # back into Python (a batch touches hundreds of text rollup rows).
+        conn.create_function(_MERGE_FUNCTION, 2, _merge_pair, deterministic=True)
+        conn.executemany(
+            _TEXT_UPSERT,
+            ((width, *key, *_values(aggregate)) for (width, key), aggregate in levels.items()),
+        )
+        return
     keys = _key_columns(table)
-    texts = table == TEXT_ROLLUPS
-    # The stored rows of the hours and days the batch touched, in one read per width; of the
-    # text rollups only the batch's own text keys' (an hour holds hundreds of texts' rows).
+    # The stored rows of the hours and days the batch touched, in one read per width.
     stored: dict[tuple[int, Key], tuple[Any, ...]] = {}
-    text_ids = sorted({key[-1] for _, key in levels}) if texts else []
-    row_id = "NULL" if texts else "rowid"
-    columns = ", ".join(text_rollup_column(column) for column in keys)
     for width in (HOUR_NS, DAY_NS):
         starts = sorted({key[0] for level, key in levels if level == width})
         for offset in range(0, len(starts), 500):  # SQLite bounds a statement's parameters
             chunk = starts[offset : offset + 500]
-            sql = (
-                f"SELECT {row_id}, bucket_start, {columns}, {', '.join(ROLLUP_VALUES)} "
-                f"FROM {table} WHERE bucket_ns = ? AND "
-                f"bucket_start IN ({', '.join('?' for _ in chunk)})"
-            )
-            params: list[Any] = [width, *chunk]
-            if texts:
-                sql += " AND text_id IN (SELECT value FROM json_each(?))"
-                params.append(json.dumps(text_ids))
-            for rowid, *row in conn.execute(sql, params):
+            for rowid, *row in conn.execute(
+                f"SELECT rowid, bucket_start, {', '.join(keys)}, "
+                f"{', '.join(ROLLUP_VALUES)} FROM {table} WHERE bucket_ns = ? AND "
+                f"bucket_start IN ({', '.join('?' for _ in chunk)})",
+                (width, *chunk),
+            ):
                 stored[(width, tuple(row[: len(keys) + 1]))] = (rowid, *row[len(keys) + 1 :])
     inserts, updates = [], []
     for (width, key), aggregate in levels.items():
@@ -628,13 +643,52 @@ def _merge_into(
             inserts.append((width, *key, *_values(aggregate)))
             continue
         aggregate.add_rollup(found[1:], is_error=False)  # errors: the key's status says
-        if texts:
-            inserts.append((width, *key, *_values(aggregate)))  # replaces the stored row
-        else:
-            updates.append((*_values(aggregate), found[0]))
-    conn.executemany(_insert_sql(table, replace=texts), inserts)
-    if updates:
-        conn.executemany(_update_sql(table), updates)
+        updates.append((*_values(aggregate), found[0]))
+    conn.executemany(_insert_sql(table), inserts)
+    conn.executemany(_update_sql(table), updates)
+
+
+#: The SQL function the text rollups' upsert merges two histogram blobs with.
+_MERGE_FUNCTION: Final = "rollup_merge_histograms"
+
+
+def _merge_pair(stored: bytes, added: bytes) -> bytes:
+    return bytes(_core.merge_histograms([stored, added]))
+
+
+def _sql_sum(column: str) -> str:
+    """SQL's sum of the stored and the added value: NULL only when both are."""
+    return f"coalesce({column} + excluded.{column}, {column}, excluded.{column})"
+
+
+def _sql_extreme(function: str, column: str) -> str:
+    """The smaller (``min``) or larger (``max``) of the stored and the added value, either
+    of which may be NULL (no streamed span)."""
+    return f"coalesce({function}({column}, excluded.{column}), {column}, excluded.{column})"
+
+
+#: Adds a text rollup row (``_insert_sql``'s parameters) to the stored row of its key, or
+#: inserts it.
+_TEXT_UPSERT: Final = (
+    _insert_sql(TEXT_ROLLUPS)
+    + " ON CONFLICT (bucket_ns, bucket_start, text_id, model, provider, service_name, status)"
+    + " DO UPDATE SET "
+    + ", ".join(
+        (
+            "spans = spans + excluded.spans",
+            f"prompt_tokens = {_sql_sum('prompt_tokens')}",
+            f"completion_tokens = {_sql_sum('completion_tokens')}",
+            f"cost_usd = {_sql_sum('cost_usd')}",
+            f"min_duration_ns = {_sql_extreme('min', 'min_duration_ns')}",
+            f"max_duration_ns = {_sql_extreme('max', 'max_duration_ns')}",
+            f"latency_histogram = {_MERGE_FUNCTION}(latency_histogram, "
+            "excluded.latency_histogram)",
+            f"min_ttft_ns = {_sql_extreme('min', 'min_ttft_ns')}",
+            f"max_ttft_ns = {_sql_extreme('max', 'max_ttft_ns')}",
+            f"ttft_histogram = {_MERGE_FUNCTION}(ttft_histogram, excluded.ttft_histogram)",
+        )
+    )
+)
 
 
 def rebuild(conn: sqlite3.Connection) -> None:
