@@ -605,7 +605,8 @@ def test_migrating_a_schema_6_store_clusters_its_text_rollups(tmp_path: Path) ->
         "SELECT bucket_ns, bucket_start, text_id, model, provider, service_name, status, "
         f"{', '.join(rollups.ROLLUP_VALUES)} FROM span_text_rollups"
     ).fetchall()
-    assert any(row[4] is None for row in before) and any(row[5] is None for row in before)
+    assert any(row[4] is None for row in before)
+    assert any(row[5] is None for row in before)
     assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION == 7
     (ddl,) = conn.execute(
         "SELECT sql FROM sqlite_master WHERE name = 'span_text_rollups'"

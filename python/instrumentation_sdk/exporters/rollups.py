@@ -47,11 +47,11 @@ __all__ = [
     "EMPTY_AGGREGATE",
     "HOUR_NS",
     "MIGRATION",
+    "NULL_KEY",
     "PERCENTILE_ERROR",
     "ROLLED_TEXTS_MAX",
-    "TEXT_KEY_SQL",
-    "NULL_KEY",
     "TEXT_CLUSTER_MIGRATION",
+    "TEXT_KEY_SQL",
     "TEXT_MIGRATION",
     "TEXT_ROLLUPS",
     "Aggregate",
@@ -318,9 +318,7 @@ def _merged(histogram: dict[int, int], blobs: list[bytes]) -> bytes:
     return bytes(_core.merge_histograms(blobs)) if len(blobs) > 1 else blobs[0]
 
 
-def _pairs(
-    histogram: dict[int, int], blobs: list[bytes]
-) -> tuple[Sequence[int], Sequence[int]]:
+def _pairs(histogram: dict[int, int], blobs: list[bytes]) -> tuple[Sequence[int], Sequence[int]]:
     """A histogram's buckets in order and their counts."""
     if not blobs:
         ordered = sorted(histogram.items())
@@ -681,8 +679,7 @@ _TEXT_UPSERT: Final = (
             f"cost_usd = {_sql_sum('cost_usd')}",
             f"min_duration_ns = {_sql_extreme('min', 'min_duration_ns')}",
             f"max_duration_ns = {_sql_extreme('max', 'max_duration_ns')}",
-            f"latency_histogram = {_MERGE_FUNCTION}(latency_histogram, "
-            "excluded.latency_histogram)",
+            f"latency_histogram = {_MERGE_FUNCTION}(latency_histogram, excluded.latency_histogram)",
             f"min_ttft_ns = {_sql_extreme('min', 'min_ttft_ns')}",
             f"max_ttft_ns = {_sql_extreme('max', 'max_ttft_ns')}",
             f"ttft_histogram = {_MERGE_FUNCTION}(ttft_histogram, excluded.ttft_histogram)",

@@ -25,7 +25,6 @@ from ..exporters.rollups import (
     EMPTY_AGGREGATE,
     HOUR_NS,
     PERCENTILE_ERROR,
-    ROLLUP_VALUES,
     TEXT_KEY_SQL,
     TEXT_ROLLUPS,
     Aggregate,
