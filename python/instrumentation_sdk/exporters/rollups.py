@@ -66,6 +66,7 @@ __all__ = [
     "log_bucket_sql",
     "rebuild",
     "rebuild_texts",
+    "rolled_until",
     "text_key",
     "text_rollup_column",
 ]
@@ -587,24 +588,64 @@ def add_inserted(
     spans: Iterable[tuple[Any, ...]] | None = None,
     text_keys: Mapping[int, int] | None = None,
 ) -> None:
-    """Add the spans with ``rowid > after_rowid`` (what the current transaction inserted) to
-    their hourly and daily rollups. Call inside the inserting transaction. ``spans``: those
-    same spans' ``BATCH_COLUMNS`` when the caller knows every one was inserted, which spares
-    reading them back. ``text_keys``: the batch's text ids' keys in the text rollups
-    (``text_key``; schema 6, ``None`` on a store without text rollups)."""
+    """Roll up what the current transaction inserted (the spans with ``rowid >
+    after_rowid``; call inside it). Schema 7 defers the newest hours: spans from
+    ``rolled_until`` on have no rollups yet (readers take them raw), so a batch adds only its
+    spans of earlier hours (late ones) to their hourly and daily rollups; once a batch brings
+    a span of a later hour, the hours before it are rolled up from the stored spans, once,
+    and ``rolled_until`` moves there. ``spans``: the inserted spans' ``BATCH_COLUMNS`` when the
+    caller knows every one was inserted, which spares reading them back. ``text_keys``: the
+    batch's text ids' keys in the text rollups (``text_key``; ``None`` on a store without text
+    rollups)."""
+    until = rolled_until(conn)
+    newest: int | None = None
+    if spans is not None:
+        batch = list(spans)
+        newest = max((span[0] for span in batch), default=None)
+        spans = [span for span in batch if span[0] < until]
     split = _hourly_from(spans, text_keys or {}) if spans is not None else None
     if split is None:
-        hours = _hourly(conn, "rowid > ?", (after_rowid,))
-        text_hours = (
-            _hourly(conn, "rowid > ?", (after_rowid,), by_text=True)
-            if text_keys is not None
-            else {}
-        )
+        late = ("rowid > ? AND start_time_unix_nano < ?", (after_rowid, until))
+        hours = _hourly(conn, *late)
+        text_hours = _hourly(conn, *late, by_text=True) if text_keys is not None else {}
+        (newest,) = conn.execute(
+            "SELECT max(start_time_unix_nano) FROM spans WHERE rowid > ?", (after_rowid,)
+        ).fetchone()
     else:
         hours, text_hours = split
-    _merge_into(conn, "span_rollups", _with_days(hours))
+    if hours:
+        _merge_into(conn, "span_rollups", _with_days(hours))
     if text_keys is not None and text_hours:
         _merge_into(conn, TEXT_ROLLUPS, _with_days(text_hours))
+    if newest is not None and floor_to(newest, HOUR_NS) > until:
+        _roll_up(conn, until, floor_to(newest, HOUR_NS), texts=text_keys is not None)
+
+
+def _roll_up(conn: sqlite3.Connection, until: int, target: int, *, texts: bool) -> None:
+    """Roll up the stored spans of the hours from ``until`` (``rolled_until``) to ``target``
+    (both whole hours; those before ``complete_from`` are read raw anyway), then move
+    ``rolled_until`` to ``target``."""
+    low = max(until, complete_from(conn))
+    if low < target:
+        window = ("start_time_unix_nano >= ? AND start_time_unix_nano < ?", (low, target))
+        _merge_into(conn, "span_rollups", _with_days(_hourly(conn, *window)))
+        if texts:
+            _merge_into(conn, TEXT_ROLLUPS, _with_days(_hourly(conn, *window, by_text=True)))
+    conn.execute("UPDATE span_rollup_state SET rolled_until = ?", (target,))
+
+
+def rolled_until(conn: sqlite3.Connection) -> int:
+    """The start of the first hour whose spans are not rolled up yet (schema 7)."""
+    (until,) = conn.execute("SELECT rolled_until FROM span_rollup_state").fetchone()
+    return int(until)
+
+
+def _start_rolled_until(conn: sqlite3.Connection) -> None:
+    """Schema 7: every span stored so far is rolled up (schema 4-6 rolled up each batch)."""
+    (newest,) = conn.execute("SELECT max(start_time_unix_nano) FROM spans").fetchone()
+    if newest is not None:
+        until = min(floor_to(int(newest), HOUR_NS) + HOUR_NS, _INT64_MAX)
+        conn.execute("UPDATE span_rollup_state SET rolled_until = ?", (until,))
 
 
 def _merge_into(
@@ -873,7 +914,7 @@ _TEXT_ROLLUP_COLUMNS: Final = (
 #: ~15,000 rows of them, which as rowid rows were scattered over the table's pages among the
 #: other hours and texts; clustered, a window's rows are neighbours, and a batch updates its
 #: own rows by key. A key cannot hold NULL: a NULL provider or service is ``NULL_KEY``.
-TEXT_CLUSTER_MIGRATION: Final = (
+TEXT_CLUSTER_MIGRATION: Final[tuple[str | Callable[[sqlite3.Connection], None], ...]] = (
     f"DROP INDEX {TEXT_ROLLUPS}_bucket",
     f"ALTER TABLE {TEXT_ROLLUPS} RENAME TO {TEXT_ROLLUPS}_v6",
     f"""
@@ -906,4 +947,9 @@ TEXT_CLUSTER_MIGRATION: Final = (
     )
     + f" FROM {TEXT_ROLLUPS}_v6 ORDER BY bucket_ns, bucket_start, text_id",
     f"DROP TABLE {TEXT_ROLLUPS}_v6",
+    # Rollups of the newest hours are deferred (``add_inserted``): readers take the spans from
+    # ``rolled_until`` on raw. A batch no longer rewrites its hour's and day's rows.
+    f"ALTER TABLE span_rollup_state ADD COLUMN rolled_until INTEGER NOT NULL "
+    f"DEFAULT ({_INT64_MIN})",
+    _start_rolled_until,
 )

@@ -762,13 +762,17 @@ def _aggregates(
         if not usable or rollup_key is None:
             _raw_aggregates(store, raw_key, span_filter, groups)
             return groups
-        cursor = store._query("SELECT complete_from FROM span_rollup_state")
+        # Rollups hold the hours from complete_from (retention) to rolled_until (schema 7
+        # defers the newest hours); the rest is read raw.
+        rolled = "rolled_until" if store.version >= 7 else str(_INT64_MAX)
+        cursor = store._query(f"SELECT complete_from, {rolled} FROM span_rollup_state")
         row = cursor.fetchone() if cursor is not None else None
-        complete = int(row[0]) if row is not None else _INT64_MAX
+        complete, rolled_until = (int(row[0]), int(row[1])) if row else (_INT64_MAX, _INT64_MIN)
         since = span_filter.since_ns if span_filter.since_ns is not None else _INT64_MIN
         until = span_filter.until_ns if span_filter.until_ns is not None else _INT64_MAX
         low = max(-floor_to(-since, HOUR_NS), complete)  # the first whole hour
         high = floor_to(until, HOUR_NS) if until < _INT64_MAX else _INT64_MAX
+        high = min(high, rolled_until)
         if not low < high:
             _raw_aggregates(store, raw_key, span_filter, groups)
             return groups
