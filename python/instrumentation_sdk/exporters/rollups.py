@@ -627,10 +627,33 @@ def _roll_up(conn: sqlite3.Connection, until: int, target: int, *, texts: bool) 
     ``rolled_until`` to ``target``."""
     low = max(until, complete_from(conn))
     if low < target:
-        window = ("start_time_unix_nano >= ? AND start_time_unix_nano < ?", (low, target))
-        _merge_into(conn, "span_rollups", _with_days(_hourly(conn, *window)))
-        if texts:
-            _merge_into(conn, TEXT_ROLLUPS, _with_days(_hourly(conn, *window, by_text=True)))
+        # The spans read once and added up here (both tables in one pass), as a batch in
+        # hand is; the grouped SQL scans (two per table) cost more.
+        window = "start_time_unix_nano >= ? AND start_time_unix_nano < ?"
+        spans = conn.execute(
+            f"SELECT {', '.join(BATCH_COLUMNS)} FROM spans WHERE {window}", (low, target)
+        ).fetchall()
+        text_keys = (
+            {
+                int(text_id): text_key(text_id, rolled, class_id)
+                for text_id, rolled, class_id in conn.execute(
+                    "SELECT id, rolled, class_id FROM span_texts WHERE id IN "
+                    f"(SELECT DISTINCT text_id FROM spans WHERE {window})",
+                    (low, target),
+                )
+            }
+            if texts
+            else {}
+        )
+        split = _hourly_from(spans, text_keys)
+        if split is None:  # a time to first token past int64 nanoseconds: SQL's buckets
+            hours = _hourly(conn, window, (low, target))
+            text_hours = _hourly(conn, window, (low, target), by_text=True) if texts else {}
+        else:
+            hours, text_hours = split
+        _merge_into(conn, "span_rollups", _with_days(hours))
+        if texts and text_hours:
+            _merge_into(conn, TEXT_ROLLUPS, _with_days(text_hours))
     conn.execute("UPDATE span_rollup_state SET rolled_until = ?", (target,))
 
 
