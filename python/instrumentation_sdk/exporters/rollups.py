@@ -26,6 +26,14 @@ multiply the rows: the spans of every other text are rolled up by its text's cla
 is ``-class_id``). Texts with unique parts share a template, and a filter on the template
 matches every text of the class: then the class's rollups answer; only a class the filter
 matches in part (a request id) is read raw.
+
+Schema 7 clusters the text rollups by their key (a WITHOUT ROWID table; a NULL provider or
+service is stored as ``NULL_KEY``), and defers the rollups of the newest hours: spans from
+``span_rollup_state.rolled_until`` on have none yet and readers take them raw (like the
+partial hours at a window's edges). A batch adds only its spans of earlier hours (late ones);
+the first batch with a span of a later hour rolls the hours before it up from the stored
+spans, once. So a busy service's batches, all in the current hour, write no rollup row, and
+the rows of an hour are written once instead of rewritten by every batch.
 """
 
 from __future__ import annotations
