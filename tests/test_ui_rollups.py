@@ -716,3 +716,24 @@ def test_the_newest_hours_are_rolled_up_once_a_later_hour_begins(tmp_path: Path)
         hourly, daily, stored = _text_rollup_sums(store)
         assert hourly == daily == stored == 480
         _check_text(store, rng)
+
+
+def test_a_span_stamped_far_ahead_does_not_stop_the_deferral(tmp_path: Path) -> None:
+    """A span from a clock days ahead moves ``rolled_until`` no further than this clock's
+    current hour: the batches after it, in the current hour, are still deferred, and every
+    answer (the future span's included) equals the raw rows'."""
+    rng = random.Random(19)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    ahead = _records(rng, 5, now + 5 * DAY, HOUR)
+    exporter = _write(path, [_records(rng, 100, now - 3 * HOUR, 2 * HOUR), ahead])
+    with open_store(path) as store:
+        (until,) = store._conn.execute("SELECT rolled_until FROM span_rollup_state").fetchone()
+        assert until <= (now // HOUR + 1) * HOUR
+        (rows,) = store._conn.execute("SELECT count(*) FROM span_rollups").fetchone()
+    exporter.export(_records(rng, 50, (now // HOUR) * HOUR, now % HOUR + 1))  # this hour
+    exporter.shutdown()
+    with open_store(path) as store:
+        (after,) = store._conn.execute("SELECT count(*) FROM span_rollups").fetchone()
+        assert after == rows  # deferred: no rollup row written
+        _check(store, rng, now - 4 * HOUR, now + 6 * DAY, rounds=20)

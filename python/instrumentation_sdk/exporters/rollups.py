@@ -43,6 +43,7 @@ import itertools
 import math
 import sqlite3
 import sys
+import time
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -625,8 +626,12 @@ def add_inserted(
         _merge_into(conn, "span_rollups", _with_days(hours))
     if text_keys is not None and text_hours:
         _merge_into(conn, TEXT_ROLLUPS, _with_days(text_hours))
-    if newest is not None and floor_to(newest, HOUR_NS) > until:
-        _roll_up(conn, until, floor_to(newest, HOUR_NS), texts=text_keys is not None)
+    if newest is not None:
+        # Not past this clock's current hour: a span stamped ahead (clock skew) would leave
+        # every later batch "late", rolled up per batch again.
+        target = min(floor_to(newest, HOUR_NS), floor_to(time.time_ns(), HOUR_NS))
+        if target > until:
+            _roll_up(conn, until, target, texts=text_keys is not None)
 
 
 def _roll_up(conn: sqlite3.Connection, until: int, target: int, *, texts: bool) -> None:
