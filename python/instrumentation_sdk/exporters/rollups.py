@@ -32,8 +32,9 @@ service is stored as ``NULL_KEY``), and defers the rollups of the newest hours: 
 ``span_rollup_state.rolled_until`` on have none yet and readers take them raw (like the
 partial hours at a window's edges). A batch adds only its spans of earlier hours (late ones);
 the first batch with a span of a later hour rolls the hours before it up from the stored
-spans, once (never past the writer's clock's current hour). So a busy service's batches, all in the current hour, write no rollup row, and
-the rows of an hour are written once instead of rewritten by every batch.
+spans, once (never past the writer's clock's current hour). So a busy service's batches,
+all in the current hour, write no rollup row, and the rows of an hour are written once
+instead of rewritten by every batch.
 """
 
 from __future__ import annotations
