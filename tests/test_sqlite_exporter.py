@@ -116,7 +116,7 @@ def exporter(db: Path) -> Any:
 def test_first_export_creates_schema_at_current_version(db: Path, exporter: SqliteExporter) -> None:
     assert not db.exists(), "the file is opened lazily, on the first export"
     exporter.export([make_record(1)])
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 6
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 7
     assert user_version(db) == SCHEMA_VERSION
     columns = [(row["name"], row["type"]) for row in rows(db, "PRAGMA table_info(spans)")]
     assert columns == EXPECTED_COLUMNS
@@ -140,12 +140,13 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
         "spans_text_start",
         "span_texts_rolled",
         "span_texts_class",
-        "span_text_rollups_bucket",
     }
     kinds = rows(db, "SELECT type, name FROM sqlite_master")
     tables = {row["name"] for row in kinds if row["type"] == "table"}
     assert {"spans", "span_rollups", "span_rollup_state", "span_texts", "span_texts_fts"} <= tables
-    assert "span_text_rollups" in tables  # schema 6
+    assert "span_text_rollups" in tables  # schema 6, clustered by its key since 7
+    (ddl,) = rows(db, "SELECT sql FROM sqlite_master WHERE name = 'span_text_rollups'")[0]
+    assert "WITHOUT ROWID" in ddl
     assert "span_text" not in tables  # schema 4's per-span index, dropped by 5
     triggers = {row["name"] for row in kinds if row["type"] == "trigger"}
     assert triggers == {"span_texts_fts_insert", "span_texts_fts_delete"}
@@ -511,12 +512,13 @@ def test_newer_schema_version_raises_a_clear_error(db: Path) -> None:
     exporter.export([make_record(1)])
     exporter.shutdown()
     conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 7")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
 
     exporter = SqliteExporter(db)
     with pytest.raises(
-        SqliteSchemaError, match=rf"schema version 7.*versions up to {SCHEMA_VERSION}.*newer"
+        SqliteSchemaError,
+        match=rf"schema version {SCHEMA_VERSION + 1}.*versions up to {SCHEMA_VERSION}.*newer",
     ):
         exporter.export([make_record(2)])
     with pytest.raises(SqliteSchemaError, match=str(db).replace("\\", "\\\\")):
@@ -524,7 +526,7 @@ def test_newer_schema_version_raises_a_clear_error(db: Path) -> None:
     assert exporter._conn is None
     exporter.shutdown()
     assert count(db) == 1
-    assert user_version(db) == 7
+    assert user_version(db) == SCHEMA_VERSION + 1
 
 
 def test_foreign_database_is_refused(db: Path) -> None:

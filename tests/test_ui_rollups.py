@@ -166,7 +166,7 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
     exporter = _write(tmp_path / "spans.db", batches)
     exporter.shutdown()
     with open_store(tmp_path / "spans.db") as store:
-        assert store.version == SCHEMA_VERSION == 6
+        assert store.version == SCHEMA_VERSION == 7
         assert store.has_rollups
         assert store.has_text_index
         (stored,) = store._conn.execute("SELECT count(*) FROM spans").fetchone()
@@ -176,7 +176,14 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
         (daily,) = store._conn.execute(
             "SELECT sum(spans) FROM span_rollups WHERE bucket_ns = ?", (DAY,)
         ).fetchone()
-        assert stored == rolled == daily == sum(len(b) for b in batches[:20]) + 20
+        assert stored == sum(len(b) for b in batches[:20]) + 20
+        # The newest hours are not rolled up yet (rolled_until): read raw.
+        (until,) = store._conn.execute("SELECT rolled_until FROM span_rollup_state").fetchone()
+        (before,) = store._conn.execute(
+            "SELECT count(*) FROM spans WHERE start_time_unix_nano < ?", (until,)
+        ).fetchone()
+        assert rolled == daily == before
+        assert 0 < stored - before < stored / 10
         _check(store, rng, start, now, rounds=60)
 
 
@@ -283,12 +290,16 @@ def test_migrating_a_schema_3_store_backfills_rollups_and_text(tmp_path: Path) -
     exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR)])  # migrates, then writes
     exporter.shutdown()
     with open_store(path) as store:
-        assert store.version == 6
+        assert store.version == SCHEMA_VERSION
         assert store.has_text_index
         (rolled,) = store._conn.execute(
             "SELECT sum(spans) FROM span_rollups WHERE bucket_ns = ?", (DAY,)
         ).fetchone()
-        assert rolled == 1600
+        (before,) = store._conn.execute(
+            "SELECT count(*) FROM spans WHERE start_time_unix_nano < "
+            "(SELECT rolled_until FROM span_rollup_state)"
+        ).fetchone()
+        assert rolled == before >= 1500  # all but the spans of an hour newer than the old ones
         _check(store, rng, now - 4 * DAY, now, rounds=30)
         _check_text(store, rng)
     _check_text_ids(path)
@@ -323,7 +334,7 @@ def test_migrating_a_schema_4_store_gives_spans_text_ids(tmp_path: Path) -> None
     assert texts == distinct < 2100  # each distinct text once
     _check_text_ids(path)
     with open_store(path) as store:
-        assert store.version == 6
+        assert store.version == SCHEMA_VERSION
         assert store.has_text_ids
         assert store.has_text_index
         _check_text(store, rng)
@@ -464,9 +475,12 @@ def test_a_batch_the_rollups_cannot_add_up_in_python_is_read_back(tmp_path: Path
 
 
 def _text_rollup_sums(store: SpanStore) -> tuple[int, int, int]:
-    """Spans in the hourly and daily text rollups, and spans stored from ``complete_from`` on."""
+    """Spans in the hourly and daily text rollups, and spans stored from ``complete_from`` to
+    ``rolled_until`` (the hours the rollups hold)."""
     conn = store._conn
-    (complete,) = conn.execute("SELECT complete_from FROM span_rollup_state").fetchone()
+    (complete, until) = conn.execute(
+        "SELECT complete_from, rolled_until FROM span_rollup_state"
+    ).fetchone()
     sums = [
         conn.execute(
             "SELECT coalesce(sum(spans), 0) FROM span_text_rollups WHERE bucket_ns = ?", (width,)
@@ -474,7 +488,8 @@ def _text_rollup_sums(store: SpanStore) -> tuple[int, int, int]:
         for width in (HOUR, DAY)
     ]
     (stored,) = conn.execute(
-        "SELECT count(*) FROM spans WHERE start_time_unix_nano >= ?", (complete,)
+        "SELECT count(*) FROM spans WHERE start_time_unix_nano >= ? AND start_time_unix_nano < ?",
+        (complete, until),
     ).fetchone()
     return sums[0], sums[1], stored
 
@@ -508,7 +523,8 @@ def test_text_rollups_answer_as_the_raw_rows_do_with_many_distinct_texts(
         ).fetchone()
         assert rolled == 8 < 100 < texts
         hourly, daily, stored = _text_rollup_sums(store)
-        assert hourly == daily == stored == sum(len(b) for b in batches)
+        assert hourly == daily == stored  # the spans before rolled_until
+        assert sum(len(b) for b in batches) * 0.9 < stored < sum(len(b) for b in batches)
         (other,) = store._conn.execute(
             "SELECT sum(spans) FROM span_text_rollups WHERE text_id < 0 AND bucket_ns = ?",
             (DAY,),
@@ -571,7 +587,7 @@ def test_migrating_a_schema_5_store_rolls_up_its_most_frequent_texts(
     exporter = _write(path, [_records(rng, 100, now - HOUR, HOUR, unique_errors=True)])
     exporter.shutdown()
     with open_store(path) as store:
-        assert store.version == 6
+        assert store.version == SCHEMA_VERSION
         rolled = [
             text_id
             for (text_id,) in store._conn.execute(
@@ -580,7 +596,144 @@ def test_migrating_a_schema_5_store_rolls_up_its_most_frequent_texts(
         ]
         assert rolled == sorted(frequent)
         hourly, daily, stored = _text_rollup_sums(store)
-        assert hourly == daily == stored == 1600
+        # The migration rolled up every stored span (rolled_until past its newest hour); the
+        # later batch is added as it comes but for spans of a newer hour, if any.
+        assert hourly == daily == stored
+        assert 1500 <= stored <= 1600
         _check(store, rng, now - 3 * DAY, now, rounds=30)
         _check_text(store, rng)
     _check_text_ids(path)
+
+
+def test_migrating_a_schema_6_store_clusters_its_text_rollups(tmp_path: Path) -> None:
+    """v6 -> v7: the text rollups move into the WITHOUT ROWID table whole (NULL providers and
+    services as ``NULL_KEY``), later batches update them by key, and every answer (grouped by
+    provider and service too, whose NULL group must come back as NULL) equals the raw rows'."""
+    rng = random.Random(17)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    rollups.ensure_math(conn)
+    assert migrate(conn, MIGRATIONS[:3]) == 3
+    records = _records(rng, 1500, now - 3 * DAY, 3 * DAY, unique_errors=True)
+    conn.execute("BEGIN")
+    conn.executemany(_INSERT, [_row(record, default_prices()) for record in records])
+    conn.execute("COMMIT")
+    assert migrate(conn, MIGRATIONS[:6]) == 6
+    before = conn.execute(
+        "SELECT bucket_ns, bucket_start, text_id, model, provider, service_name, status, "
+        f"{', '.join(rollups.ROLLUP_VALUES)} FROM span_text_rollups"
+    ).fetchall()
+    assert any(row[4] is None for row in before)
+    assert any(row[5] is None for row in before)
+    # The dashboard may read a schema 6 file before any writer migrates it.
+    with open_store(path) as store:
+        assert store.version == 6
+        _check(store, rng, now - 3 * DAY, now, rounds=15)
+    assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION == 7
+    (ddl,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'span_text_rollups'"
+    ).fetchone()
+    assert "WITHOUT ROWID" in ddl
+    after = conn.execute(
+        "SELECT bucket_ns, bucket_start, text_id, model, nullif(provider, x''), "
+        f"nullif(service_name, x''), status, {', '.join(rollups.ROLLUP_VALUES)} "
+        "FROM span_text_rollups"
+    ).fetchall()
+    assert sorted(after, key=repr) == sorted(before, key=repr)
+    (nulls,) = conn.execute(
+        "SELECT count(*) FROM span_text_rollups WHERE provider IS NULL OR service_name IS NULL"
+    ).fetchone()
+    assert nulls == 0
+    conn.close()
+    # Later batches (the same hours: rows updated by key) and late spans.
+    exporter = _write(
+        path,
+        [_records(rng, 200, now - 3 * DAY, 3 * DAY, unique_errors=True) for _ in range(3)],
+    )
+    exporter.shutdown()
+    with open_store(path) as store:
+        assert store.version == SCHEMA_VERSION
+        hourly, daily, stored = _text_rollup_sums(store)
+        assert hourly == daily == stored
+        assert 1500 <= stored <= 2100
+        _check(store, rng, now - 3 * DAY, now, rounds=40)
+        _check_text(store, rng)
+        raw = _raw(store)
+        try:
+            for by in ("provider", "service"):
+                for text in ("e", "(request", "l"):
+                    span_filter = SpanFilter(text=text, since_ns=now - 3 * DAY, until_ns=now)
+                    fast, _ = group_stats(store, span_filter, by)
+                    slow, _ = group_stats(raw, span_filter, by)
+                    assert None in [g["group"] for g in slow]
+                    assert [g["group"] for g in fast] == [g["group"] for g in slow]
+                    for fast_group, slow_group in zip(fast, slow, strict=True):
+                        _same(fast_group, slow_group)
+        finally:
+            raw.close()
+    _check_text_ids(path)
+
+
+def test_the_newest_hours_are_rolled_up_once_a_later_hour_begins(tmp_path: Path) -> None:
+    """Schema 7 defers the rollups of the newest hours: a batch in an hour not yet rolled up
+    writes no rollup row; the first batch of a later hour rolls the earlier hours up from the
+    stored spans, once; late spans into rolled hours are added as they come; a retried batch
+    adds nothing; answers equal the raw rows' throughout."""
+    rng = random.Random(18)
+    base = (time.time_ns() // HOUR - 10) * HOUR
+    path = tmp_path / "spans.db"
+
+    def state() -> tuple[int, int, int, int]:
+        with open_store(path) as store:
+            conn = store._conn
+            (until,) = conn.execute("SELECT rolled_until FROM span_rollup_state").fetchone()
+            (rows,) = conn.execute("SELECT count(*) FROM span_rollups").fetchone()
+            (text_rows,) = conn.execute("SELECT count(*) FROM span_text_rollups").fetchone()
+            (spans,) = conn.execute(
+                "SELECT coalesce(sum(spans), 0) FROM span_rollups WHERE bucket_ns = ?", (HOUR,)
+            ).fetchone()
+            _check(store, rng, base - HOUR, base + 4 * HOUR, rounds=8)
+            return until, rows, text_rows, spans
+
+    exporter = _write(path, [_records(rng, 200, base, HOUR, unique_errors=True)])
+    assert state() == (base, 0, 0, 0)  # the hour is not over: nothing rolled up yet
+    exporter.export(_records(rng, 150, base, HOUR, unique_errors=True))
+    assert state() == (base, 0, 0, 0)
+    second = _records(rng, 100, base + HOUR, HOUR, unique_errors=True)
+    exporter.export(second)  # a later hour begins: the first is rolled up
+    until, rows, text_rows, spans = state()
+    assert (until, spans) == (base + HOUR, 350)
+    assert rows > 0
+    assert text_rows > 0
+    exporter.export(_records(rng, 30, base, HOUR, unique_errors=True))  # late spans
+    assert state()[0::3] == (base + HOUR, 380)
+    exporter.export(second)  # a retry: stored already, adds nothing
+    exporter.export(_records(rng, 40, base + 3 * HOUR, HOUR, unique_errors=True))
+    assert state()[0::3] == (base + 3 * HOUR, 480)
+    exporter.shutdown()
+    with open_store(path) as store:
+        hourly, daily, stored = _text_rollup_sums(store)
+        assert hourly == daily == stored == 480
+        _check_text(store, rng)
+
+
+def test_a_span_stamped_far_ahead_does_not_stop_the_deferral(tmp_path: Path) -> None:
+    """A span from a clock days ahead moves ``rolled_until`` no further than this clock's
+    current hour: the batches after it, in the current hour, are still deferred, and every
+    answer (the future span's included) equals the raw rows'."""
+    rng = random.Random(19)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    ahead = _records(rng, 5, now + 5 * DAY, HOUR)
+    exporter = _write(path, [_records(rng, 100, now - 3 * HOUR, 2 * HOUR), ahead])
+    with open_store(path) as store:
+        (until,) = store._conn.execute("SELECT rolled_until FROM span_rollup_state").fetchone()
+        assert until <= (now // HOUR + 1) * HOUR
+        (rows,) = store._conn.execute("SELECT count(*) FROM span_rollups").fetchone()
+    exporter.export(_records(rng, 50, (now // HOUR) * HOUR, now % HOUR + 1))  # this hour
+    exporter.shutdown()
+    with open_store(path) as store:
+        (after,) = store._conn.execute("SELECT count(*) FROM span_rollups").fetchone()
+        assert after == rows  # deferred: no rollup row written
+        _check(store, rng, now - 4 * HOUR, now + 6 * DAY, rounds=20)

@@ -26,16 +26,27 @@ multiply the rows: the spans of every other text are rolled up by its text's cla
 is ``-class_id``). Texts with unique parts share a template, and a filter on the template
 matches every text of the class: then the class's rollups answer; only a class the filter
 matches in part (a request id) is read raw.
+
+Schema 7 clusters the text rollups by their key (a WITHOUT ROWID table; a NULL provider or
+service is stored as ``NULL_KEY``), and defers the rollups of the newest hours: spans from
+``span_rollup_state.rolled_until`` on have none yet and readers take them raw (like the
+partial hours at a window's edges). A batch adds only its spans of earlier hours (late ones);
+the first batch with a span of a later hour rolls the hours before it up from the stored
+spans, once (never past the writer's clock's current hour). So a busy service's batches,
+all in the current hour, write no rollup row, and the rows of an hour are written once
+instead of rewritten by every batch.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import sqlite3
 import sys
+import time
 from array import array
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from .. import _core
@@ -46,8 +57,10 @@ __all__ = [
     "EMPTY_AGGREGATE",
     "HOUR_NS",
     "MIGRATION",
+    "NULL_KEY",
     "PERCENTILE_ERROR",
     "ROLLED_TEXTS_MAX",
+    "TEXT_CLUSTER_MIGRATION",
     "TEXT_KEY_SQL",
     "TEXT_MIGRATION",
     "TEXT_ROLLUPS",
@@ -63,7 +76,9 @@ __all__ = [
     "log_bucket_sql",
     "rebuild",
     "rebuild_texts",
+    "rolled_until",
     "text_key",
+    "text_rollup_column",
 ]
 
 HOUR_NS: Final = 3600 * 1_000_000_000
@@ -225,26 +240,20 @@ class Aggregate:
             self.t_low, self.t_high = min(self.t_low, t_low), max(self.t_high, t_high)
             self.t_blobs.append(t_hist)
 
-    def add_rollups(self, rows: list[tuple[Any, ...]]) -> None:
-        """Many ``span_rollups`` rows at once, each ``(anything, status, *ROLLUP_VALUES)``:
-        column by column (C loops), not row by row: a month of text rollups is ~10,000 rows."""
-        _, statuses, spans, prompt, completion, cost, low, high, hist, t_low, t_high, t_hist = zip(
-            *rows, strict=True
-        )
-        self.count += sum(spans)
-        self.errors += sum(
-            n for n, status in zip(spans, statuses, strict=True) if status == "error"
-        )
-        self.prompt = _add(self.prompt, _sum(prompt))
-        self.completion = _add(self.completion, _sum(completion))
-        self.cost = _add(self.cost, _sum(cost))
-        self.low, self.high = min(self.low, min(low)), max(self.high, max(high))
-        self.hist_blobs += hist
-        streamed = [n for n, value in enumerate(t_low) if value is not None]
-        if streamed:
-            self.t_low = min(self.t_low, min(t_low[n] for n in streamed))
-            self.t_high = max(self.t_high, max(t_high[n] for n in streamed))
-            self.t_blobs += [t_hist[n] for n in streamed]
+    def add_sums(self, sums: tuple[Any, ...]) -> None:
+        """Many ``span_rollups`` rows of one group added up (by SQL: a month of text
+        rollups is ~15,000 rows): spans, errors, the sums, extremes and merged histograms."""
+        spans, errors, prompt, completion, cost, low, high, hist, t_low, t_high, t_hist = sums
+        self.count += spans
+        self.errors += errors
+        self.prompt = _add(self.prompt, prompt)
+        self.completion = _add(self.completion, completion)
+        self.cost = _add(self.cost, cost)
+        self.low, self.high = min(self.low, low), max(self.high, high)
+        self.hist_blobs.append(hist)
+        if t_low is not None:
+            self.t_low, self.t_high = min(self.t_low, t_low), max(self.t_high, t_high)
+            self.t_blobs.append(t_hist)
 
     def add_spans(self, rows: list[tuple[Any, ...]]) -> None:
         """Many raw spans at once, each ``(anything, duration_ns, status, prompt_tokens,
@@ -320,10 +329,16 @@ def _merged(histogram: dict[int, int], blobs: list[bytes]) -> bytes:
     return bytes(_core.merge_histograms(blobs)) if len(blobs) > 1 else blobs[0]
 
 
-def _pairs(histogram: dict[int, int], blobs: list[bytes]) -> list[tuple[int, int]]:
+def _pairs(histogram: dict[int, int], blobs: list[bytes]) -> tuple[Sequence[int], Sequence[int]]:
+    """A histogram's buckets in order and their counts."""
     if not blobs:
-        return sorted(histogram.items())
-    return decode_histogram(_merged(histogram, blobs))
+        ordered = sorted(histogram.items())
+        return [bucket for bucket, _ in ordered], [count for _, count in ordered]
+    pairs = array("q")
+    pairs.frombytes(_merged(histogram, blobs))
+    if not _LITTLE_ENDIAN:
+        pairs.byteswap()
+    return pairs[0::2], pairs[1::2]
 
 
 def _bucket_value(bucket: int) -> float:
@@ -332,12 +347,18 @@ def _bucket_value(bucket: int) -> float:
 
 
 def _percentiles(
-    ordered: list[tuple[int, int]], ps: Iterable[int], low: float, high: float
+    histogram: tuple[Sequence[int], Sequence[int]],
+    ps: Iterable[int],
+    low: float,
+    high: float,
 ) -> dict[int, float | None]:
-    """Nearest-rank percentiles of a histogram (``(bucket, count)`` in bucket order), clamped to
-    the exact minimum and maximum (so the extremes, one value, or all equal values come out
-    exact)."""
-    total = sum(count for _bucket, count in ordered)
+    """Nearest-rank percentiles of a histogram (its buckets in order and their counts),
+    clamped to the exact minimum and maximum (so the extremes, one value, or all equal values
+    come out exact)."""
+    buckets, counts = histogram
+    # Running totals (C loops): a rank's bucket is the first whose running total reaches it.
+    running = list(itertools.accumulate(counts))
+    total = running[-1] if running else 0
     result: dict[int, float | None] = {}
     for p in ps:
         if total == 0:
@@ -347,12 +368,8 @@ def _percentiles(
         if rank in (1, total):  # the minimum or the maximum: known exactly
             result[p] = low if rank == 1 else high
             continue
-        seen = 0
-        for bucket, count in ordered:
-            seen += count
-            if seen >= rank:
-                result[p] = min(max(_bucket_value(bucket), low), high)
-                break
+        bucket = buckets[bisect.bisect_left(running, rank)]
+        result[p] = min(max(_bucket_value(bucket), low), high)
     return result
 
 
@@ -438,9 +455,10 @@ def _hourly_from(
     (``ln`` is the C library's ``log`` in both; SQL's CAST truncates as ``int`` does). ``None``
     for a time to first token past int64 nanoseconds, where SQL's CAST saturates: the caller
     then takes the SQL path."""
-    hours: dict[Key, Aggregate] = {}
-    text_hours: dict[Key, Aggregate] = {}
-    log, per_e = math.log, BUCKETS_PER_E
+    # The spans of each (hour, key, text key), then each group added up column by column
+    # (histograms in Rust, ``Aggregate.add_spans``); the hours without the text key are
+    # those groups merged: per span only a key is built, in Python.
+    by_key: dict[Key, list[tuple[Any, ...]]] = {}
     for (
         start,
         model,
@@ -454,26 +472,43 @@ def _hourly_from(
         ttft,
         text_id,
     ) in spans:
-        key = (start - start % HOUR_NS, model, provider, service, status)
-        errors = 1 if status == "error" else 0
-        bucket = int(log(max(duration, 1)) * per_e)
-        ttft_ns = ttft_bucket = None
+        ttft_ns = None
         if ttft is not None:
             ttft_ns = int(ttft * 1_000_000)
             if not _INT64_MIN <= ttft_ns <= _INT64_MAX:
                 return None
-            ttft_bucket = int(log(max(ttft_ns, 1)) * per_e)
-        for level, level_key in (
-            (hours, key),
-            (text_hours, (*key, text_keys.get(text_id))),
-        ):
-            aggregate = level.get(level_key)
-            if aggregate is None:
-                aggregate = level[level_key] = Aggregate()
-            aggregate.add_latency(bucket, 1, errors, prompt, completion, cost, duration, duration)
-            if ttft_ns is not None and ttft_bucket is not None:
-                aggregate.add_ttft(ttft_bucket, 1, ttft_ns, ttft_ns)
+        key = (start - start % HOUR_NS, model, provider, service, status, text_keys.get(text_id))
+        row = (None, duration, status, prompt, completion, cost, ttft_ns)
+        found = by_key.get(key)
+        if found is None:
+            by_key[key] = [row]
+        else:
+            found.append(row)
+    hours: dict[Key, Aggregate] = {}
+    text_hours: dict[Key, Aggregate] = {}
+    log, per_e = math.log, BUCKETS_PER_E
+    for key, rows in by_key.items():
+        aggregate = text_hours[key] = Aggregate()
+        if len(rows) >= _FEW_SPANS:
+            aggregate.add_spans(rows)
+        else:  # spread spans (a backfill): a call into Rust per group would cost more
+            for _, duration, status, prompt, completion, cost, ttft_ns in rows:
+                bucket = int(log(max(duration, 1)) * per_e)
+                errors = 1 if status == "error" else 0
+                aggregate.add_latency(
+                    bucket, 1, errors, prompt, completion, cost, duration, duration
+                )
+                if ttft_ns is not None:
+                    aggregate.add_ttft(int(log(max(ttft_ns, 1)) * per_e), 1, ttft_ns, ttft_ns)
+        hour = hours.get(key[:-1])
+        if hour is None:
+            hour = hours[key[:-1]] = Aggregate()
+        hour.merge(aggregate)
     return hours, text_hours
+
+
+#: Spans of one (hour, key, text) at least this many are added up column by column.
+_FEW_SPANS: Final = 8
 
 
 def _with_days(hours: dict[Key, Aggregate]) -> dict[tuple[int, Key], Aggregate]:
@@ -509,12 +544,31 @@ def _key_columns(table: str) -> tuple[str, ...]:
     return (*_KEY_COLUMNS, "text_id") if table == TEXT_ROLLUPS else _KEY_COLUMNS
 
 
-def _insert_sql(table: str) -> str:
+#: What the text rollups (schema 7, a WITHOUT ROWID table whose key cannot hold NULL) store
+#: for a NULL provider or service: an empty blob, which no provider or service (text) equals.
+NULL_KEY: Final = "x''"
+#: The text rollups' key columns that may be NULL in ``spans``.
+_NULLABLE_KEYS: Final = ("provider", "service_name")
+
+
+def text_rollup_column(column: str) -> str:
+    """SQL for ``column`` of a text rollup row as ``spans`` has it (``NULL_KEY`` -> NULL)."""
+    return f"nullif({column}, {NULL_KEY})" if column in _NULLABLE_KEYS else column
+
+
+def _insert_sql(table: str, *, null_key: bool = True) -> str:
+    """Inserts rows ``(bucket_ns, bucket_start, *key columns, *ROLLUP_VALUES)``; into the
+    text rollups with ``NULL_KEY`` for a NULL provider or service (unless ``null_key`` is
+    false: schema 6's table)."""
     keys = _key_columns(table)
-    marks = ", ".join("?" for _ in range(2 + len(keys) + len(ROLLUP_VALUES)))
+    marks = ["?", "?"]
+    for column in keys:
+        nullable = null_key and table == TEXT_ROLLUPS and column in _NULLABLE_KEYS
+        marks.append(f"coalesce(?, {NULL_KEY})" if nullable else "?")
+    marks += ["?"] * len(ROLLUP_VALUES)
     return (
         f"INSERT INTO {table} (bucket_ns, bucket_start, {', '.join(keys)}, "
-        f"{', '.join(ROLLUP_VALUES)}) VALUES ({marks})"
+        f"{', '.join(ROLLUP_VALUES)}) VALUES ({', '.join(marks)})"
     )
 
 
@@ -544,30 +598,106 @@ def add_inserted(
     spans: Iterable[tuple[Any, ...]] | None = None,
     text_keys: Mapping[int, int] | None = None,
 ) -> None:
-    """Add the spans with ``rowid > after_rowid`` (what the current transaction inserted) to
-    their hourly and daily rollups. Call inside the inserting transaction. ``spans``: those
-    same spans' ``BATCH_COLUMNS`` when the caller knows every one was inserted, which spares
-    reading them back. ``text_keys``: the batch's text ids' keys in the text rollups
-    (``text_key``; schema 6, ``None`` on a store without text rollups)."""
+    """Roll up what the current transaction inserted (the spans with ``rowid >
+    after_rowid``; call inside it). Schema 7 defers the newest hours: spans from
+    ``rolled_until`` on have no rollups yet (readers take them raw), so a batch adds only its
+    spans of earlier hours (late ones) to their hourly and daily rollups; once a batch brings
+    a span of a later hour, the hours before it are rolled up from the stored spans, once,
+    and ``rolled_until`` moves there. ``spans``: the inserted spans' ``BATCH_COLUMNS`` when the
+    caller knows every one was inserted, which spares reading them back. ``text_keys``: the
+    batch's text ids' keys in the text rollups (``text_key``; ``None`` on a store without text
+    rollups)."""
+    until = rolled_until(conn)
+    newest: int | None = None
+    if spans is not None:
+        batch = list(spans)
+        newest = max((span[0] for span in batch), default=None)
+        spans = [span for span in batch if span[0] < until]
     split = _hourly_from(spans, text_keys or {}) if spans is not None else None
     if split is None:
-        hours = _hourly(conn, "rowid > ?", (after_rowid,))
-        text_hours = (
-            _hourly(conn, "rowid > ?", (after_rowid,), by_text=True)
-            if text_keys is not None
-            else {}
-        )
+        late = ("rowid > ? AND start_time_unix_nano < ?", (after_rowid, until))
+        hours = _hourly(conn, *late)
+        text_hours = _hourly(conn, *late, by_text=True) if text_keys is not None else {}
+        (newest,) = conn.execute(
+            "SELECT max(start_time_unix_nano) FROM spans WHERE rowid > ?", (after_rowid,)
+        ).fetchone()
     else:
         hours, text_hours = split
-    _merge_into(conn, "span_rollups", _with_days(hours))
+    if hours:
+        _merge_into(conn, "span_rollups", _with_days(hours))
     if text_keys is not None and text_hours:
         _merge_into(conn, TEXT_ROLLUPS, _with_days(text_hours))
+    if newest is not None:
+        # Not past this clock's current hour: a span stamped ahead (clock skew) would leave
+        # every later batch "late", rolled up per batch again.
+        target = min(floor_to(newest, HOUR_NS), floor_to(time.time_ns(), HOUR_NS))
+        if target > until:
+            _roll_up(conn, until, target, texts=text_keys is not None)
+
+
+def _roll_up(conn: sqlite3.Connection, until: int, target: int, *, texts: bool) -> None:
+    """Roll up the stored spans of the hours from ``until`` (``rolled_until``) to ``target``
+    (both whole hours; those before ``complete_from`` are read raw anyway), then move
+    ``rolled_until`` to ``target``."""
+    low = max(until, complete_from(conn))
+    if low < target:
+        # The spans read once and added up here (both tables in one pass), as a batch in
+        # hand is; the grouped SQL scans (two per table) cost more.
+        window = "start_time_unix_nano >= ? AND start_time_unix_nano < ?"
+        spans = conn.execute(
+            f"SELECT {', '.join(BATCH_COLUMNS)} FROM spans WHERE {window}", (low, target)
+        ).fetchall()
+        text_keys = (
+            {
+                int(text_id): text_key(text_id, rolled, class_id)
+                for text_id, rolled, class_id in conn.execute(
+                    "SELECT id, rolled, class_id FROM span_texts WHERE id IN "
+                    f"(SELECT DISTINCT text_id FROM spans WHERE {window})",
+                    (low, target),
+                )
+            }
+            if texts
+            else {}
+        )
+        split = _hourly_from(spans, text_keys)
+        if split is None:  # a time to first token past int64 nanoseconds: SQL's buckets
+            hours = _hourly(conn, window, (low, target))
+            text_hours = _hourly(conn, window, (low, target), by_text=True) if texts else {}
+        else:
+            hours, text_hours = split
+        _merge_into(conn, "span_rollups", _with_days(hours))
+        if texts and text_hours:
+            _merge_into(conn, TEXT_ROLLUPS, _with_days(text_hours))
+    conn.execute("UPDATE span_rollup_state SET rolled_until = ?", (target,))
+
+
+def rolled_until(conn: sqlite3.Connection) -> int:
+    """The start of the first hour whose spans are not rolled up yet (schema 7)."""
+    (until,) = conn.execute("SELECT rolled_until FROM span_rollup_state").fetchone()
+    return int(until)
+
+
+def _start_rolled_until(conn: sqlite3.Connection) -> None:
+    """Schema 7: every span stored so far is rolled up (schema 4-6 rolled up each batch)."""
+    (newest,) = conn.execute("SELECT max(start_time_unix_nano) FROM spans").fetchone()
+    if newest is not None:
+        until = min(floor_to(int(newest), HOUR_NS) + HOUR_NS, _INT64_MAX)
+        conn.execute("UPDATE span_rollup_state SET rolled_until = ?", (until,))
 
 
 def _merge_into(
     conn: sqlite3.Connection, table: str, levels: dict[tuple[int, Key], Aggregate]
 ) -> None:
     """Add ``levels`` to the rows of ``table``: new keys inserted, stored ones updated."""
+    if table == TEXT_ROLLUPS:
+        # Keyed (schema 7): one upsert per row, stored rows added to in SQL; nothing is read
+        # back into Python (a batch touches hundreds of text rollup rows).
+        conn.create_function(_MERGE_FUNCTION, 2, _merge_pair, deterministic=True)
+        conn.executemany(
+            _TEXT_UPSERT,
+            ((width, *key, *_values(aggregate)) for (width, key), aggregate in levels.items()),
+        )
+        return
     keys = _key_columns(table)
     # The stored rows of the hours and days the batch touched, in one read per width.
     stored: dict[tuple[int, Key], tuple[Any, ...]] = {}
@@ -594,6 +724,48 @@ def _merge_into(
     conn.executemany(_update_sql(table), updates)
 
 
+#: The SQL function the text rollups' upsert merges two histogram blobs with.
+_MERGE_FUNCTION: Final = "rollup_merge_histograms"
+
+
+def _merge_pair(stored: bytes, added: bytes) -> bytes:
+    return bytes(_core.merge_histograms([stored, added]))
+
+
+def _sql_sum(column: str) -> str:
+    """SQL's sum of the stored and the added value: NULL only when both are."""
+    return f"coalesce({column} + excluded.{column}, {column}, excluded.{column})"
+
+
+def _sql_extreme(function: str, column: str) -> str:
+    """The smaller (``min``) or larger (``max``) of the stored and the added value, either
+    of which may be NULL (no streamed span)."""
+    return f"coalesce({function}({column}, excluded.{column}), {column}, excluded.{column})"
+
+
+#: Adds a text rollup row (``_insert_sql``'s parameters) to the stored row of its key, or
+#: inserts it.
+_TEXT_UPSERT: Final = (
+    _insert_sql(TEXT_ROLLUPS)
+    + " ON CONFLICT (bucket_ns, bucket_start, text_id, model, provider, service_name, status)"
+    + " DO UPDATE SET "
+    + ", ".join(
+        (
+            "spans = spans + excluded.spans",
+            f"prompt_tokens = {_sql_sum('prompt_tokens')}",
+            f"completion_tokens = {_sql_sum('completion_tokens')}",
+            f"cost_usd = {_sql_sum('cost_usd')}",
+            f"min_duration_ns = {_sql_extreme('min', 'min_duration_ns')}",
+            f"max_duration_ns = {_sql_extreme('max', 'max_duration_ns')}",
+            f"latency_histogram = {_MERGE_FUNCTION}(latency_histogram, excluded.latency_histogram)",
+            f"min_ttft_ns = {_sql_extreme('min', 'min_ttft_ns')}",
+            f"max_ttft_ns = {_sql_extreme('max', 'max_ttft_ns')}",
+            f"ttft_histogram = {_MERGE_FUNCTION}(ttft_histogram, excluded.ttft_histogram)",
+        )
+    )
+)
+
+
 def rebuild(conn: sqlite3.Connection) -> None:
     """Every rollup again from the spans stored (the schema 4 migration's backfill)."""
     conn.execute("DELETE FROM span_rollups")
@@ -610,13 +782,14 @@ def rebuild(conn: sqlite3.Connection) -> None:
 
 
 def rebuild_texts(conn: sqlite3.Connection) -> None:
-    """Every text rollup again from the spans stored (the schema 6 migration's backfill).
-    Hours before ``complete_from`` are read raw, so none are kept."""
+    """Every text rollup again from the spans stored (the schema 6 migration's backfill, into
+    schema 6's table: NULL keys as NULL; schema 7 copies them). Hours before
+    ``complete_from`` are read raw, so none are kept."""
     conn.execute(f"DELETE FROM {TEXT_ROLLUPS}")
     ensure_math(conn)
     hours = _hourly(conn, "1", (), by_text=True)
     conn.executemany(
-        _insert_sql(TEXT_ROLLUPS),
+        _insert_sql(TEXT_ROLLUPS, null_key=False),
         (
             (width, *key, *_values(aggregate))
             for (width, key), aggregate in _with_days(hours).items()
@@ -641,8 +814,9 @@ def forget_through(conn: sqlite3.Connection, newest_deleted_start: int) -> None:
         if table == TEXT_ROLLUPS and not _has_table(conn, table):
             continue  # a store before schema 6 (its migration runs forget_through too)
         conn.execute(
-            f"DELETE FROM {table} "
-            "WHERE bucket_start < (SELECT complete_from FROM span_rollup_state)"
+            # Both widths named: the text rollups' key (schema 7) starts with the width.
+            f"DELETE FROM {table} WHERE bucket_ns IN ({HOUR_NS}, {DAY_NS}) "
+            "AND bucket_start < (SELECT complete_from FROM span_rollup_state)"
         )
 
 
@@ -757,4 +931,62 @@ TEXT_MIGRATION: Final[tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     """,
     f"CREATE INDEX {TEXT_ROLLUPS}_bucket ON {TEXT_ROLLUPS} "
     "(bucket_ns, bucket_start, text_id, model, provider, service_name, status)",
+)
+
+
+#: The text rollups' columns after schema 7, key first in the order of its primary key.
+_TEXT_ROLLUP_COLUMNS: Final = (
+    "bucket_ns",
+    "bucket_start",
+    "text_id",
+    "model",
+    "provider",
+    "service_name",
+    "status",
+    *ROLLUP_VALUES,
+)
+
+#: Schema 7: the text rollups clustered by their key (WITHOUT ROWID, primary key (width,
+#: start, text key, model, provider, service, status)): a month of a broad text filter reads
+#: ~15,000 rows of them, which as rowid rows were scattered over the table's pages among the
+#: other hours and texts; clustered, a window's rows are neighbours, and a batch updates its
+#: own rows by key. A key cannot hold NULL: a NULL provider or service is ``NULL_KEY``.
+TEXT_CLUSTER_MIGRATION: Final[tuple[str | Callable[[sqlite3.Connection], None], ...]] = (
+    f"DROP INDEX {TEXT_ROLLUPS}_bucket",
+    f"ALTER TABLE {TEXT_ROLLUPS} RENAME TO {TEXT_ROLLUPS}_v6",
+    f"""
+    CREATE TABLE {TEXT_ROLLUPS} (
+        bucket_ns         INTEGER NOT NULL,
+        bucket_start      INTEGER NOT NULL,
+        text_id           INTEGER NOT NULL,
+        model             TEXT NOT NULL,
+        provider          TEXT NOT NULL,
+        service_name      TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        spans             INTEGER NOT NULL,
+        prompt_tokens     INTEGER,
+        completion_tokens INTEGER,
+        cost_usd          REAL,
+        min_duration_ns   INTEGER NOT NULL,
+        max_duration_ns   INTEGER NOT NULL,
+        latency_histogram BLOB NOT NULL,
+        min_ttft_ns       INTEGER,
+        max_ttft_ns       INTEGER,
+        ttft_histogram    BLOB NOT NULL,
+        CHECK (bucket_ns IN ({HOUR_NS}, {DAY_NS})),
+        PRIMARY KEY (bucket_ns, bucket_start, text_id, model, provider, service_name, status)
+    ) WITHOUT ROWID
+    """,
+    f"INSERT INTO {TEXT_ROLLUPS} ({', '.join(_TEXT_ROLLUP_COLUMNS)}) SELECT "
+    + ", ".join(
+        f"coalesce({column}, {NULL_KEY})" if column in _NULLABLE_KEYS else column
+        for column in _TEXT_ROLLUP_COLUMNS
+    )
+    + f" FROM {TEXT_ROLLUPS}_v6 ORDER BY bucket_ns, bucket_start, text_id",
+    f"DROP TABLE {TEXT_ROLLUPS}_v6",
+    # Rollups of the newest hours are deferred (``add_inserted``): readers take the spans from
+    # ``rolled_until`` on raw. A batch no longer rewrites its hour's and day's rows.
+    f"ALTER TABLE span_rollup_state ADD COLUMN rolled_until INTEGER NOT NULL "
+    f"DEFAULT ({_INT64_MIN})",
+    _start_rolled_until,
 )

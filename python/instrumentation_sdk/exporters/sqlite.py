@@ -253,6 +253,9 @@ MIGRATIONS: Final[tuple[tuple[MigrationStep, ...], ...]] = (
     # 6: rollups keyed also by text, for the most frequent texts (exporters/rollups.py), so a
     # text filter matching most spans adds up rollups, not the spans.
     (*rollups.TEXT_MIGRATION, rollups.rebuild_texts),
+    # 7: the text rollups clustered by their key (WITHOUT ROWID), so a window's rows are read
+    # together (exporters/rollups.py).
+    rollups.TEXT_CLUSTER_MIGRATION,
 )
 
 #: The schema version this code writes and reads.
