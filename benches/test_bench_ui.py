@@ -116,15 +116,18 @@ def _records(
         yield batch
 
 
-def build_store(path: Path, count: int, *, id_errors: bool = False) -> None:
-    """Write ``count`` spans through the real exporter (cost computed, every index kept)."""
+def build_store(
+    path: Path, count: int, *, id_errors: bool = False, seconds: int = DAYS * 86400
+) -> None:
+    """Write ``count`` spans over the last ``seconds`` through the real exporter (cost
+    computed, every index kept)."""
     tmp = path.with_suffix(".building")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
     # Retention off: the store keeps all 30 days, the 1 GiB bound would not bite anyway.
     exporter = SqliteExporter(tmp, max_bytes=0, max_age=0)
     now = time.time_ns()
-    for batch in _records(count, now, id_errors=id_errors):
+    for batch in _records(count, now, seconds, id_errors=id_errors):
         exporter.export(batch)
     exporter.shutdown()
     conn = sqlite3.connect(tmp)
@@ -143,8 +146,15 @@ def _cached_store(request: pytest.FixtureRequest, kind: str) -> Path:
     folder.mkdir(exist_ok=True)
     path = folder / f"ui-store-{count}{kind}-v{SCHEMA_VERSION}.db"
     if not path.exists():
-        build_store(path, count, id_errors=bool(kind))
+        build_store(
+            path, count, id_errors=bool(kind), seconds=STORE_SECONDS.get(kind, DAYS * 86400)
+        )
     return path
+
+
+#: A busy service's store: the million spans of the last half hour (about 560 a second).
+DENSE_SECONDS = 1800
+STORE_SECONDS = {"-dense": DENSE_SECONDS}
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +165,11 @@ def store(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="module")
 def id_error_store(request: pytest.FixtureRequest) -> Path:
     return _cached_store(request, "-id-errors")
+
+
+@pytest.fixture(scope="module")
+def dense_store(request: pytest.FixtureRequest) -> Path:
+    return _cached_store(request, "-dense")
 
 
 def _newest(store: Path) -> int:
@@ -187,6 +202,13 @@ def ui(store: Path) -> Iterator[UiServer]:
 def id_error_ui(id_error_store: Path) -> Iterator[tuple[UiServer, int]]:
     server = UiServer(id_error_store)
     yield server, _newest(id_error_store)
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def dense_ui(dense_store: Path) -> Iterator[tuple[UiServer, int]]:
+    server = UiServer(dense_store)
+    yield server, _newest(dense_store)
     server.close()
 
 
@@ -257,6 +279,17 @@ for _label, _text in TEXT_KINDS.items():
     )
 
 
+#: Over the dense store: the overview's questions for its last hour (every span of the store).
+DENSE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "spans-1h": ("/api/spans", {"since": "1h", "limit": 50}),
+    "stats-model-1h": ("/api/stats", {"since": "1h", "by": "model"}),
+    "stats-service-1h": ("/api/stats", {"since": "1h", "by": "service"}),
+    "timeseries-1h": ("/api/timeseries", {"since": "1h", "points": 60}),
+    "stats-model-1h-filtered": ("/api/stats", {"since": "1h", "by": "model", "model": "o3"}),
+    "timeseries-1h-text-err": ("/api/timeseries", {"since": "1h", "points": 60, "q": "err"}),
+}
+
+
 def _answer_time(benchmark: Any, url: str, newest: int, path: str, params: dict[str, Any]) -> None:
     params = _anchored(params, newest)
     with httpx.Client(base_url=url, timeout=120) as client:
@@ -284,6 +317,15 @@ def test_api_answer_time_many_texts(
 ) -> None:
     server, newest = id_error_ui
     path, params = ID_ERROR_CASES[case]
+    _answer_time(benchmark, server.url, newest, path, params)
+
+
+@pytest.mark.parametrize("case", list(DENSE_CASES))
+def test_api_answer_time_dense(benchmark: Any, dense_ui: tuple[UiServer, int], case: str) -> None:
+    """A store a busy service fills in half an hour: its spans are all in the newest hours,
+    which are not rolled up yet, so aggregates read them as spans."""
+    server, newest = dense_ui
+    path, params = DENSE_CASES[case]
     _answer_time(benchmark, server.url, newest, path, params)
 
 
