@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from instrumentation_sdk.exporters.rollups import MINUTE_NS
 from instrumentation_sdk.exporters.sqlite import SCHEMA_VERSION, SqliteExporter
 from instrumentation_sdk.store import open_store, parse_since, span_stats
 
@@ -186,9 +187,12 @@ def newest(store: Path) -> int:
 
 
 def _anchored(params: dict[str, Any], newest: int) -> dict[str, Any]:
+    """The window ending at the end of the newest span's minute, as the API's relative windows
+    end at the end of the current minute."""
     if "since" not in params:
         return params
-    return {**params, "since": str(newest + 1 - parse_since(params["since"])), "until": newest + 1}
+    end = newest - newest % MINUTE_NS + MINUTE_NS
+    return {**params, "since": str(end - parse_since(params["since"])), "until": end}
 
 
 @pytest.fixture(scope="module")
