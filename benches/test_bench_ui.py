@@ -366,7 +366,7 @@ def test_baseline_cli_stats(benchmark: Any, store: Path, newest: int, window: st
 
 @pytest.mark.parametrize("spread", ["live-60s", "backfill-30d"])
 @pytest.mark.parametrize(
-    "write_path", ["schema-7", "without-text-rollups", "without-rollups-and-text-ids"]
+    "write_path", ["schema-8", "without-text-rollups", "without-rollups-and-text-ids"]
 )
 def test_store_write_cost(
     benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_path: str, spread: str
@@ -393,7 +393,7 @@ def test_store_write_cost(
                 conn, after_rowid, spans
             ),
         )
-    elif write_path != "schema-7":
+    elif write_path != "schema-8":
         monkeypatch.setattr(rollups, "add_inserted", lambda *args: None)
         monkeypatch.setattr(
             sqlite_exporter,

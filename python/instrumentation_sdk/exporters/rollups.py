@@ -622,41 +622,43 @@ def add_inserted(
     (``MINUTE_ROLLUPS``) with every batch, so readers take whole minutes of those hours from
     them; rolling an hour up deletes its minutes."""
     until = rolled_until(conn)
-    newest: int | None = None
-    deferred: list[tuple[Any, ...]] | None = None
     if spans is not None:
         batch = list(spans)
         newest = max((span[0] for span in batch), default=None)
-        spans = [span for span in batch if span[0] < until]
-        deferred = [span for span in batch if span[0] >= until]
-    split = _hourly_from(spans, text_keys or {}) if spans is not None else None
-    minutes = _hourly_from(deferred, {}, MINUTE_NS) if deferred is not None else None
+    else:
+        (newest,) = conn.execute(
+            "SELECT max(start_time_unix_nano) FROM spans WHERE rowid > ?", (after_rowid,)
+        ).fetchone()
+    target = until
+    if newest is not None:
+        # Not past this clock's current hour: a span stamped ahead (clock skew) would leave
+        # every later batch "late", rolled up per batch again.
+        target = max(until, min(floor_to(newest, HOUR_NS), floor_to(time.time_ns(), HOUR_NS)))
+    # Spans before ``until`` are late (added to their hours now); those from ``until`` to
+    # ``target`` are rolled up below from the stored spans; the rest go to their minutes.
+    split = minutes = None
+    if spans is not None:
+        split = _hourly_from([span for span in batch if span[0] < until], text_keys or {})
+        minutes = _hourly_from([span for span in batch if span[0] >= target], {}, MINUTE_NS)
     if split is None or minutes is None:
         late = ("rowid > ? AND start_time_unix_nano < ?", (after_rowid, until))
         hours = _hourly(conn, *late)
         text_hours = _hourly(conn, *late, by_text=True) if text_keys is not None else {}
-        newer = ("rowid > ? AND start_time_unix_nano >= ?", (after_rowid, until))
+        newer = ("rowid > ? AND start_time_unix_nano >= ?", (after_rowid, target))
         minute_rows = _hourly(conn, *newer, width=MINUTE_NS)
-        (newest,) = conn.execute(
-            "SELECT max(start_time_unix_nano) FROM spans WHERE rowid > ?", (after_rowid,)
-        ).fetchone()
     else:
         hours, text_hours = split
         minute_rows = minutes[0]
-    if minute_rows:
-        _merge_into(
-            conn, MINUTE_ROLLUPS, {(MINUTE_NS, key): value for key, value in minute_rows.items()}
-        )
     if hours:
         _merge_into(conn, "span_rollups", _with_days(hours))
     if text_keys is not None and text_hours:
         _merge_into(conn, TEXT_ROLLUPS, _with_days(text_hours))
-    if newest is not None:
-        # Not past this clock's current hour: a span stamped ahead (clock skew) would leave
-        # every later batch "late", rolled up per batch again.
-        target = min(floor_to(newest, HOUR_NS), floor_to(time.time_ns(), HOUR_NS))
-        if target > until:
-            _roll_up(conn, until, target, texts=text_keys is not None)
+    if minute_rows:
+        _merge_into(
+            conn, MINUTE_ROLLUPS, {(MINUTE_NS, key): value for key, value in minute_rows.items()}
+        )
+    if target > until:
+        _roll_up(conn, until, target, texts=text_keys is not None)
 
 
 def _roll_up(conn: sqlite3.Connection, until: int, target: int, *, texts: bool) -> None:
