@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from instrumentation_sdk.exporters.rollups import MINUTE_NS
 from instrumentation_sdk.exporters.sqlite import SCHEMA_VERSION, SqliteExporter
 from instrumentation_sdk.store import open_store, parse_since, span_stats
 
@@ -186,9 +187,12 @@ def newest(store: Path) -> int:
 
 
 def _anchored(params: dict[str, Any], newest: int) -> dict[str, Any]:
+    """The window ending at the end of the newest span's minute, as the API's relative windows
+    end at the end of the current minute."""
     if "since" not in params:
         return params
-    return {**params, "since": str(newest + 1 - parse_since(params["since"])), "until": newest + 1}
+    end = newest - newest % MINUTE_NS + MINUTE_NS
+    return {**params, "since": str(end - parse_since(params["since"])), "until": end}
 
 
 @pytest.fixture(scope="module")
@@ -362,7 +366,7 @@ def test_baseline_cli_stats(benchmark: Any, store: Path, newest: int, window: st
 
 @pytest.mark.parametrize("spread", ["live-60s", "backfill-30d"])
 @pytest.mark.parametrize(
-    "write_path", ["schema-7", "without-text-rollups", "without-rollups-and-text-ids"]
+    "write_path", ["schema-8", "without-text-rollups", "without-rollups-and-text-ids"]
 )
 def test_store_write_cost(
     benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_path: str, spread: str
@@ -389,7 +393,7 @@ def test_store_write_cost(
                 conn, after_rowid, spans
             ),
         )
-    elif write_path != "schema-7":
+    elif write_path != "schema-8":
         monkeypatch.setattr(rollups, "add_inserted", lambda *args: None)
         monkeypatch.setattr(
             sqlite_exporter,

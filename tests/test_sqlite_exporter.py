@@ -116,7 +116,7 @@ def exporter(db: Path) -> Any:
 def test_first_export_creates_schema_at_current_version(db: Path, exporter: SqliteExporter) -> None:
     assert not db.exists(), "the file is opened lazily, on the first export"
     exporter.export([make_record(1)])
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 7
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 8
     assert user_version(db) == SCHEMA_VERSION
     columns = [(row["name"], row["type"]) for row in rows(db, "PRAGMA table_info(spans)")]
     assert columns == EXPECTED_COLUMNS
@@ -137,6 +137,7 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
         "spans_session_start",
         "spans_user_start",
         "span_rollups_bucket",
+        "span_minute_rollups_bucket",
         "spans_text_start",
         "span_texts_rolled",
         "span_texts_class",

@@ -32,6 +32,7 @@ from instrumentation_sdk.ui.queries import SpanFilter, group_stats, search_spans
 from ui_support import hex_id
 
 SEC = 1_000_000_000
+MINUTE = 60 * SEC
 HOUR = 3600 * SEC
 DAY = 24 * HOUR
 MODELS = ("gpt-4o", "gpt-4o-mini", "o3", "claude-sonnet-4-5", "local-model")
@@ -128,6 +129,12 @@ def _check(store: SpanStore, rng: random.Random, low: int, high: int, rounds: in
         for _ in range(rounds):
             since = rng.randrange(low - DAY, high) if rng.random() < 0.9 else None
             until = rng.randrange((since or low) + 1, high + DAY) if rng.random() < 0.8 else None
+            points = rng.randrange(1, 80)
+            if since is not None and rng.random() < 0.4:
+                # Whole minutes (as the API's relative windows are): buckets of whole minutes,
+                # which the minute rollups answer (schema 8).
+                since -= since % MINUTE
+                until = since + points * MINUTE * rng.randrange(1, 5)
             span_filter = _random_filter(rng, since, until)
             by = rng.choice(("model", "service", "provider"))
             fast_groups, fast_total = group_stats(store, span_filter, by)
@@ -138,7 +145,6 @@ def _check(store: SpanStore, rng: random.Random, low: int, high: int, rounds: in
                 _same(fast, slow)
             t0 = since if since is not None else low - DAY
             t1 = until if until is not None else high + DAY
-            points = rng.randrange(1, 80)
             fast_series = time_series(store, span_filter, since_ns=t0, until_ns=t1, points=points)
             slow_series = time_series(raw, span_filter, since_ns=t0, until_ns=t1, points=points)
             assert fast_series["bucket_ns"] == slow_series["bucket_ns"]
@@ -166,7 +172,7 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
     exporter = _write(tmp_path / "spans.db", batches)
     exporter.shutdown()
     with open_store(tmp_path / "spans.db") as store:
-        assert store.version == SCHEMA_VERSION == 7
+        assert store.version == SCHEMA_VERSION == 8
         assert store.has_rollups
         assert store.has_text_index
         (stored,) = store._conn.execute("SELECT count(*) FROM spans").fetchone()
@@ -184,6 +190,7 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
         ).fetchone()
         assert rolled == daily == before
         assert 0 < stored - before < stored / 10
+        assert _minute_sums(store) == (stored - before, stored - before)
         _check(store, rng, start, now, rounds=60)
 
 
@@ -474,6 +481,25 @@ def test_a_batch_the_rollups_cannot_add_up_in_python_is_read_back(tmp_path: Path
         _check(store, rng, now - DAY, now, rounds=20)
 
 
+def _minute_sums(store: SpanStore) -> tuple[int, int]:
+    """Spans in the minute rollups, and spans stored from ``rolled_until`` on (the hours the
+    minute rollups hold)."""
+    conn = store._conn
+    (until,) = conn.execute("SELECT rolled_until FROM span_rollup_state").fetchone()
+    (minutes,) = conn.execute(
+        "SELECT coalesce(sum(spans), 0) FROM span_minute_rollups WHERE bucket_start >= ?",
+        (until,),
+    ).fetchone()
+    (older,) = conn.execute(
+        "SELECT count(*) FROM span_minute_rollups WHERE bucket_start < ?", (until,)
+    ).fetchone()
+    assert older == 0  # rolling an hour up deletes its minutes
+    (stored,) = conn.execute(
+        "SELECT count(*) FROM spans WHERE start_time_unix_nano >= ?", (until,)
+    ).fetchone()
+    return minutes, stored
+
+
 def _text_rollup_sums(store: SpanStore) -> tuple[int, int, int]:
     """Spans in the hourly and daily text rollups, and spans stored from ``complete_from`` to
     ``rolled_until`` (the hours the rollups hold)."""
@@ -630,7 +656,7 @@ def test_migrating_a_schema_6_store_clusters_its_text_rollups(tmp_path: Path) ->
     with open_store(path) as store:
         assert store.version == 6
         _check(store, rng, now - 3 * DAY, now, rounds=15)
-    assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION == 7
+    assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION
     (ddl,) = conn.execute(
         "SELECT sql FROM sqlite_master WHERE name = 'span_text_rollups'"
     ).fetchone()
@@ -737,3 +763,107 @@ def test_a_span_stamped_far_ahead_does_not_stop_the_deferral(tmp_path: Path) -> 
         (after,) = store._conn.execute("SELECT count(*) FROM span_rollups").fetchone()
         assert after == rows  # deferred: no rollup row written
         _check(store, rng, now - 4 * HOUR, now + 6 * DAY, rounds=20)
+
+
+def _busy_hours(rng: random.Random, now: int, batches: int) -> list[list[dict[str, Any]]]:
+    """Batches of a busy service's last hour and a half, each a few minutes wide, in order."""
+    begin = now - 90 * MINUTE
+    step = (now - begin) // batches
+    return [
+        _records(rng, rng.randrange(50, 300), begin + i * step, step, unique_errors=True)
+        for i in range(batches)
+    ]
+
+
+def test_the_newest_hours_are_answered_by_the_minute(tmp_path: Path) -> None:
+    """Schema 8: every batch adds its spans of the hours not rolled up yet to their minutes'
+    rollups; rolling an hour up deletes its minutes; answers over those hours (whole minutes
+    from the minute rollups, cut minutes raw) equal the raw rows', late spans and retries
+    included."""
+    rng = random.Random(20)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    batches = _busy_hours(rng, now, 12)
+    batches.append(batches[5])  # a retry adds nothing
+    batches.append(_records(rng, 40, now - 3 * HOUR, 2 * HOUR))  # late spans
+    exporter = _write(path, batches)
+    exporter.shutdown()
+    with open_store(path) as store:
+        assert store.version == SCHEMA_VERSION
+        minutes, stored = _minute_sums(store)
+        assert minutes == stored > 0
+        (rows,) = store._conn.execute("SELECT count(*) FROM span_minute_rollups").fetchone()
+        assert rows > 0
+        _check(store, rng, now - 2 * HOUR, now, rounds=80)
+        raw = _raw(store)
+        try:
+            # The overview's windows, aligned to whole minutes: nothing but minute rollups
+            # for the hours not rolled up.
+            end = now - now % MINUTE + MINUTE
+            for since in (end - HOUR, end - 15 * MINUTE, end - 2 * HOUR):
+                for span_filter in (
+                    SpanFilter(since_ns=since, until_ns=end),
+                    SpanFilter(since_ns=since),
+                    SpanFilter(since_ns=since, model="o3", status="error"),
+                ):
+                    fast, fast_total = group_stats(store, span_filter, "model")
+                    slow, slow_total = group_stats(raw, span_filter, "model")
+                    _same(fast_total, slow_total)
+                    assert [g["group"] for g in fast] == [g["group"] for g in slow]
+                    for a, b in zip(fast, slow, strict=True):
+                        _same(a, b)
+                    window = {"since_ns": since, "until_ns": end, "points": 15}
+                    series = time_series(store, span_filter, **window)
+                    slow_series = time_series(raw, span_filter, **window)
+                    assert series["bucket_ns"] % MINUTE == 0
+                    for a, b in zip(series["points"], slow_series["points"], strict=True):
+                        _same(a, b)
+        finally:
+            raw.close()
+
+
+def test_migrating_a_schema_7_store_rolls_its_newest_hours_up_by_the_minute(
+    tmp_path: Path,
+) -> None:
+    """v7 -> v8: the minute rollups of the spans from ``rolled_until`` on, equal to those the
+    batches wrote; a v7 file read before a writer migrates it answers from the raw rows."""
+    rng = random.Random(21)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    exporter = _write(path, _busy_hours(rng, now, 8))
+    exporter.shutdown()
+    conn = sqlite3.connect(path, isolation_level=None)
+    rollups.ensure_math(conn)
+    values = ", ".join(rollups.ROLLUP_VALUES)
+    columns = f"bucket_start, model, provider, service_name, status, {values}"
+    written = conn.execute(f"SELECT {columns} FROM span_minute_rollups").fetchall()
+    assert written
+    # Schema 7 is schema 8 without the minute rollups.
+    conn.execute("DROP TABLE span_minute_rollups")
+    conn.execute("PRAGMA user_version = 7")
+    with open_store(path) as store:
+        assert store.version == 7
+        _check(store, rng, now - 2 * HOUR, now, rounds=20)
+    assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION == 8
+    migrated = conn.execute(f"SELECT {columns} FROM span_minute_rollups").fetchall()
+    conn.close()
+    assert _comparable(migrated) == _comparable(written)
+    exporter = _write(path, _busy_hours(rng, now + 30 * MINUTE, 3))
+    exporter.shutdown()
+    with open_store(path) as store:
+        minutes, stored = _minute_sums(store)
+        assert minutes == stored > 0
+        _check(store, rng, now - 2 * HOUR, now + 30 * MINUTE, rounds=30)
+
+
+def _comparable(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rollup rows in one order, histograms decoded (a blob's pair order may differ) and the
+    cost rounded (float sums in another order)."""
+    out = []
+    for row in rows:
+        values = list(row)
+        values[8] = None if values[8] is None else round(values[8], 9)
+        values[11] = rollups.decode_histogram(values[11])
+        values[14] = rollups.decode_histogram(values[14])
+        out.append(tuple(values))
+    return sorted(out, key=repr)

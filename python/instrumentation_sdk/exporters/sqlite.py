@@ -256,6 +256,9 @@ MIGRATIONS: Final[tuple[tuple[MigrationStep, ...], ...]] = (
     # 7: the text rollups clustered by their key (WITHOUT ROWID), so a window's rows are read
     # together (exporters/rollups.py).
     rollups.TEXT_CLUSTER_MIGRATION,
+    # 8: rollups by the minute of the hours not rolled up yet, so a busy service's newest
+    # hours are not read as spans (exporters/rollups.py).
+    rollups.MINUTE_MIGRATION,
 )
 
 #: The schema version this code writes and reads.

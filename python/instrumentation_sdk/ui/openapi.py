@@ -36,8 +36,13 @@ _FILTERS = [
         "a substring of the span name, error type or error message (no NUL character)",
         {"type": "string", "pattern": "^[^\\x00]*$"},
     ),
-    _param("since", "start at or after: Unix nanoseconds, or a window such as 15m, 1h, 30d", _TIME),
-    _param("until", "start before: Unix nanoseconds, or a window ago", _TIME),
+    _param(
+        "since",
+        "start at or after: Unix nanoseconds, or a window such as 15m, 1h, 30d (back from the "
+        "end of the current minute)",
+        _TIME,
+    ),
+    _param("until", "start before: Unix nanoseconds, or a window ago (as since)", _TIME),
 ]
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}

@@ -24,6 +24,8 @@ from ..exporters.rollups import (
     DAY_NS,
     EMPTY_AGGREGATE,
     HOUR_NS,
+    MINUTE_NS,
+    MINUTE_ROLLUPS,
     PERCENTILE_ERROR,
     TEXT_KEY_SQL,
     TEXT_ROLLUPS,
@@ -661,9 +663,9 @@ def _rollup_aggregates(
 ) -> None:
     """Add to ``groups`` the rollups of ``width`` (an hour or a day) that start in
     ``[low, high)`` and match the filter's model, provider, service and status; with
-    ``text_ids``, the text rollups of those texts."""
+    ``text_ids``, the text rollups of those texts; of a minute, the minute rollups."""
     conditions, params = span_filter.key_conditions()
-    table = "span_rollups"
+    table = MINUTE_ROLLUPS if width == MINUTE_NS else "span_rollups"
     if text_ids is not None:
         table = TEXT_ROLLUPS
         key = text_rollup_column(key)
@@ -724,6 +726,7 @@ def _aggregates(
     rollup_key: str | None,
     *,
     days: bool = True,
+    minute_key: str | None = None,
 ) -> dict[Any, Aggregate]:
     """Per value of ``raw_key`` (SQL over a span; ``rollup_key``: the same over a rollup row,
     ``None`` when rollups cannot answer): the aggregate of the matching spans.
@@ -733,7 +736,11 @@ def _aggregates(
     rollups and only the partial hours at the window's edges (and any hour before
     ``complete_from``) from the raw rows; a text's matching texts without text rollups are
     read raw over the whole window. All in one read transaction, so a batch committed
-    meanwhile is counted in both or neither."""
+    meanwhile is counted in both or neither.
+
+    Schema 8: the hours not rolled up yet (from ``rolled_until``) come from the minute
+    rollups (``minute_key``: the group over a minute rollup row; ``None``: not usable) for
+    whole minutes, raw for the minutes the window cuts; no text, session or user filter."""
     groups: dict[Any, Aggregate] = {}
     with store.snapshot():
         text_rollups: list[int] | None = None  # the text rollups' keys that answer
@@ -754,6 +761,11 @@ def _aggregates(
                 text_rollups = matched.keys
                 partial = matched.partial
                 edge_keys = (frozenset(matched.keys), frozenset(partial))
+        if minute_key is not None and store.version >= 8 and span_filter.rollups_apply():
+            rest = _minute_aggregates(store, span_filter, raw_key, minute_key, groups)
+            if rest is None:
+                return groups
+            span_filter = rest
         usable = (
             rollup_key is not None
             and store.has_rollups
@@ -818,6 +830,47 @@ def _aggregates(
     return groups
 
 
+def _minute_aggregates(
+    store: SpanStore,
+    span_filter: SpanFilter,
+    raw_key: str,
+    minute_key: str,
+    groups: dict[Any, Aggregate],
+) -> SpanFilter | None:
+    """Add to ``groups`` the part of the window from the first hour not rolled up (nor cut
+    by retention) on: whole minutes from the minute rollups, the cut ones raw. Returns the
+    filter of the rest of the window, before that part (``None`` when nothing is left)."""
+    cursor = store._query("SELECT max(complete_from, rolled_until) FROM span_rollup_state")
+    row = cursor.fetchone() if cursor is not None else None
+    if row is None:
+        return span_filter
+    since = span_filter.since_ns if span_filter.since_ns is not None else _INT64_MIN
+    until = span_filter.until_ns if span_filter.until_ns is not None else _INT64_MAX
+    first = max(int(row[0]), since)
+    if not first < until:
+        return span_filter
+
+    def windowed(edge_since: int, edge_until: int) -> SpanFilter:
+        return SpanFilter(
+            **{
+                **span_filter.as_dict(),
+                "since_ns": None if edge_since == _INT64_MIN else edge_since,
+                "until_ns": None if edge_until == _INT64_MAX else edge_until,
+            }
+        )
+
+    low = -floor_to(-first, MINUTE_NS) if first > _INT64_MIN else first
+    high = floor_to(until, MINUTE_NS) if until < _INT64_MAX else _INT64_MAX
+    edges: list[tuple[int, int]] = [(first, until)]
+    if low < high:
+        _rollup_aggregates(store, minute_key, span_filter, MINUTE_NS, low, high, groups)
+        edges = [(first, low), (high, until)]
+    for edge_since, edge_until in edges:
+        if edge_since < edge_until:
+            _raw_aggregates(store, raw_key, windowed(edge_since, edge_until), groups)
+    return windowed(since, first) if since < first else None
+
+
 def group_stats(
     store: SpanStore, span_filter: SpanFilter, by: str
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -830,7 +883,7 @@ def group_stats(
     column = GROUP_COLUMNS.get(by)
     if column is None:
         raise ValueError(f"by must be one of {', '.join(GROUP_COLUMNS)}, got {by!r}")
-    aggregates = _aggregates(store, span_filter, column, column)
+    aggregates = _aggregates(store, span_filter, column, column, minute_key=column)
     total = Aggregate()
     groups = []
     for key, aggregate in aggregates.items():
@@ -872,12 +925,16 @@ def time_series(
             count = _ceil_div(until_ns - first, step)
     ranged = SpanFilter(**{**span_filter.as_dict(), "since_ns": since_ns, "until_ns": until_ns})
     slot = "(start_time_unix_nano - {start}) / {width}"
+    by_minutes = start % MINUTE_NS == 0 and width % MINUTE_NS == 0
+    rollup_slot = f"(bucket_start - {int(start)}) / {int(width)}"
     aggregates = _aggregates(
         store,
         ranged,
         slot.format(start=int(start), width=int(width)),
-        f"(bucket_start - {int(start)}) / {int(width)}" if aligned else None,
+        rollup_slot if aligned else None,
         days=aligned and width % DAY_NS == 0 and start % DAY_NS == 0,
+        # Whole-minute buckets: the minute rollups of the newest hours answer too.
+        minute_key=rollup_slot if by_minutes else None,
     )
     series = []
     for index in range(count):
