@@ -136,7 +136,9 @@ async def _observed_async_request(request: Any, kwargs: Mapping[str, Any]) -> An
     try:
         span = _calls.begin(LIBRARY, describe, kwargs)
     except BaseException:
-        request.close()  # blocked: the request coroutine is never sent, nor awaited
+        close = getattr(request, "close", None)  # a coroutine: never sent, nor awaited
+        if callable(close):
+            close()
         raise
     if span is None:
         return await request
