@@ -550,6 +550,7 @@ def test_tools_form_rendering() -> None:
         ({"default": ["Paris"]}, "estimate"),
         ({"format": "date"}, "estimate"),
         ({"type": "array", "items": {"type": "object", "properties": {}}}, "estimate"),
+        ({"type": ["string", "null"]}, "estimate"),  # a list of types: no recording has it
     ],
 )
 def test_tools_with_keywords_not_pinned_down_are_estimated(
@@ -666,12 +667,13 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     description, the schema as compact JSON without ``required`` and ``additionalProperties``,
     under ``# Response Formats``) and 1 token: every such recording is counted exactly (4
     fitted on Pydantic AI's, 34 held out from crewAI and Mirascope) unless a plain assistant
-    message follows (3-4 tokens more: estimated). Without tools the schema is estimated:
-    within 4 tokens of the bill on the 8 it was made on (all but the 4 with tools of the
-    previous 12) and on 82 of the 145 held-out ones (63 of 119 before increment 7's 26 new:
-    19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under, ActiveAgent's schema with
-    ``format``/``minLength``/``default`` keywords 39 over); crewAI's ``$defs`` schemas with
-    descriptions over several lines are up to 18 over."""
+    message follows (about 3 tokens more, see ``test_a_plain_answer_beside_a_schema``:
+    estimated). Without tools the schema is estimated: within 4 tokens of the bill on the 8 it
+    was made on (all but the 4 with tools of the previous 12) and on 84 of the 145 held-out
+    ones (82 before increment 8's 3 tokens for a plain answer; 63 of 119 before increment
+    7's 26 new: 19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under,
+    ActiveAgent's schema with ``format``/``minLength``/``default`` keywords 39 over); crewAI's
+    ``$defs`` schemas with descriptions over several lines are up to 18 over."""
     exact: dict[str, list[str]] = {"fitted": [], "held out": []}
     estimated: dict[str, dict[str, int]] = {"fitted": {}, "held out": {}}
     for row in _counted_rows():
@@ -701,7 +703,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     assert all(abs(v) <= 4 for v in fitted.values()), fitted
     held_out = estimated["held out"]
     close = sum(abs(v) <= 4 for v in held_out.values())
-    assert (close, len(held_out), max(held_out.values())) == (82, 145, 39)
+    assert (close, len(held_out), max(held_out.values())) == (84, 145, 39)
 
 
 def test_a_structured_output_schema_of_an_unpinned_shape_is_estimated() -> None:
@@ -811,11 +813,86 @@ def test_several_calls_in_one_message_are_estimated() -> None:
 
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
-    """A description over several lines, as comment lines where a line starts with a letter
-    or is blank (indented lines as given): the estimate is the bill on 29 of the 40
-    recordings where nothing else is estimated (chosen on all of them, not held out; the text
-    as given: 3 of 40). The others: Mirascope's 159-line description (17 over), crewAI's
-    ``Args:``/``Returns:`` docstrings (7 over), one of Mirascope's (2 over) and two
-    gpt-4-0125-preview requests (6 under)."""
+    """A description over several lines, each line a comment stripped of its blank space (a
+    blank line ``//``): the estimate is the bill on 33 of the 40 recordings where nothing else
+    is estimated. Chosen on crewAI's 29 among 5 renderings (27 at the bill; the previous rule,
+    indented lines as given, 23: its ``Args:``/``Returns:`` docstrings were 7 over); held out,
+    ddtrace's 5 and OpenInference's 1 at the bill, Mirascope's 159-line description 2 over (17
+    before, 4 recordings) and its docstring 1 over (2 before). Two gpt-4-0125-preview requests
+    stay 6 under: not exact."""
     errors = _estimate_errors("descriptions")
-    assert errors == Counter({0: 29, -6: 2, 2: 1, 7: 4, 17: 4})
+    assert errors == Counter({0: 33, -6: 2, 1: 1, 2: 4})
+
+
+def _errors_by_suite(source_ends: list[str]) -> dict[str, int]:
+    errors = {}
+    for source_end in source_ends:
+        row = _recorded(source_end)
+        tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
+        assert method == "estimate", source_end
+        errors[source_end] = tokens - row["prompt_tokens"]
+    return errors
+
+
+def test_references_arrays_of_objects_and_type_lists_are_estimated_closer() -> None:
+    """Tool schemas with a ``$ref``, an array of objects or a list of types are estimated; the
+    rendering brings the estimate closer without explaining them: a reference as the
+    definition it names (crewAI's 4 recordings of one definition 56 under as ``any``, now 3
+    under; Mirascope's 2, 26 -> 9 under), an array of objects as ``Array<`` / the items'
+    description / the object / ``>`` (fitted on Sublayer's 2, 7 under -> exact; held out,
+    crewAI's 11, one definition with ``["string", "null"]`` besides, 36 -> 32 under, and
+    instructor-rb's 1, 31 -> 27 under: no rendering tried explains them)."""
+    errors = _errors_by_suite(
+        [
+            "test_memory_events_are_emitted.yaml#6",  # crewAI, $ref
+            "test_structured_output/tool/openai_gpt_4o_completions/async.yaml#0",  # Mirascope
+            "imaginary_movie_review_generator/3_reviews.yml#0",  # Sublayer
+            "task_steps_generator/ruby_on_rails_project.yml#0",  # Sublayer
+            "agents/test_agent_kickoff_with_planning.yaml#0",  # crewAI, array of objects
+            "autoticketer/generate.yml#0",  # instructor-rb
+        ]
+    )
+    assert list(errors.values()) == [-3, -9, 0, 0, -32, -27]
+    sublayer = _recorded("task_steps_generator/ruby_on_rails_project.yml#0")
+    rendered = render_functions(
+        [t["function"] for t in sublayer["request"]["tools"]], tools_form=True
+    )
+    assert "steps?: Array<\n// a single step\n{\n// A brief description" in rendered
+    assert "\n}\n>,\n}) => any;" in rendered
+    crewai = _recorded("test_memory_events_are_emitted.yaml#6")
+    evaluation = next(
+        t["function"]
+        for t in crewai["request"]["tools"]
+        if t["function"]["name"] == "TaskEvaluation"
+    )
+    rendered = render_functions([evaluation], tools_form=True)
+    assert "entities: Array<\n{\n// Name\n// The name of the entity.\nname: string," in rendered
+
+
+def test_a_plain_answer_beside_a_schema_bills_about_3_more() -> None:
+    """With a structured-output schema, a plain assistant message bills about 3 tokens beyond
+    itself: the second turn of the same conversation bills 3 more than the first beyond what
+    their messages add (Mirascope's and RubyLLM's, no tools, no system message: fitted). Held
+    out, crewAI's 2 without tools (two system messages) were 5 under, now 2; its 2 with tools
+    4 under, now 1. Estimated."""
+    for first_end, second_end in [
+        (
+            "test_structured_output_resume/openai_gpt_4o_completions.yaml#0",
+            "test_structured_output_resume/openai_gpt_4o_completions.yaml#1",
+        ),
+        (
+            "multi-turn_conversations_with_structured_responses.yml#0",
+            "multi-turn_conversations_with_structured_responses.yml#1",
+        ),
+    ]:
+        first, second = _recorded(first_end), _recorded(second_end)
+        model = first["response_model"]
+        messages_added = (
+            count_tokens(second["request"]["messages"], model).tokens
+            - count_tokens(first["request"]["messages"], model).tokens
+        )
+        assert second["prompt_tokens"] - first["prompt_tokens"] - messages_added == 3
+        for row in (first, second):
+            tokens, method, _ = chat_prompt_estimate(model, row["request"])
+            assert method == "estimate"
+            assert abs(tokens - row["prompt_tokens"]) <= 1
