@@ -813,15 +813,16 @@ def test_several_calls_in_one_message_are_estimated() -> None:
 
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
-    """A description over several lines, each line a comment stripped of its blank space (a
-    blank line ``//``): the estimate is the bill on 33 of the 40 recordings where nothing else
-    is estimated. Chosen on crewAI's 29 among 5 renderings (27 at the bill; the previous rule,
-    indented lines as given, 23: its ``Args:``/``Returns:`` docstrings were 7 over); held out,
-    ddtrace's 5 and OpenInference's 1 at the bill, Mirascope's 159-line description 2 over (17
-    before, 4 recordings) and its docstring 1 over (2 before). Two gpt-4-0125-preview requests
-    stay 6 under: not exact."""
+    """A description over several lines, trimmed, each line a comment stripped of its blank
+    space (a blank line ``//``): the estimate is the bill on 37 of the 40 recordings where
+    nothing else is estimated. The lines' rendering chosen on crewAI's 29 among 5 (27 at the
+    bill; the previous rule, indented lines as given, 23: its ``Args:``/``Returns:``
+    docstrings were 7 over); held out, ddtrace's 5 and OpenInference's 1 at the bill,
+    Mirascope's 5 1-2 over. Then the trimming, fitted on Mirascope's 159-line description (4
+    recordings, 17 over before, 2 over without it). Not exact: Mirascope's docstring 1 over,
+    two gpt-4-0125-preview requests 6 under."""
     errors = _estimate_errors("descriptions")
-    assert errors == Counter({0: 33, -6: 2, 1: 1, 2: 4})
+    assert errors == Counter({0: 37, -6: 2, 1: 1})
 
 
 def _errors_by_suite(source_ends: list[str]) -> dict[str, int]:
