@@ -4,8 +4,9 @@
 ``usage.prompt_tokens`` (from the public test cassettes of OpenTelemetry, OpenLLMetry,
 OpenInference, Logfire, Pydantic AI, crewAI, Mirascope and, added later as held-out checks,
 magentic, ddtrace, LangSmith, AgentOps and simonw/llm, then Langtrace, Laminar, OpenLLMetry-JS,
-DSPy.rb, RubyLLM and ruby-openai; each row names its source, and keeps the id and creation
-time of the answer where the recording has them). Every
+DSPy.rb, RubyLLM, ruby-openai, ActiveAgent, instructor-rb, Sublayer, Boxcars, Raix and
+langchaingo; each row names its source, and keeps the id and creation time of the answer
+where the recording has them). Every
 request counted exactly (not estimated) must match what OpenAI billed; a recording made
 against a local stand-in server, whose usage was written by hand, or whose answer belongs to
 another request, is shown to be one, not counted.
@@ -117,14 +118,14 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
-    # 977 counted requests exact (one more off: OTHER_MISSES), 542 of them with tools or tool
-    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 341 estimated
+    # 1,016 counted requests exact (one more off: OTHER_MISSES), 560 of them with tools or tool
+    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 387 estimated
     # (images, documents, audio, structured-output schemas without tools, definitions with
     # keywords such as ``anyOf`` or untyped properties or descriptions over several lines,
     # several calls in one message, tools of other types, a developer message beside gpt-5's
     # definitions, a predicted output, o1, o4-mini, Azure's unversioned gpt-35-turbo).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (977, 542, 56, 341)
+    assert counts == (1016, 560, 56, 387)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -302,6 +303,12 @@ NEW_SUITES = {
     "sublayerapp/sublayer": (16, 0, 2),
     "BoxcarsAI/boxcars": (85, 0, 0),
     "OlympiaAI/raix": (5, 0, 1),
+    # Increment 8, counted blind with main bbd5253's rules: langchaingo 452 / 0 / 46 of 498
+    # (every version of its httprr recordings; its 413 plain requests, all exact, not kept).
+    # The estimates' errors then: a ``json_schema`` without tools 0 (12), descriptions over
+    # several lines +1 (12, gpt-4o; 0 with increment 8's rendering) and +11..+14 (16,
+    # gpt-4-0613, property titles besides: -2 without their comment lines), an image -170 (6).
+    "tmc/langchaingo": (39, 0, 46),
 }
 
 
@@ -639,7 +646,7 @@ def test_models_with_a_billing_of_their_own(model: str, expected: tuple[int, str
 
 #: Recordings added after the structured-output estimate was made (held out from its fit):
 #: crewAI's and Mirascope's, then (increment 6, a blind check of every rule) magentic's,
-#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's.
+#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's, then increment 7's and 8's suites.
 HELD_OUT = (
     "github.com/crewAIInc/crewAI@",
     "github.com/Mirascope/mirascope@",
@@ -659,6 +666,7 @@ HELD_OUT = (
     "github.com/sublayerapp/sublayer@",
     "github.com/BoxcarsAI/boxcars@",
     "github.com/OlympiaAI/raix@",
+    "github.com/tmc/langchaingo@",
 )
 
 
@@ -669,8 +677,9 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     fitted on Pydantic AI's, 34 held out from crewAI and Mirascope) unless a plain assistant
     message follows (about 3 tokens more, see ``test_a_plain_answer_beside_a_schema``:
     estimated). Without tools the schema is estimated: within 4 tokens of the bill on the 8 it
-    was made on (all but the 4 with tools of the previous 12) and on 84 of the 145 held-out
-    ones (82 before increment 8's 3 tokens for a plain answer; 63 of 119 before increment
+    was made on (all but the 4 with tools of the previous 12) and on 96 of the 157 held-out
+    ones (langchaingo's 12 at the bill, counted blind; of the 145 before, 84, 82 before
+    increment 8's 3 tokens for a plain answer; 63 of 119 before increment
     7's 26 new: 19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under,
     ActiveAgent's schema with ``format``/``minLength``/``default`` keywords 39 over); crewAI's
     ``$defs`` schemas with descriptions over several lines are up to 18 over."""
@@ -703,7 +712,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     assert all(abs(v) <= 4 for v in fitted.values()), fitted
     held_out = estimated["held out"]
     close = sum(abs(v) <= 4 for v in held_out.values())
-    assert (close, len(held_out), max(held_out.values())) == (84, 145, 39)
+    assert (close, len(held_out), max(held_out.values())) == (96, 157, 39)
 
 
 def test_a_structured_output_schema_of_an_unpinned_shape_is_estimated() -> None:
@@ -814,15 +823,18 @@ def test_several_calls_in_one_message_are_estimated() -> None:
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
     """A description over several lines, trimmed, each line a comment stripped of its blank
-    space (a blank line ``//``): the estimate is the bill on 37 of the 40 recordings where
+    space (a blank line ``//``): the estimate is the bill on 49 of the 68 recordings where
     nothing else is estimated. The lines' rendering chosen on crewAI's 29 among 5 (27 at the
     bill; the previous rule, indented lines as given, 23: its ``Args:``/``Returns:``
     docstrings were 7 over); held out, ddtrace's 5 and OpenInference's 1 at the bill,
     Mirascope's 5 1-2 over. Then the trimming, fitted on Mirascope's 159-line description (4
-    recordings, 17 over before, 2 over without it). Not exact: Mirascope's docstring 1 over,
-    two gpt-4-0125-preview requests 6 under."""
+    recordings, 17 over before, 2 over without it). Then langchaingo's, counted blind: its 12
+    gpt-4o recordings (tab-indented lines, 1 over by the previous rule) at the bill, its 16
+    gpt-4-0613 ones 10-13 over (each of its 2 definitions has a property ``title``: 2 under
+    without their comment lines; no other recording has titles on gpt-4-0613). Not exact:
+    those, Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
     errors = _estimate_errors("descriptions")
-    assert errors == Counter({0: 37, -6: 2, 1: 1})
+    assert errors == Counter({0: 49, -6: 2, 1: 1, 10: 10, 12: 1, 13: 5})
 
 
 def _errors_by_suite(source_ends: list[str]) -> dict[str, int]:
