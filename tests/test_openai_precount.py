@@ -307,7 +307,8 @@ NEW_SUITES = {
     # (every version of its httprr recordings; its 413 plain requests, all exact, not kept).
     # The estimates' errors then: a ``json_schema`` without tools 0 (12), descriptions over
     # several lines +1 (12, gpt-4o; 0 with increment 8's rendering) and +11..+14 (16,
-    # gpt-4-0613, property titles besides: -2 without their comment lines), an image -170 (6).
+    # gpt-4-0613, property titles besides: see ``test_titles_on_gpt_4_0613_are_estimated``),
+    # an image -170 (6).
     "tmc/langchaingo": (39, 0, 46),
 }
 
@@ -823,18 +824,42 @@ def test_several_calls_in_one_message_are_estimated() -> None:
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
     """A description over several lines, trimmed, each line a comment stripped of its blank
-    space (a blank line ``//``): the estimate is the bill on 49 of the 68 recordings where
+    space (a blank line ``//``): the estimate is the bill on 49 of the 52 recordings where
     nothing else is estimated. The lines' rendering chosen on crewAI's 29 among 5 (27 at the
     bill; the previous rule, indented lines as given, 23: its ``Args:``/``Returns:``
     docstrings were 7 over); held out, ddtrace's 5 and OpenInference's 1 at the bill,
     Mirascope's 5 1-2 over. Then the trimming, fitted on Mirascope's 159-line description (4
     recordings, 17 over before, 2 over without it). Then langchaingo's, counted blind: its 12
-    gpt-4o recordings (tab-indented lines, 1 over by the previous rule) at the bill, its 16
-    gpt-4-0613 ones 10-13 over (each of its 2 definitions has a property ``title``: 2 under
-    without their comment lines; no other recording has titles on gpt-4-0613). Not exact:
-    those, Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
+    gpt-4o recordings (tab-indented lines, 1 over by the previous rule) at the bill (its 16 on
+    gpt-4-0613 have property titles besides: ``test_titles_on_gpt_4_0613_are_estimated``).
+    Not exact: Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
     errors = _estimate_errors("descriptions")
-    assert errors == Counter({0: 49, -6: 2, 1: 1, 10: 10, 12: 1, 13: 5})
+    assert errors == Counter({0: 49, -6: 2, 1: 1})
+
+
+def test_titles_on_gpt_4_0613_are_estimated() -> None:
+    """langchaingo's 16 recordings on gpt-4-0613 (``model="gpt-4"``), counted blind, were 10-13
+    over the estimate that rendered their properties' titles as comment lines, as 103
+    recordings on gpt-4o-class and gpt-3.5-turbo-0125 models bill them; without those lines 10
+    are at the bill and 6 are 2-3 over (their descriptions over several lines besides). No
+    other recording has titles on gpt-4-0613: such a request is estimated without the lines."""
+    errors: Counter[int] = Counter()
+    for row in _counted_rows():
+        if row["source"].startswith("github.com/tmc/langchaingo@") and row["response_model"] == (
+            "gpt-4-0613"
+        ):
+            for model in (row["request"]["model"], row["response_model"]):
+                tokens, method, _ = chat_prompt_estimate(model, row["request"])
+                assert method == "estimate"
+            errors[tokens - row["prompt_tokens"]] += 1
+    assert errors == Counter({0: 10, 3: 5, 2: 1})
+    titled = {"type": "object", "properties": {"q": {"title": "Q", "type": "string"}}}
+    request = {
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": titled}}],
+    }
+    assert chat_prompt_estimate("gpt-4", request)[1] == "estimate"
+    assert chat_prompt_estimate("gpt-4o", request)[1] == "tiktoken"
 
 
 def _errors_by_suite(source_ends: list[str]) -> dict[str, int]:
