@@ -4,8 +4,9 @@
 ``usage.prompt_tokens`` (from the public test cassettes of OpenTelemetry, OpenLLMetry,
 OpenInference, Logfire, Pydantic AI, crewAI, Mirascope and, added later as held-out checks,
 magentic, ddtrace, LangSmith, AgentOps and simonw/llm, then Langtrace, Laminar, OpenLLMetry-JS,
-DSPy.rb, RubyLLM and ruby-openai; each row names its source, and keeps the id and creation
-time of the answer where the recording has them). Every
+DSPy.rb, RubyLLM, ruby-openai, ActiveAgent, instructor-rb, Sublayer, Boxcars, Raix and
+langchaingo; each row names its source, and keeps the id and creation time of the answer
+where the recording has them). Every
 request counted exactly (not estimated) must match what OpenAI billed; a recording made
 against a local stand-in server, whose usage was written by hand, or whose answer belongs to
 another request, is shown to be one, not counted.
@@ -117,14 +118,14 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
-    # 977 counted requests exact (one more off: OTHER_MISSES), 542 of them with tools or tool
-    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 341 estimated
+    # 1,016 counted requests exact (one more off: OTHER_MISSES), 560 of them with tools or tool
+    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 387 estimated
     # (images, documents, audio, structured-output schemas without tools, definitions with
     # keywords such as ``anyOf`` or untyped properties or descriptions over several lines,
     # several calls in one message, tools of other types, a developer message beside gpt-5's
     # definitions, a predicted output, o1, o4-mini, Azure's unversioned gpt-35-turbo).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (977, 542, 56, 341)
+    assert counts == (1016, 560, 56, 387)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -302,6 +303,13 @@ NEW_SUITES = {
     "sublayerapp/sublayer": (16, 0, 2),
     "BoxcarsAI/boxcars": (85, 0, 0),
     "OlympiaAI/raix": (5, 0, 1),
+    # Increment 8, counted blind with main bbd5253's rules: langchaingo 452 / 0 / 46 of 498
+    # (every version of its httprr recordings; its 413 plain requests, all exact, not kept).
+    # The estimates' errors then: a ``json_schema`` without tools 0 (12), descriptions over
+    # several lines +1 (12, gpt-4o; 0 with increment 8's rendering) and +11..+14 (16,
+    # gpt-4-0613, property titles besides: see ``test_titles_on_gpt_4_0613_are_estimated``),
+    # an image -170 (6).
+    "tmc/langchaingo": (39, 0, 46),
 }
 
 
@@ -550,6 +558,7 @@ def test_tools_form_rendering() -> None:
         ({"default": ["Paris"]}, "estimate"),
         ({"format": "date"}, "estimate"),
         ({"type": "array", "items": {"type": "object", "properties": {}}}, "estimate"),
+        ({"type": ["string", "null"]}, "estimate"),  # a list of types: no recording has it
     ],
 )
 def test_tools_with_keywords_not_pinned_down_are_estimated(
@@ -638,7 +647,7 @@ def test_models_with_a_billing_of_their_own(model: str, expected: tuple[int, str
 
 #: Recordings added after the structured-output estimate was made (held out from its fit):
 #: crewAI's and Mirascope's, then (increment 6, a blind check of every rule) magentic's,
-#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's.
+#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's, then increment 7's and 8's suites.
 HELD_OUT = (
     "github.com/crewAIInc/crewAI@",
     "github.com/Mirascope/mirascope@",
@@ -658,6 +667,7 @@ HELD_OUT = (
     "github.com/sublayerapp/sublayer@",
     "github.com/BoxcarsAI/boxcars@",
     "github.com/OlympiaAI/raix@",
+    "github.com/tmc/langchaingo@",
 )
 
 
@@ -666,12 +676,14 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     description, the schema as compact JSON without ``required`` and ``additionalProperties``,
     under ``# Response Formats``) and 1 token: every such recording is counted exactly (4
     fitted on Pydantic AI's, 34 held out from crewAI and Mirascope) unless a plain assistant
-    message follows (3-4 tokens more: estimated). Without tools the schema is estimated:
-    within 4 tokens of the bill on the 8 it was made on (all but the 4 with tools of the
-    previous 12) and on 82 of the 145 held-out ones (63 of 119 before increment 7's 26 new:
-    19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under, ActiveAgent's schema with
-    ``format``/``minLength``/``default`` keywords 39 over); crewAI's ``$defs`` schemas with
-    descriptions over several lines are up to 18 over."""
+    message follows (about 3 tokens more, see ``test_a_plain_answer_beside_a_schema``:
+    estimated). Without tools the schema is estimated: within 4 tokens of the bill on the 8 it
+    was made on (all but the 4 with tools of the previous 12) and on 96 of the 157 held-out
+    ones (langchaingo's 12 at the bill, counted blind; of the 145 before, 84, 82 before
+    increment 8's 3 tokens for a plain answer; 63 of 119 before increment
+    7's 26 new: 19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under,
+    ActiveAgent's schema with ``format``/``minLength``/``default`` keywords 39 over); crewAI's
+    ``$defs`` schemas with descriptions over several lines are up to 18 over."""
     exact: dict[str, list[str]] = {"fitted": [], "held out": []}
     estimated: dict[str, dict[str, int]] = {"fitted": {}, "held out": {}}
     for row in _counted_rows():
@@ -701,7 +713,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     assert all(abs(v) <= 4 for v in fitted.values()), fitted
     held_out = estimated["held out"]
     close = sum(abs(v) <= 4 for v in held_out.values())
-    assert (close, len(held_out), max(held_out.values())) == (82, 145, 39)
+    assert (close, len(held_out), max(held_out.values())) == (96, 157, 39)
 
 
 def test_a_structured_output_schema_of_an_unpinned_shape_is_estimated() -> None:
@@ -811,11 +823,114 @@ def test_several_calls_in_one_message_are_estimated() -> None:
 
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
-    """A description over several lines, as comment lines where a line starts with a letter
-    or is blank (indented lines as given): the estimate is the bill on 29 of the 40
-    recordings where nothing else is estimated (chosen on all of them, not held out; the text
-    as given: 3 of 40). The others: Mirascope's 159-line description (17 over), crewAI's
-    ``Args:``/``Returns:`` docstrings (7 over), one of Mirascope's (2 over) and two
-    gpt-4-0125-preview requests (6 under)."""
+    """A description over several lines, trimmed, each line a comment stripped of its blank
+    space (a blank line ``//``): the estimate is the bill on 49 of the 52 recordings where
+    nothing else is estimated. The lines' rendering chosen on crewAI's 29 among 5 (27 at the
+    bill; the previous rule, indented lines as given, 23: its ``Args:``/``Returns:``
+    docstrings were 7 over); held out, ddtrace's 5 and OpenInference's 1 at the bill,
+    Mirascope's 5 1-2 over. Then the trimming, fitted on Mirascope's 159-line description (4
+    recordings, 17 over before, 2 over without it). Then langchaingo's, counted blind: its 12
+    gpt-4o recordings (tab-indented lines, 1 over by the previous rule) at the bill (its 16 on
+    gpt-4-0613 have property titles besides: ``test_titles_on_gpt_4_0613_are_estimated``).
+    Not exact: Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
     errors = _estimate_errors("descriptions")
-    assert errors == Counter({0: 29, -6: 2, 2: 1, 7: 4, 17: 4})
+    assert errors == Counter({0: 49, -6: 2, 1: 1})
+
+
+def test_titles_on_gpt_4_0613_are_estimated() -> None:
+    """langchaingo's 16 recordings on gpt-4-0613 (``model="gpt-4"``), counted blind, were 10-13
+    over the estimate that rendered their properties' titles as comment lines, as 103
+    recordings on gpt-4o-class and gpt-3.5-turbo-0125 models bill them; without those lines 10
+    are at the bill and 6 are 2-3 over (their descriptions over several lines besides). No
+    other recording has titles on gpt-4-0613: such a request is estimated without the lines."""
+    errors: Counter[int] = Counter()
+    for row in _counted_rows():
+        if row["source"].startswith("github.com/tmc/langchaingo@") and row["response_model"] == (
+            "gpt-4-0613"
+        ):
+            for model in (row["request"]["model"], row["response_model"]):
+                tokens, method, _ = chat_prompt_estimate(model, row["request"])
+                assert method == "estimate"
+            errors[tokens - row["prompt_tokens"]] += 1
+    assert errors == Counter({0: 10, 3: 5, 2: 1})
+    titled = {"type": "object", "properties": {"q": {"title": "Q", "type": "string"}}}
+    request = {
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": titled}}],
+    }
+    assert chat_prompt_estimate("gpt-4", request)[1] == "estimate"
+    assert chat_prompt_estimate("gpt-4o", request)[1] == "tiktoken"
+
+
+def _errors_by_suite(source_ends: list[str]) -> dict[str, int]:
+    errors = {}
+    for source_end in source_ends:
+        row = _recorded(source_end)
+        tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
+        assert method == "estimate", source_end
+        errors[source_end] = tokens - row["prompt_tokens"]
+    return errors
+
+
+def test_references_arrays_of_objects_and_type_lists_are_estimated_closer() -> None:
+    """Tool schemas with a ``$ref``, an array of objects or a list of types are estimated; the
+    rendering brings the estimate closer without explaining them: a reference as the
+    definition it names (crewAI's 4 recordings of one definition 56 under as ``any``, now 3
+    under; Mirascope's 2, 26 -> 9 under), an array of objects as ``Array<`` / the items'
+    description / the object / ``>`` (fitted on Sublayer's 2, 7 under -> exact; held out,
+    crewAI's 11, one definition with ``["string", "null"]`` besides, 36 -> 32 under, and
+    instructor-rb's 1, 31 -> 27 under: no rendering tried explains them)."""
+    errors = _errors_by_suite(
+        [
+            "test_memory_events_are_emitted.yaml#6",  # crewAI, $ref
+            "test_structured_output/tool/openai_gpt_4o_completions/async.yaml#0",  # Mirascope
+            "imaginary_movie_review_generator/3_reviews.yml#0",  # Sublayer
+            "task_steps_generator/ruby_on_rails_project.yml#0",  # Sublayer
+            "agents/test_agent_kickoff_with_planning.yaml#0",  # crewAI, array of objects
+            "autoticketer/generate.yml#0",  # instructor-rb
+        ]
+    )
+    assert list(errors.values()) == [-3, -9, 0, 0, -32, -27]
+    sublayer = _recorded("task_steps_generator/ruby_on_rails_project.yml#0")
+    rendered = render_functions(
+        [t["function"] for t in sublayer["request"]["tools"]], tools_form=True
+    )
+    assert "steps?: Array<\n// a single step\n{\n// A brief description" in rendered
+    assert "\n}\n>,\n}) => any;" in rendered
+    crewai = _recorded("test_memory_events_are_emitted.yaml#6")
+    evaluation = next(
+        t["function"]
+        for t in crewai["request"]["tools"]
+        if t["function"]["name"] == "TaskEvaluation"
+    )
+    rendered = render_functions([evaluation], tools_form=True)
+    assert "entities: Array<\n{\n// Name\n// The name of the entity.\nname: string," in rendered
+
+
+def test_a_plain_answer_beside_a_schema_bills_about_3_more() -> None:
+    """With a structured-output schema, a plain assistant message bills about 3 tokens beyond
+    itself: the second turn of the same conversation bills 3 more than the first beyond what
+    their messages add (Mirascope's and RubyLLM's, no tools, no system message: fitted). Held
+    out, crewAI's 2 without tools (two system messages) were 5 under, now 2; its 2 with tools
+    4 under, now 1. Estimated."""
+    for first_end, second_end in [
+        (
+            "test_structured_output_resume/openai_gpt_4o_completions.yaml#0",
+            "test_structured_output_resume/openai_gpt_4o_completions.yaml#1",
+        ),
+        (
+            "multi-turn_conversations_with_structured_responses.yml#0",
+            "multi-turn_conversations_with_structured_responses.yml#1",
+        ),
+    ]:
+        first, second = _recorded(first_end), _recorded(second_end)
+        model = first["response_model"]
+        messages_added = (
+            count_tokens(second["request"]["messages"], model).tokens
+            - count_tokens(first["request"]["messages"], model).tokens
+        )
+        assert second["prompt_tokens"] - first["prompt_tokens"] - messages_added == 3
+        for row in (first, second):
+            tokens, method, _ = chat_prompt_estimate(model, row["request"])
+            assert method == "estimate"
+            assert abs(tokens - row["prompt_tokens"]) <= 1
