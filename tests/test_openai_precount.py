@@ -76,7 +76,15 @@ NAME_ON_ITS_OWN = {
 #: took "required"; the same shape on the same model is exact in OpenLLMetry's and
 #: ruby-openai's recordings of 2025 (the rendering may have changed since). The cassette's
 #: previous version (another request, no tool_choice) is exact too.
-OTHER_MISSES: dict[str, tuple[int, int]] = {"valid_response.yml#0": (80, 78)}
+#: Two more, found in the blind check of langchaingo's fork (vxcontrol/langchaingo, June 2025):
+#: o3 (o3-2025-04-16, no recording of it before), one plain request sent synchronously and
+#: streamed, bills 1 fewer than the rule, as o3-mini and o4-mini do (their reply is primed with 2
+#: tokens, not 3). One request on one model: left for the rules' owner, pinned here.
+OTHER_MISSES: dict[str, tuple[int, int]] = {
+    "valid_response.yml#0": (80, 78),
+    "TestMultiContentTextWithReasoning-synchronous-openai-o3.httprr#0": (23, 24),
+    "TestMultiContentTextWithReasoning-streaming-openai-o3.httprr#0": (23, 24),
+}
 
 
 def _counted_rows() -> list[dict[str, Any]]:
@@ -118,14 +126,14 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
-    # 1,016 counted requests exact (one more off: OTHER_MISSES), 560 of them with tools or tool
-    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 387 estimated
+    # 1,030 counted requests exact (three more off: OTHER_MISSES), 567 of them with tools or tool
+    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 407 estimated
     # (images, documents, audio, structured-output schemas without tools, definitions with
     # keywords such as ``anyOf`` or untyped properties or descriptions over several lines,
     # several calls in one message, tools of other types, a developer message beside gpt-5's
     # definitions, a predicted output, o1, o4-mini, Azure's unversioned gpt-35-turbo).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (1016, 560, 56, 387)
+    assert counts == (1030, 567, 56, 407)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -310,6 +318,14 @@ NEW_SUITES = {
     # gpt-4-0613, property titles besides: see ``test_titles_on_gpt_4_0613_are_estimated``),
     # an image -170 (6).
     "tmc/langchaingo": (39, 0, 46),
+    # Increment 10, counted blind with fba347e's rules: langchaingo's fork vxcontrol/langchaingo
+    # (every version in its history; 217 requests to api.openai.com not already here, recorded
+    # June 2025) 195 / 2 / 20. Its 181 plain requests counted exactly are not kept; the 36 kept:
+    # o3's 2 off (see ``OTHER_MISSES``), o1's and o4-mini's 4 (estimated: 1 over, 0), the
+    # estimates of tools on gpt-4-0613 (0 x2, +3 x3), descriptions over several lines on gpt-4o
+    # (0 x7), a json_schema (0 x2) and an image (-170 x2). No several calls in one message:
+    # langchaingo's parallel-call tests record the answer with the calls, not a request with them.
+    "vxcontrol/langchaingo": (14, 2, 20),
 }
 
 
@@ -647,7 +663,7 @@ def test_models_with_a_billing_of_their_own(model: str, expected: tuple[int, str
 
 #: Recordings added after the structured-output estimate was made (held out from its fit):
 #: crewAI's and Mirascope's, then (increment 6, a blind check of every rule) magentic's,
-#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's, then increment 7's and 8's suites.
+#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's, then increment 7's, 8's and 10's suites.
 HELD_OUT = (
     "github.com/crewAIInc/crewAI@",
     "github.com/Mirascope/mirascope@",
@@ -668,6 +684,7 @@ HELD_OUT = (
     "github.com/BoxcarsAI/boxcars@",
     "github.com/OlympiaAI/raix@",
     "github.com/tmc/langchaingo@",
+    "github.com/vxcontrol/langchaingo@",
 )
 
 
@@ -678,8 +695,8 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     fitted on Pydantic AI's, 34 held out from crewAI and Mirascope) unless a plain assistant
     message follows (about 3 tokens more, see ``test_a_plain_answer_beside_a_schema``:
     estimated). Without tools the schema is estimated: within 4 tokens of the bill on the 8 it
-    was made on (all but the 4 with tools of the previous 12) and on 96 of the 157 held-out
-    ones (langchaingo's 12 at the bill, counted blind; of the 145 before, 84, 82 before
+    was made on (all but the 4 with tools of the previous 12) and on 98 of the 159 held-out
+    ones (langchaingo's 12 and its fork's 2 at the bill, counted blind; of the 145 before, 84, 82 before
     increment 8's 3 tokens for a plain answer; 63 of 119 before increment
     7's 26 new: 19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under,
     ActiveAgent's schema with ``format``/``minLength``/``default`` keywords 39 over); crewAI's
@@ -713,7 +730,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     assert all(abs(v) <= 4 for v in fitted.values()), fitted
     held_out = estimated["held out"]
     close = sum(abs(v) <= 4 for v in held_out.values())
-    assert (close, len(held_out), max(held_out.values())) == (96, 157, 39)
+    assert (close, len(held_out), max(held_out.values())) == (98, 159, 39)
 
 
 def test_a_structured_output_schema_of_an_unpinned_shape_is_estimated() -> None:
@@ -824,17 +841,17 @@ def test_several_calls_in_one_message_are_estimated() -> None:
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
     """A description over several lines, trimmed, each line a comment stripped of its blank
-    space (a blank line ``//``): the estimate is the bill on 49 of the 52 recordings where
+    space (a blank line ``//``): the estimate is the bill on 56 of the 59 recordings where
     nothing else is estimated. The lines' rendering chosen on crewAI's 29 among 5 (27 at the
     bill; the previous rule, indented lines as given, 23: its ``Args:``/``Returns:``
     docstrings were 7 over); held out, ddtrace's 5 and OpenInference's 1 at the bill,
     Mirascope's 5 1-2 over. Then the trimming, fitted on Mirascope's 159-line description (4
     recordings, 17 over before, 2 over without it). Then langchaingo's, counted blind: its 12
     gpt-4o recordings (tab-indented lines, 1 over by the previous rule) at the bill (its 16 on
-    gpt-4-0613 have property titles besides: ``test_titles_on_gpt_4_0613_are_estimated``).
-    Not exact: Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
+    gpt-4-0613 have property titles besides: ``test_titles_on_gpt_4_0613_are_estimated``),
+    then its fork's 7 (vxcontrol/langchaingo, gpt-4o), counted blind: at the bill. Not exact: Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
     errors = _estimate_errors("descriptions")
-    assert errors == Counter({0: 49, -6: 2, 1: 1})
+    assert errors == Counter({0: 56, -6: 2, 1: 1})
 
 
 def test_titles_on_gpt_4_0613_are_estimated() -> None:
