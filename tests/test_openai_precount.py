@@ -127,13 +127,13 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
     # 1,030 counted requests exact (three more off: OTHER_MISSES), 567 of them with tools or tool
-    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 407 estimated
+    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 435 estimated
     # (images, documents, audio, structured-output schemas without tools, definitions with
     # keywords such as ``anyOf`` or untyped properties or descriptions over several lines,
     # several calls in one message, tools of other types, a developer message beside gpt-5's
     # definitions, a predicted output, o1, o4-mini, Azure's unversioned gpt-35-turbo).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (1030, 567, 56, 407)
+    assert counts == (1030, 567, 56, 435)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -294,7 +294,7 @@ NEW_SUITES = {
     # counted (see ``test_rules_the_seventh_blind_check_found``); its estimates were mostly a
     # ``strict`` keyword inside the parameters, which the rendering drops.
     "Scale3-Labs/langtrace-python-sdk": (2, 0, 0),
-    "lmnr-ai/lmnr-python": (8, 0, 0),
+    "lmnr-ai/lmnr-python": (8, 0, 1),
     "traceloop/openllmetry-js": (7, 0, 2),
     "vicentereig/dspy.rb": (6, 0, 18),
     "crmne/ruby_llm": (149, 0, 28),
@@ -303,7 +303,7 @@ NEW_SUITES = {
     # parts, exact by the join RubyLLM's recordings showed once that was in; a message's
     # unknown keys, see ``test_keys_a_message_does_not_render_are_not_billed``) and
     # instructor-rb 3 / 1 / 3 (see ``OTHER_MISSES``).
-    "activeagents/activeagent": (86, 0, 11),
+    "activeagents/activeagent": (86, 0, 13),
     "instructor-ai/instructor-rb": (3, 1, 3),
     # Last, counted blind with main c49fd9e's rules and with these (the same either way):
     # Sublayer 16 / 0 / 2, Boxcars 85 / 0 / 0, Raix 5 / 1 / 0 (a predicted output: 12 more
@@ -836,7 +836,8 @@ def test_several_calls_in_one_message_are_estimated() -> None:
     ruby-openai's gpt-3.5-turbo-0125 (two calls, then their results) 12 under, ActiveAgent's
     gpt-4o-mini browsing conversation about 7 under per message of several calls (7 to 34)."""
     held_out = {-4: 2, -12: 1, -7: 1, -13: 1, -20: 1, -27: 1, -34: 1}
-    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7, **held_out})
+    blind = {0: 1, 1: 8, -2: 1, -47: 1, 33: 1, -85: 1, -108: 1}
+    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7, **held_out}) + Counter(blind)
 
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
