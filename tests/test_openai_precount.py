@@ -20,6 +20,7 @@ import copy
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -801,13 +802,17 @@ def _descriptions(request: dict[str, Any]) -> list[dict[str, Any]]:
     return [*tools, *(request.get("functions") or ())]
 
 
-def _estimate_errors(unpinned: str) -> Counter[int]:
-    """Estimate minus bill over the recordings whose one unpinned part is ``unpinned``:
-    ``"calls"`` (several tool calls in one message) or ``"descriptions"`` (a function's
-    description over several lines); a recording counts when undoing that part (one call
-    kept, the lines joined) makes the rest exact."""
+def _estimate_errors(
+    unpinned: str, among: Callable[[str], bool] = lambda source: True
+) -> Counter[int]:
+    """Estimate minus bill over the recordings (those whose source is ``among``) whose one
+    unpinned part is ``unpinned``: ``"calls"`` (several tool calls in one message) or
+    ``"descriptions"`` (a function's description over several lines); a recording counts when
+    undoing that part (one call kept, the lines joined) makes the rest exact."""
     errors: Counter[int] = Counter()
     for row in _counted_rows():
+        if not among(row["source"]):
+            continue
         request = copy.deepcopy(row["request"])
         if unpinned == "calls":
             several = [m for m in request["messages"] if len(m.get("tool_calls") or ()) > 1]
@@ -826,18 +831,62 @@ def _estimate_errors(unpinned: str) -> Counter[int]:
     return errors
 
 
+#: Increment 10's recordings with several calls in one message (every version of such
+#: cassettes in the history of the suites already here), held out from the rendering's choice.
+SEVERAL_CALLS_HELD_OUT = tuple(
+    f"github.com/{source}"
+    for source in (
+        "Arize-ai/openinference@06693fed70eb",
+        "Arize-ai/openinference@6ad7284b1e2e",
+        "Arize-ai/openinference@97a266ea194d",
+        "Arize-ai/openinference@cfdfe2212423",
+        "Arize-ai/openinference@dc7327f3e47c",
+        "Arize-ai/openinference@dd5ed6ac3d5c",
+        "Mirascope/mirascope@02ef02e56630",
+        "Mirascope/mirascope@7260f3161d09",
+        "activeagents/activeagent@ea84c843157e",
+        "crewAIInc/crewAI@13a491cdb3ef",
+        "crewAIInc/crewAI@17f4180b7ecc",
+        "crewAIInc/crewAI@8dea33c25767",
+        "crewAIInc/crewAI@a9d62172add4",
+        "crewAIInc/crewAI@b8d042bfc453",
+        "crewAIInc/crewAI@e9a643cee500",
+        "lmnr-ai/lmnr-python@d4b84098a719",
+    )
+)
+
+
 def test_several_calls_in_one_message_are_estimated() -> None:
-    """Several tool calls in one message, estimated as single calls each plus 21 tokens, their
-    results not speaking as the function: within 1 of the bill on all 26 recordings where
-    nothing else is estimated (5 configurations, gpt-4o, gpt-4o-mini, gpt-5-nano; the
-    constant chosen on all of them: not held out). The previous estimate
-    (``multi_tool_use.parallel``) was 2 under to 10 over: -2 x3, 0 x5, +5 x12, +10 x6. Held
-    out, increment 7's 8 such recordings miss it: RubyLLM's gpt-4.1-nano 4 under twice,
-    ruby-openai's gpt-3.5-turbo-0125 (two calls, then their results) 12 under, ActiveAgent's
-    gpt-4o-mini browsing conversation about 7 under per message of several calls (7 to 34)."""
-    held_out = {-4: 2, -12: 1, -7: 1, -13: 1, -20: 1, -27: 1, -34: 1}
-    blind = {0: 1, 1: 8, -2: 1, -47: 1, 33: 1, -85: 1, -108: 1}
-    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7, **held_out}) + Counter(blind)
+    """Several tool calls in one message, estimated as one call to ``multi_tool_use.parallel``
+    (compact JSON of ``tool_uses``) and 6 tokens, their results as one message holding a JSON
+    array of their texts. Chosen among 5 renderings of the calls (each as a single call,
+    ``multi_tool_use.parallel`` compact, spaced or with the arguments as given, a JSON array)
+    x 5 of the results (messages of their own as today, each a JSON string, one JSON array,
+    compact or not, each without quotes) x a constant per call, on the 52 recordings of
+    increments 6 and 7 (34 with nothing else estimated): 32 of those 34 at the bill (the
+    previous estimate, each call as a single call plus 21: 12; 4-34 under on 8). Not exact:
+    OpenInference's first turn (an assistant message first) 2 over, ruby-openai's 12 under
+    (a result with an emoji, escaped ``\\uXXXX`` in that 2025 recording). Held out, increment
+    10's 28, counted blind with the previous estimate (0 x1, +1 x8, -2, -8 x3, +33, -47, -53,
+    -76, -87, -85, -108, -24..-152 x8): of the 14 with nothing else estimated, 2 at the bill,
+    Mirascope's 8 on gpt-5-mini (Azure) 1 over, ActiveAgent's 2 28 under (Wikipedia text
+    escaped to ASCII, as in all 2025 recordings; crewAI's 2026 ones bill it as is), an agno
+    team's concurrent members 44 under and 65 over. Not exact: stays an estimate."""
+    fitted = _estimate_errors("calls", lambda source: not source.startswith(SEVERAL_CALLS_HELD_OUT))
+    assert fitted == Counter({0: 32, 2: 1, -12: 1})
+    held_out = _estimate_errors("calls", lambda source: source.startswith(SEVERAL_CALLS_HELD_OUT))
+    assert held_out == Counter({0: 2, 1: 8, -28: 2, -44: 1, 65: 1})
+    # Every recording with several calls (80), other estimated parts or not: the long results
+    # of crewAI's manager agents (12, 22-152 under before) are at the bill; Pydantic AI's 9
+    # with docstrings besides 2 over (2 under before); OpenInference's other agno team turns
+    # 5-12 under (2025, escaped), its agent-framework ones 7 under (3).
+    errors: Counter[int] = Counter()
+    for row in _counted_rows():
+        if any(len(m.get("tool_calls") or ()) > 1 for m in row["request"]["messages"]):
+            tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
+            assert method == "estimate", row["source"]
+            errors[tokens - row["prompt_tokens"]] += 1
+    assert errors == Counter({0: 52, 1: 8, 2: 10, -5: 1, -7: 3, -12: 2, -28: 2, -44: 1, 65: 1})
 
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
