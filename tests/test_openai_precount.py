@@ -697,8 +697,8 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     message follows (about 3 tokens more, see ``test_a_plain_answer_beside_a_schema``:
     estimated). Without tools the schema is estimated: within 4 tokens of the bill on the 8 it
     was made on (all but the 4 with tools of the previous 12) and on 98 of the 159 held-out
-    ones (langchaingo's 12 and its fork's 2 at the bill, counted blind; of the 145 before, 84, 82 before
-    increment 8's 3 tokens for a plain answer; 63 of 119 before increment
+    ones (langchaingo's 12 and its fork's 2 at the bill, counted blind; of the 145 before,
+    84, 82 before increment 8's 3 tokens for a plain answer; 63 of 119 before increment
     7's 26 new: 19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under,
     ActiveAgent's schema with ``format``/``minLength``/``default`` keywords 39 over); crewAI's
     ``$defs`` schemas with descriptions over several lines are up to 18 over."""
@@ -899,7 +899,8 @@ def test_descriptions_over_several_lines_are_estimated_closer() -> None:
     recordings, 17 over before, 2 over without it). Then langchaingo's, counted blind: its 12
     gpt-4o recordings (tab-indented lines, 1 over by the previous rule) at the bill (its 16 on
     gpt-4-0613 have property titles besides: ``test_titles_on_gpt_4_0613_are_estimated``),
-    then its fork's 7 (vxcontrol/langchaingo, gpt-4o), counted blind: at the bill. Not exact: Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
+    then its fork's 7 (vxcontrol/langchaingo, gpt-4o), counted blind: at the bill. Not exact:
+    Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
     errors = _estimate_errors("descriptions")
     assert errors == Counter({0: 56, -6: 2, 1: 1})
 
