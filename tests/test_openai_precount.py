@@ -20,6 +20,7 @@ import copy
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,15 @@ NAME_ON_ITS_OWN = {
 #: took "required"; the same shape on the same model is exact in OpenLLMetry's and
 #: ruby-openai's recordings of 2025 (the rendering may have changed since). The cassette's
 #: previous version (another request, no tool_choice) is exact too.
-OTHER_MISSES: dict[str, tuple[int, int]] = {"valid_response.yml#0": (80, 78)}
+#: Two more, found in the blind check of langchaingo's fork (vxcontrol/langchaingo, June 2025):
+#: o3 (o3-2025-04-16, no recording of it before), one plain request sent synchronously and
+#: streamed, bills 1 fewer than the rule, as o3-mini and o4-mini do (their reply is primed with 2
+#: tokens, not 3). One request on one model: left for the rules' owner, pinned here.
+OTHER_MISSES: dict[str, tuple[int, int]] = {
+    "valid_response.yml#0": (80, 78),
+    "TestMultiContentTextWithReasoning-synchronous-openai-o3.httprr#0": (23, 24),
+    "TestMultiContentTextWithReasoning-streaming-openai-o3.httprr#0": (23, 24),
+}
 
 
 def _counted_rows() -> list[dict[str, Any]]:
@@ -118,14 +127,14 @@ def test_precount_equals_billed_prompt_tokens(oracle: Any) -> None:
         assert row["prompt_tokens"] == billed, source
     with_tools = [row for row in exact if _uses_tools(row["request"])]
     harmony_tools = [r for r in with_tools if r["response_model"].startswith("gpt-5")]
-    # 1,016 counted requests exact (one more off: OTHER_MISSES), 560 of them with tools or tool
-    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 387 estimated
+    # 1,030 counted requests exact (three more off: OTHER_MISSES), 567 of them with tools or tool
+    # calls (56 of those on gpt-5 models, 38 with a structured-output schema); 435 estimated
     # (images, documents, audio, structured-output schemas without tools, definitions with
     # keywords such as ``anyOf`` or untyped properties or descriptions over several lines,
     # several calls in one message, tools of other types, a developer message beside gpt-5's
     # definitions, a predicted output, o1, o4-mini, Azure's unversioned gpt-35-turbo).
     counts = (len(exact), len(with_tools), len(harmony_tools), len(estimated))
-    assert counts == (1016, 560, 56, 387)
+    assert counts == (1030, 567, 56, 435)
 
 
 def test_pinned_counts_of_both_function_forms() -> None:
@@ -286,7 +295,7 @@ NEW_SUITES = {
     # counted (see ``test_rules_the_seventh_blind_check_found``); its estimates were mostly a
     # ``strict`` keyword inside the parameters, which the rendering drops.
     "Scale3-Labs/langtrace-python-sdk": (2, 0, 0),
-    "lmnr-ai/lmnr-python": (8, 0, 0),
+    "lmnr-ai/lmnr-python": (8, 0, 1),
     "traceloop/openllmetry-js": (7, 0, 2),
     "vicentereig/dspy.rb": (6, 0, 18),
     "crmne/ruby_llm": (149, 0, 28),
@@ -295,7 +304,7 @@ NEW_SUITES = {
     # parts, exact by the join RubyLLM's recordings showed once that was in; a message's
     # unknown keys, see ``test_keys_a_message_does_not_render_are_not_billed``) and
     # instructor-rb 3 / 1 / 3 (see ``OTHER_MISSES``).
-    "activeagents/activeagent": (86, 0, 11),
+    "activeagents/activeagent": (86, 0, 13),
     "instructor-ai/instructor-rb": (3, 1, 3),
     # Last, counted blind with main c49fd9e's rules and with these (the same either way):
     # Sublayer 16 / 0 / 2, Boxcars 85 / 0 / 0, Raix 5 / 1 / 0 (a predicted output: 12 more
@@ -310,6 +319,14 @@ NEW_SUITES = {
     # gpt-4-0613, property titles besides: see ``test_titles_on_gpt_4_0613_are_estimated``),
     # an image -170 (6).
     "tmc/langchaingo": (39, 0, 46),
+    # Increment 10, counted blind with fba347e's rules: langchaingo's fork vxcontrol/langchaingo
+    # (every version in its history; 217 requests to api.openai.com not already here, recorded
+    # June 2025) 195 / 2 / 20. Its 181 plain requests counted exactly are not kept; the 36 kept:
+    # o3's 2 off (see ``OTHER_MISSES``), o1's and o4-mini's 4 (estimated: 1 over, 0), the
+    # estimates of tools on gpt-4-0613 (0 x2, +3 x3), descriptions over several lines on gpt-4o
+    # (0 x7), a json_schema (0 x2) and an image (-170 x2). No several calls in one message:
+    # langchaingo's parallel-call tests record the answer with the calls, not a request with them.
+    "vxcontrol/langchaingo": (14, 2, 20),
 }
 
 
@@ -647,7 +664,7 @@ def test_models_with_a_billing_of_their_own(model: str, expected: tuple[int, str
 
 #: Recordings added after the structured-output estimate was made (held out from its fit):
 #: crewAI's and Mirascope's, then (increment 6, a blind check of every rule) magentic's,
-#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's, then increment 7's and 8's suites.
+#: ddtrace's, LangSmith's, AgentOps' and simonw/llm's, then increment 7's, 8's and 10's suites.
 HELD_OUT = (
     "github.com/crewAIInc/crewAI@",
     "github.com/Mirascope/mirascope@",
@@ -668,6 +685,7 @@ HELD_OUT = (
     "github.com/BoxcarsAI/boxcars@",
     "github.com/OlympiaAI/raix@",
     "github.com/tmc/langchaingo@",
+    "github.com/vxcontrol/langchaingo@",
 )
 
 
@@ -678,9 +696,9 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     fitted on Pydantic AI's, 34 held out from crewAI and Mirascope) unless a plain assistant
     message follows (about 3 tokens more, see ``test_a_plain_answer_beside_a_schema``:
     estimated). Without tools the schema is estimated: within 4 tokens of the bill on the 8 it
-    was made on (all but the 4 with tools of the previous 12) and on 96 of the 157 held-out
-    ones (langchaingo's 12 at the bill, counted blind; of the 145 before, 84, 82 before
-    increment 8's 3 tokens for a plain answer; 63 of 119 before increment
+    was made on (all but the 4 with tools of the previous 12) and on 98 of the 159 held-out
+    ones (langchaingo's 12 and its fork's 2 at the bill, counted blind; of the 145 before,
+    84, 82 before increment 8's 3 tokens for a plain answer; 63 of 119 before increment
     7's 26 new: 19 of those within 4, DSPy.rb's gpt-4o-mini ones up to 7 under,
     ActiveAgent's schema with ``format``/``minLength``/``default`` keywords 39 over); crewAI's
     ``$defs`` schemas with descriptions over several lines are up to 18 over."""
@@ -713,7 +731,7 @@ def test_structured_output_schemas_with_tools_are_exact() -> None:
     assert all(abs(v) <= 4 for v in fitted.values()), fitted
     held_out = estimated["held out"]
     close = sum(abs(v) <= 4 for v in held_out.values())
-    assert (close, len(held_out), max(held_out.values())) == (96, 157, 39)
+    assert (close, len(held_out), max(held_out.values())) == (98, 159, 39)
 
 
 def test_a_structured_output_schema_of_an_unpinned_shape_is_estimated() -> None:
@@ -784,13 +802,17 @@ def _descriptions(request: dict[str, Any]) -> list[dict[str, Any]]:
     return [*tools, *(request.get("functions") or ())]
 
 
-def _estimate_errors(unpinned: str) -> Counter[int]:
-    """Estimate minus bill over the recordings whose one unpinned part is ``unpinned``:
-    ``"calls"`` (several tool calls in one message) or ``"descriptions"`` (a function's
-    description over several lines); a recording counts when undoing that part (one call
-    kept, the lines joined) makes the rest exact."""
+def _estimate_errors(
+    unpinned: str, among: Callable[[str], bool] = lambda source: True
+) -> Counter[int]:
+    """Estimate minus bill over the recordings (those whose source is ``among``) whose one
+    unpinned part is ``unpinned``: ``"calls"`` (several tool calls in one message) or
+    ``"descriptions"`` (a function's description over several lines); a recording counts when
+    undoing that part (one call kept, the lines joined) makes the rest exact."""
     errors: Counter[int] = Counter()
     for row in _counted_rows():
+        if not among(row["source"]):
+            continue
         request = copy.deepcopy(row["request"])
         if unpinned == "calls":
             several = [m for m in request["messages"] if len(m.get("tool_calls") or ()) > 1]
@@ -809,32 +831,78 @@ def _estimate_errors(unpinned: str) -> Counter[int]:
     return errors
 
 
+#: Increment 10's recordings with several calls in one message (every version of such
+#: cassettes in the history of the suites already here), held out from the rendering's choice.
+SEVERAL_CALLS_HELD_OUT = tuple(
+    f"github.com/{source}"
+    for source in (
+        "Arize-ai/openinference@06693fed70eb",
+        "Arize-ai/openinference@6ad7284b1e2e",
+        "Arize-ai/openinference@97a266ea194d",
+        "Arize-ai/openinference@cfdfe2212423",
+        "Arize-ai/openinference@dc7327f3e47c",
+        "Arize-ai/openinference@dd5ed6ac3d5c",
+        "Mirascope/mirascope@02ef02e56630",
+        "Mirascope/mirascope@7260f3161d09",
+        "activeagents/activeagent@ea84c843157e",
+        "crewAIInc/crewAI@13a491cdb3ef",
+        "crewAIInc/crewAI@17f4180b7ecc",
+        "crewAIInc/crewAI@8dea33c25767",
+        "crewAIInc/crewAI@a9d62172add4",
+        "crewAIInc/crewAI@b8d042bfc453",
+        "crewAIInc/crewAI@e9a643cee500",
+        "lmnr-ai/lmnr-python@d4b84098a719",
+    )
+)
+
+
 def test_several_calls_in_one_message_are_estimated() -> None:
-    """Several tool calls in one message, estimated as single calls each plus 21 tokens, their
-    results not speaking as the function: within 1 of the bill on all 26 recordings where
-    nothing else is estimated (5 configurations, gpt-4o, gpt-4o-mini, gpt-5-nano; the
-    constant chosen on all of them: not held out). The previous estimate
-    (``multi_tool_use.parallel``) was 2 under to 10 over: -2 x3, 0 x5, +5 x12, +10 x6. Held
-    out, increment 7's 8 such recordings miss it: RubyLLM's gpt-4.1-nano 4 under twice,
-    ruby-openai's gpt-3.5-turbo-0125 (two calls, then their results) 12 under, ActiveAgent's
-    gpt-4o-mini browsing conversation about 7 under per message of several calls (7 to 34)."""
-    held_out = {-4: 2, -12: 1, -7: 1, -13: 1, -20: 1, -27: 1, -34: 1}
-    assert _estimate_errors("calls") == Counter({-1: 7, 0: 12, 1: 7, **held_out})
+    """Several tool calls in one message, estimated as one call to ``multi_tool_use.parallel``
+    (compact JSON of ``tool_uses``) and 6 tokens, their results as one message holding a JSON
+    array of their texts. Chosen among 5 renderings of the calls (each as a single call,
+    ``multi_tool_use.parallel`` compact, spaced or with the arguments as given, a JSON array)
+    x 5 of the results (messages of their own as today, each a JSON string, one JSON array,
+    compact or not, each without quotes) x a constant per call, on the 52 recordings of
+    increments 6 and 7 (34 with nothing else estimated): 32 of those 34 at the bill (the
+    previous estimate, each call as a single call plus 21: 12; 4-34 under on 8). Not exact:
+    OpenInference's first turn (an assistant message first) 2 over, ruby-openai's 12 under
+    (a result with an emoji, escaped ``\\uXXXX`` in that 2025 recording). Held out, increment
+    10's 28, counted blind with the previous estimate (0 x1, +1 x8, -2, -8 x3, +33, -47, -53,
+    -76, -87, -85, -108, -24..-152 x8): of the 14 with nothing else estimated, 2 at the bill,
+    Mirascope's 8 on gpt-5-mini (Azure) 1 over, ActiveAgent's 2 28 under (Wikipedia text
+    escaped to ASCII, as in all 2025 recordings; crewAI's 2026 ones bill it as is), an agno
+    team's concurrent members 44 under and 65 over. Not exact: stays an estimate."""
+    fitted = _estimate_errors("calls", lambda source: not source.startswith(SEVERAL_CALLS_HELD_OUT))
+    assert fitted == Counter({0: 32, 2: 1, -12: 1})
+    held_out = _estimate_errors("calls", lambda source: source.startswith(SEVERAL_CALLS_HELD_OUT))
+    assert held_out == Counter({0: 2, 1: 8, -28: 2, -44: 1, 65: 1})
+    # Every recording with several calls (80), other estimated parts or not: the long results
+    # of crewAI's manager agents (12, 22-152 under before) are at the bill; Pydantic AI's 9
+    # with docstrings besides 2 over (2 under before); OpenInference's other agno team turns
+    # 5-12 under (2025, escaped), its agent-framework ones 7 under (3).
+    errors: Counter[int] = Counter()
+    for row in _counted_rows():
+        if any(len(m.get("tool_calls") or ()) > 1 for m in row["request"]["messages"]):
+            tokens, method, _ = chat_prompt_estimate(row["response_model"], row["request"])
+            assert method == "estimate", row["source"]
+            errors[tokens - row["prompt_tokens"]] += 1
+    assert errors == Counter({0: 52, 1: 8, 2: 10, -5: 1, -7: 3, -12: 2, -28: 2, -44: 1, 65: 1})
 
 
 def test_descriptions_over_several_lines_are_estimated_closer() -> None:
     """A description over several lines, trimmed, each line a comment stripped of its blank
-    space (a blank line ``//``): the estimate is the bill on 49 of the 52 recordings where
+    space (a blank line ``//``): the estimate is the bill on 56 of the 59 recordings where
     nothing else is estimated. The lines' rendering chosen on crewAI's 29 among 5 (27 at the
     bill; the previous rule, indented lines as given, 23: its ``Args:``/``Returns:``
     docstrings were 7 over); held out, ddtrace's 5 and OpenInference's 1 at the bill,
     Mirascope's 5 1-2 over. Then the trimming, fitted on Mirascope's 159-line description (4
     recordings, 17 over before, 2 over without it). Then langchaingo's, counted blind: its 12
     gpt-4o recordings (tab-indented lines, 1 over by the previous rule) at the bill (its 16 on
-    gpt-4-0613 have property titles besides: ``test_titles_on_gpt_4_0613_are_estimated``).
-    Not exact: Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
+    gpt-4-0613 have property titles besides: ``test_titles_on_gpt_4_0613_are_estimated``),
+    then its fork's 7 (vxcontrol/langchaingo, gpt-4o), counted blind: at the bill. Not exact:
+    Mirascope's docstring 1 over, two gpt-4-0125-preview requests 6 under."""
     errors = _estimate_errors("descriptions")
-    assert errors == Counter({0: 49, -6: 2, 1: 1})
+    assert errors == Counter({0: 56, -6: 2, 1: 1})
 
 
 def test_titles_on_gpt_4_0613_are_estimated() -> None:

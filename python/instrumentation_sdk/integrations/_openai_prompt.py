@@ -26,8 +26,10 @@ into the prompt what the rule does not see:
 * an assistant message's ``tool_calls``: one call is addressed to its function (the message's
   role becomes ``assistant to=functions.`` then the name, a string of its own, and the
   arguments, as compact JSON, its content, plus 1 token); several calls in one message are
-  estimated (as single calls each and 21 tokens, their results not speaking as the function:
-  within 1 of the bill on the 26 recordings it was made on, 4-34 under on 8 later ones); a
+  estimated as one call to ``multi_tool_use.parallel`` (compact JSON of ``tool_uses``, each a
+  ``recipient_name`` and ``parameters``) and 6 tokens, their results as one message holding a
+  JSON array of the results' texts (the bill on 37 of the 52 recordings it was chosen on, and
+  on 2 of the 14 held out with nothing else estimated, 8 more 1 over); a
   message with text and a call bills 4 more; a
   ``tool`` message speaks as ``functions.<name>`` (its ``tool_call_id`` and any ``name`` on it
   are not billed); a legacy ``function`` result bills 2 fewer than the rule counts;
@@ -89,10 +91,12 @@ _HARMONY_CALL = 6
 #: rule's message. Predicted by the documentation, then exact on ruby_llm's 4 recordings with one
 #: (gpt-5-nano, gpt-5.4), 2 short before.
 _HARMONY_FINAL = 2
-#: Several tool calls in one message, beyond each call's text and 1 (as a single call bills):
-#: the estimate's constant, the median over the 26 such recordings whose other parts are
-#: counted exactly (5 configurations; no rendering tried fits them all, see the README).
-_PARALLEL_CALLS = 21
+#: Several tool calls in one message, beyond the ``multi_tool_use.parallel`` call's text and
+#: the JSON array of their results: the estimate's constant (the median over the 34 such
+#: recordings whose other parts are counted exactly, 28 of them at the bill with it).
+_PARALLEL_CALLS = 6
+#: The message holding the results of several calls: its 3 tokens and its role's.
+_PARALLEL_RESULTS = 4
 #: Models billed by the text of their messages alone (no per-message tokens, no priming).
 _TEXT_ONLY_MODELS = ("gpt-4o-search", "gpt-4o-mini-search")
 #: Models whose billing no rule here describes (o1-mini billed 7 more than the rule): estimated.
@@ -456,13 +460,35 @@ def _compact_json(text: str) -> str:
         return text
 
 
+def _json_or_text(text: str) -> Any:
+    """``text`` parsed when it is JSON, else as given."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _result_text(content: Any) -> str:
+    """A tool result's text: its content, or the text of its parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list | tuple):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
 def _tool_call_texts(
-    message: Mapping[str, Any], call_names: dict[str, str]
+    message: Mapping[str, Any], call_names: dict[str, str | None]
 ) -> tuple[list[str], int]:
     """The text an assistant message's calls add, and the tokens beyond it: one call is
     addressed to its function (`` to=functions.<name>``, its arguments the content: a tool
     call's as compact JSON and 2 tokens more, a legacy ``function_call``'s as given); several
-    go to ``multi_tool_use.parallel`` as one compact JSON of ``tool_uses``."""
+    (an estimate) go to ``multi_tool_use.parallel`` as one compact JSON of ``tool_uses``, their
+    ids mapped to ``None`` in ``call_names`` (their results are billed together)."""
     calls = []
     for call in message.get("tool_calls") or ():
         if not isinstance(call, Mapping):
@@ -485,16 +511,21 @@ def _tool_call_texts(
         return [" to=functions.", name, _compact_json(arguments)], 1
     if not calls:
         return [], 0
-    # Several calls (an estimate): each as a single call is, and a constant for the message;
-    # their results do not speak as the function (``call_names`` maps them to "").
-    texts: list[str] = []
+    # Several calls (an estimate): one call to ``multi_tool_use.parallel`` with the calls as
+    # compact JSON (the form models answer with when asked for several calls in one turn) and
+    # a constant. Rendered so, 28 of the 34 recordings it was chosen on are at the bill; each
+    # call rendered as a single call is 4-34 under on 8 of them. Their results are billed
+    # together (``chat_prompt_estimate``): ``call_names`` marks their ids with ``None``.
     for call in message.get("tool_calls") or ():
         call_id = str((call if isinstance(call, Mapping) else _as_mapping(call) or {}).get("id"))
         if call_id in call_names:
-            call_names[call_id] = ""
-    for name, arguments in calls:
-        texts += (" to=functions.", name, _compact_json(arguments))
-    return texts, len(calls) + _PARALLEL_CALLS
+            call_names[call_id] = None
+    uses = [
+        {"recipient_name": f"functions.{name}", "parameters": _json_or_text(arguments)}
+        for name, arguments in calls
+    ]
+    parallel = json.dumps({"tool_uses": uses}, separators=(",", ":"), ensure_ascii=False)
+    return [" to=multi_tool_use.parallel", parallel], _PARALLEL_CALLS
 
 
 def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | None:
@@ -523,7 +554,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     extra = 0
     has_system = False
     has_developer = False
-    call_names: dict[str, str] = {}  # tool_call_id -> function name
+    # tool_call_id -> function name (``None``: one of several calls in one message)
+    call_names: dict[str, str | None] = {}
+    parallel_results: list[list[str]] = []  # the results of each message's several calls
     role_names: list[str] = []  # role, name of each message with a name ("role:name")
     for item in messages:
         message = item if type(item) is dict else _as_mapping(item)
@@ -536,6 +569,17 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         system = role in _SYSTEM_ROLES
         has_system = has_system or system
         has_developer = has_developer or role == "developer"
+        if (
+            role == "tool"
+            and parallel_results
+            and call_names.get(str(message.get("tool_call_id")), "") is None
+        ):
+            # The result of one of several calls: billed with the others as one message
+            # holding a JSON array of their texts (crewAI's 12 recordings with long results,
+            # 22-152 under as messages of their own, are at the bill so: quotes and line
+            # breaks are escaped).
+            parallel_results[-1].append(_result_text(content))
+            continue
         if role == "function":
             extra -= 2  # a legacy function result bills 2 fewer than the rule counts
         elif harmony and role == "assistant" and content and not message.get("tool_calls"):
@@ -586,11 +630,13 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             texts, beyond = _tool_call_texts(message, call_names)
             extra_texts.extend(texts)
             extra += beyond
+            if len(message.get("tool_calls") or ()) > 1:
+                parallel_results.append([])
             if harmony:
                 extra += _HARMONY_CALL
-            # Several calls in one message: the ``multi_tool_use.parallel`` rendering fits 5
-            # recorded requests (gpt-4o-mini) and misses 21 (gpt-4o by -2 or +5, gpt-4o-mini
-            # once and gpt-5-nano by +10): an estimate.
+            # Several calls in one message: an estimate. Held out, the rendering is the bill
+            # on 2 of 14 recordings with nothing else estimated (8 on gpt-5-mini 1 over, 2
+            # from 2025 escaping non-ASCII results, 2 from a concurrent agent team 44 / 65 off).
             unpinned_part = unpinned_part or len(message.get("tool_calls") or ()) > 1
             # Text and a call in one message: 4 tokens more. Fitted on openai-agents' handoff
             # (via ddtrace, gpt-4o), then held out: ActiveAgent's (gpt-4o-mini) is exact. No
@@ -598,6 +644,12 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
             if content and texts:
                 extra += _TEXT_WITH_CALL
                 unpinned_part = unpinned_part or harmony
+    for results in parallel_results:
+        if results:
+            # Non-ASCII text as is: crewAI's 2026 recordings bill it so; 2025 ones
+            # (ActiveAgent's, ruby-openai's, OpenInference's) escaped it, as ``\uXXXX``.
+            extra_texts.append(json.dumps(results, ensure_ascii=False))
+            extra += _PARALLEL_RESULTS
     count = _core.count_tokens(plain, model)
     tokens = count.tokens + extra
     if role_names:
