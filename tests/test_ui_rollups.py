@@ -864,7 +864,8 @@ def test_migrating_a_schema_7_store_rolls_its_newest_hours_up_by_the_minute(
     conn = sqlite3.connect(path, isolation_level=None)
     rollups.ensure_math(conn)
     written = _minute_rows(conn)
-    assert written[0] and written[1]
+    assert written[0]
+    assert written[1]
     # Schema 7 is schema 9 without the minute rollups.
     conn.execute("DROP TABLE span_minute_rollups")
     conn.execute("DROP TABLE span_text_minute_rollups")
@@ -900,7 +901,8 @@ def test_migrating_a_schema_8_store_keys_its_minutes_and_rolls_them_up_by_text(
     conn = sqlite3.connect(path, isolation_level=None)
     rollups.ensure_math(conn)
     written = _minute_rows(conn)
-    assert written[0] and written[1]
+    assert written[0]
+    assert written[1]
     # Schema 8: a rowid minute table with NULL keys from rolled_until on, no text minute
     # rollups.
     conn.execute(
@@ -913,8 +915,15 @@ def test_migrating_a_schema_8_store_keys_its_minutes_and_rolls_them_up_by_text(
         assert isinstance(statement, str)
         conn.execute(statement)
     columns = ", ".join(
-        ("bucket_ns", "bucket_start", "model", "provider", "service_name", "status")
-        + rollups.ROLLUP_VALUES
+        (
+            "bucket_ns",
+            "bucket_start",
+            "model",
+            "provider",
+            "service_name",
+            "status",
+            *rollups.ROLLUP_VALUES,
+        )
     )
     conn.execute(
         f"INSERT INTO span_minute_rollups ({columns}) SELECT "

@@ -35,6 +35,14 @@ the first batch with a span of a later hour rolls the hours before it up from th
 spans, once (never past the writer's clock's current hour). So a busy service's batches,
 all in the current hour, write no rollup row, and the rows of an hour are written once
 instead of rewritten by every batch.
+
+Schema 8 adds rollups by the minute (``MINUTE_ROLLUPS``) of the hours not rolled up yet,
+added to by every batch, so readers take whole minutes of a busy service's newest hours from
+them. Schema 9 keys them (WITHOUT ROWID; a batch adds to its rows by upserts, histograms
+merged in Rust, instead of reading them back), adds the same rows keyed also by text
+(``TEXT_MINUTE_ROLLUPS``, the text rollups' keys), so a text filter over those hours adds up
+rollups too, and keeps the minutes of the last hour rolled up (``MINUTES_KEPT``, from
+``span_rollup_state.minutes_from`` on): a window of the last hour cuts that hour.
 """
 
 from __future__ import annotations
@@ -57,11 +65,11 @@ __all__ = [
     "EMPTY_AGGREGATE",
     "HOUR_NS",
     "MIGRATION",
+    "MINUTES_KEPT",
+    "MINUTE_CLUSTER_MIGRATION",
     "MINUTE_MIGRATION",
     "MINUTE_NS",
-    "MINUTE_CLUSTER_MIGRATION",
     "MINUTE_ROLLUPS",
-    "MINUTES_KEPT",
     "NULL_KEY",
     "PERCENTILE_ERROR",
     "ROLLED_TEXTS_MAX",
@@ -80,9 +88,9 @@ __all__ = [
     "forget_through",
     "insert_text_sql",
     "log_bucket_sql",
+    "minutes_from",
     "rebuild",
     "rebuild_texts",
-    "minutes_from",
     "rolled_until",
     "text_key",
     "text_rollup_column",
@@ -638,7 +646,10 @@ def add_inserted(
 
     Schema 8: the spans of the deferred hours are added to their minute's rollups
     (``MINUTE_ROLLUPS``) with every batch, so readers take whole minutes of those hours from
-    them; rolling an hour up deletes its minutes."""
+    them; rolling an hour up deletes its minutes. Schema 9: also to the text minute rollups
+    (``TEXT_MINUTE_ROLLUPS``, with ``text_keys``), and rolling up keeps the minutes of the
+    last hour rolled up (``minutes_from``): the batch's spans from there on, late ones too,
+    go to their minutes."""
     until = rolled_until(conn)
     kept = minutes_from(conn)
     if spans is not None:
