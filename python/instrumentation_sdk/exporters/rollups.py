@@ -823,10 +823,21 @@ def _sql_extreme(function: str, column: str) -> str:
     return f"coalesce({function}({column}, excluded.{column}), {column}, excluded.{column})"
 
 
-def _upsert_sql(table: str, key: str) -> str:
+def _upsert_sql(table: str, key: str, *, append: bool = False) -> str:
     """Adds a rollup row (``_insert_sql``'s parameters) to the stored row of its ``key`` (the
-    table's primary key), or inserts it."""
-    return _insert_sql(table) + f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(_ADDED_VALUES)
+    table's primary key), or inserts it. ``append``: the histograms' pairs are appended to the
+    stored ones instead of merged (a blob with buckets repeated and out of order, which
+    readers merge: they merge every group's blobs concatenated anyway)."""
+    values = _ADDED_VALUES
+    if append:
+        values = tuple(
+            # (``||`` makes text of the bytes, CAST takes them back as a blob)
+            f"{column} = CAST({column} || excluded.{column} AS BLOB)"
+            if column in ("latency_histogram", "ttft_histogram")
+            else value
+            for column, value in zip(ROLLUP_VALUES, _ADDED_VALUES, strict=True)
+        )
+    return _insert_sql(table) + f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(values)
 
 
 #: How an upsert adds a row's values to the stored ones.
@@ -851,8 +862,12 @@ _UPSERTS: Final = {
     MINUTE_ROLLUPS: _upsert_sql(
         MINUTE_ROLLUPS, "bucket_start, model, provider, service_name, status"
     ),
+    # A text minute row holds few spans (a row per text key too), and a merge by a Python
+    # SQL function per row and batch cost half the upsert: its histograms are appended.
     TEXT_MINUTE_ROLLUPS: _upsert_sql(
-        TEXT_MINUTE_ROLLUPS, "text_id, bucket_start, model, provider, service_name, status"
+        TEXT_MINUTE_ROLLUPS,
+        "text_id, bucket_start, model, provider, service_name, status",
+        append=True,
     ),
 }
 
