@@ -828,7 +828,7 @@ def _upsert_sql(table: str, key: str, *, append: bool = False) -> str:
     table's primary key), or inserts it. ``append``: the histograms' pairs are appended to the
     stored ones instead of merged (a blob with buckets repeated and out of order, which
     readers merge: they merge every group's blobs concatenated anyway)."""
-    values = _ADDED_VALUES
+    values: tuple[str, ...] = _ADDED_VALUES
     if append:
         values = tuple(
             # (``||`` makes text of the bytes, CAST takes them back as a blob)
