@@ -291,6 +291,29 @@ DENSE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "timeseries-1h": ("/api/timeseries", {"since": "1h", "points": 60}),
     "stats-model-1h-filtered": ("/api/stats", {"since": "1h", "by": "model", "model": "o3"}),
     "timeseries-1h-text-err": ("/api/timeseries", {"since": "1h", "points": 60, "q": "err"}),
+    # Text: every error (each with its own request id), a name a quarter of the spans have,
+    # one request id prefix (a few spans).
+    "stats-model-1h-text-err": ("/api/stats", {"since": "1h", "by": "model", "q": "err"}),
+    "stats-service-1h-text-llm": ("/api/stats", {"since": "1h", "by": "service", "q": "llm"}),
+    "timeseries-1h-text-llm": ("/api/timeseries", {"since": "1h", "points": 60, "q": "llm"}),
+    "timeseries-1h-text-selective": (
+        "/api/timeseries",
+        {"since": "1h", "points": 60, "q": "req_0000ab"},
+    ),
+    "spans-1h-text-err": ("/api/spans", {"since": "1h", "q": "err", "limit": 50}),
+    # A session of the newest minutes (4 spans) and a user (1 trace in 500: ~2,000 spans).
+    "stats-model-1h-session": (
+        "/api/stats",
+        {"since": "1h", "by": "model", "session_id": "session-24000"},
+    ),
+    "timeseries-1h-session": (
+        "/api/timeseries",
+        {"since": "1h", "points": 60, "session_id": "session-24000"},
+    ),
+    "spans-1h-session": ("/api/spans", {"since": "1h", "session_id": "session-24000"}),
+    "stats-model-1h-user": ("/api/stats", {"since": "1h", "by": "model", "user_id": "user-7"}),
+    "timeseries-1h-user": ("/api/timeseries", {"since": "1h", "points": 60, "user_id": "user-7"}),
+    "spans-1h-user": ("/api/spans", {"since": "1h", "user_id": "user-7", "limit": 50}),
 }
 
 
@@ -366,7 +389,7 @@ def test_baseline_cli_stats(benchmark: Any, store: Path, newest: int, window: st
 
 @pytest.mark.parametrize("spread", ["live-60s", "backfill-30d"])
 @pytest.mark.parametrize(
-    "write_path", ["schema-8", "without-text-rollups", "without-rollups-and-text-ids"]
+    "write_path", ["every-rollup", "without-text-rollups", "without-rollups-and-text-ids"]
 )
 def test_store_write_cost(
     benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_path: str, spread: str
@@ -393,7 +416,7 @@ def test_store_write_cost(
                 conn, after_rowid, spans
             ),
         )
-    elif write_path != "schema-8":
+    elif write_path != "every-rollup":
         monkeypatch.setattr(rollups, "add_inserted", lambda *args: None)
         monkeypatch.setattr(
             sqlite_exporter,

@@ -116,7 +116,7 @@ def exporter(db: Path) -> Any:
 def test_first_export_creates_schema_at_current_version(db: Path, exporter: SqliteExporter) -> None:
     assert not db.exists(), "the file is opened lazily, on the first export"
     exporter.export([make_record(1)])
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 8
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 9
     assert user_version(db) == SCHEMA_VERSION
     columns = [(row["name"], row["type"]) for row in rows(db, "PRAGMA table_info(spans)")]
     assert columns == EXPECTED_COLUMNS
@@ -137,7 +137,6 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
         "spans_session_start",
         "spans_user_start",
         "span_rollups_bucket",
-        "span_minute_rollups_bucket",
         "spans_text_start",
         "span_texts_rolled",
         "span_texts_class",
@@ -148,6 +147,9 @@ def test_first_export_creates_schema_at_current_version(db: Path, exporter: Sqli
     assert "span_text_rollups" in tables  # schema 6, clustered by its key since 7
     (ddl,) = rows(db, "SELECT sql FROM sqlite_master WHERE name = 'span_text_rollups'")[0]
     assert "WITHOUT ROWID" in ddl
+    for table in ("span_minute_rollups", "span_text_minute_rollups"):  # schema 8, 9
+        (ddl,) = rows(db, f"SELECT sql FROM sqlite_master WHERE name = '{table}'")[0]
+        assert "WITHOUT ROWID" in ddl, table
     assert "span_text" not in tables  # schema 4's per-span index, dropped by 5
     triggers = {row["name"] for row in kinds if row["type"] == "trigger"}
     assert triggers == {"span_texts_fts_insert", "span_texts_fts_delete"}

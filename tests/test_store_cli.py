@@ -626,7 +626,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     exporter.export([build_records(time.time_ns())[0]])
     exporter.shutdown()
     conn = sqlite3.connect(newer)
-    conn.execute("PRAGMA user_version = 9")
+    conn.execute("PRAGMA user_version = 99")
     conn.close()
     foreign = tmp_path / "foreign.db"
     conn = sqlite3.connect(foreign)
@@ -649,7 +649,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         (["spans", "--db", "{missing}"], "no span database at {missing}"),
         (["stats", "--db", "{missing}"], "no span database at {missing}"),
         (["spans", "--db", "{garbage}"], "{garbage} is not a span database"),
-        (["stats", "--db", "{newer}"], "{newer} has schema version 9"),
+        (["stats", "--db", "{newer}"], "{newer} has schema version 99"),
         (["stats", "--db", "{foreign}"], "{foreign} is an SQLite database, but not an"),
         (["spans", "--db", "{dir}"], "{dir} is a directory"),
     ],

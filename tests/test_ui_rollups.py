@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from instrumentation_sdk import _core
 from instrumentation_sdk.exporters import rollups
 from instrumentation_sdk.exporters.sqlite import (
     _COLUMNS,
@@ -172,7 +173,7 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
     exporter = _write(tmp_path / "spans.db", batches)
     exporter.shutdown()
     with open_store(tmp_path / "spans.db") as store:
-        assert store.version == SCHEMA_VERSION == 8
+        assert store.version == SCHEMA_VERSION == 9
         assert store.has_rollups
         assert store.has_text_index
         (stored,) = store._conn.execute("SELECT count(*) FROM spans").fetchone()
@@ -190,7 +191,9 @@ def test_rollups_answer_as_the_raw_rows_do(tmp_path: Path) -> None:
         ).fetchone()
         assert rolled == daily == before
         assert 0 < stored - before < stored / 10
-        assert _minute_sums(store) == (stored - before, stored - before)
+        # The minutes hold those spans and the last rolled hour's (schema 9 keeps them).
+        minutes, kept = _minute_sums(store)
+        assert minutes == kept > stored - before
         _check(store, rng, start, now, rounds=60)
 
 
@@ -482,20 +485,35 @@ def test_a_batch_the_rollups_cannot_add_up_in_python_is_read_back(tmp_path: Path
 
 
 def _minute_sums(store: SpanStore) -> tuple[int, int]:
-    """Spans in the minute rollups, and spans stored from ``rolled_until`` on (the hours the
-    minute rollups hold)."""
+    """Spans in the minute rollups, and spans stored from where they begin on: ``rolled_until``
+    (schema 8), ``minutes_from`` (schema 9: an hour before, once an hour was rolled up), or
+    ``complete_from`` when later."""
     conn = store._conn
-    (until,) = conn.execute("SELECT rolled_until FROM span_rollup_state").fetchone()
+    kept = "minutes_from" if store.version >= 9 else "rolled_until"
+    (start, complete) = conn.execute(
+        f"SELECT {kept}, complete_from FROM span_rollup_state"
+    ).fetchone()
+    since = max(start, complete)
     (minutes,) = conn.execute(
         "SELECT coalesce(sum(spans), 0) FROM span_minute_rollups WHERE bucket_start >= ?",
-        (until,),
+        (since,),
     ).fetchone()
     (older,) = conn.execute(
-        "SELECT count(*) FROM span_minute_rollups WHERE bucket_start < ?", (until,)
+        "SELECT count(*) FROM span_minute_rollups WHERE bucket_start < ?", (start,)
     ).fetchone()
-    assert older == 0  # rolling an hour up deletes its minutes
+    assert older == 0  # rolling an hour up deletes the minutes before those kept
+    if store.version >= 9:
+        # The text minute rollups hold the same spans, each once (under its text's key).
+        (texts,) = conn.execute(
+            "SELECT coalesce(sum(spans), 0) FROM span_text_minute_rollups WHERE bucket_start >= ?",
+            (since,),
+        ).fetchone()
+        (older,) = conn.execute(
+            "SELECT count(*) FROM span_text_minute_rollups WHERE bucket_start < ?", (start,)
+        ).fetchone()
+        assert (texts, older) == (minutes, 0)
     (stored,) = conn.execute(
-        "SELECT count(*) FROM spans WHERE start_time_unix_nano >= ?", (until,)
+        "SELECT count(*) FROM spans WHERE start_time_unix_nano >= ?", (since,)
     ).fetchone()
     return minutes, stored
 
@@ -822,11 +840,23 @@ def test_the_newest_hours_are_answered_by_the_minute(tmp_path: Path) -> None:
             raw.close()
 
 
+def _minute_rows(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+    """The minute rollups and the text minute rollups from ``rolled_until`` on (what schema 8
+    held), NULL provider and service as NULL."""
+    values = ", ".join(rollups.ROLLUP_VALUES)
+    keys = "bucket_start, model, nullif(provider, x''), nullif(service_name, x''), status"
+    since = "WHERE bucket_start >= (SELECT rolled_until FROM span_rollup_state)"
+    minutes = conn.execute(f"SELECT {keys}, {values} FROM span_minute_rollups {since}")
+    texts = conn.execute(f"SELECT {keys}, {values}, text_id FROM span_text_minute_rollups {since}")
+    return _comparable(minutes.fetchall()), _comparable(texts.fetchall())
+
+
 def test_migrating_a_schema_7_store_rolls_its_newest_hours_up_by_the_minute(
     tmp_path: Path,
 ) -> None:
-    """v7 -> v8: the minute rollups of the spans from ``rolled_until`` on, equal to those the
-    batches wrote; a v7 file read before a writer migrates it answers from the raw rows."""
+    """v7 -> v9: the minute rollups (and text minute rollups) of the spans from
+    ``rolled_until`` on, equal to those the batches wrote; a v7 file read before a writer
+    migrates it answers from the raw rows."""
     rng = random.Random(21)
     now = time.time_ns()
     path = tmp_path / "spans.db"
@@ -834,20 +864,90 @@ def test_migrating_a_schema_7_store_rolls_its_newest_hours_up_by_the_minute(
     exporter.shutdown()
     conn = sqlite3.connect(path, isolation_level=None)
     rollups.ensure_math(conn)
-    values = ", ".join(rollups.ROLLUP_VALUES)
-    columns = f"bucket_start, model, provider, service_name, status, {values}"
-    written = conn.execute(f"SELECT {columns} FROM span_minute_rollups").fetchall()
-    assert written
-    # Schema 7 is schema 8 without the minute rollups.
+    written = _minute_rows(conn)
+    assert written[0]
+    assert written[1]
+    # Schema 7 is schema 9 without the minute rollups.
     conn.execute("DROP TABLE span_minute_rollups")
+    conn.execute("DROP TABLE span_text_minute_rollups")
+    conn.execute("ALTER TABLE span_rollup_state DROP COLUMN minutes_from")
     conn.execute("PRAGMA user_version = 7")
     with open_store(path) as store:
         assert store.version == 7
         _check(store, rng, now - 2 * HOUR, now, rounds=20)
-    assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION == 8
-    migrated = conn.execute(f"SELECT {columns} FROM span_minute_rollups").fetchall()
+    assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION == 9
+    migrated = _minute_rows(conn)
     conn.close()
-    assert _comparable(migrated) == _comparable(written)
+    assert migrated == written
+    exporter = _write(path, _busy_hours(rng, now + 30 * MINUTE, 3))
+    exporter.shutdown()
+    with open_store(path) as store:
+        minutes, stored = _minute_sums(store)
+        assert minutes == stored > 0
+        _check(store, rng, now - 2 * HOUR, now + 30 * MINUTE, rounds=30)
+
+
+def test_migrating_a_schema_8_store_keys_its_minutes_and_rolls_them_up_by_text(
+    tmp_path: Path,
+) -> None:
+    """v8 -> v9: the minute rollups move to a keyed table (the same rows, NULL provider and
+    service as ``NULL_KEY``) and the text minute rollups are filled from the spans, equal to
+    what the batches wrote; a v8 file read before a writer migrates it answers text filters
+    from the raw rows, the rest from its minute rollups."""
+    rng = random.Random(22)
+    now = time.time_ns()
+    path = tmp_path / "spans.db"
+    exporter = _write(path, _busy_hours(rng, now, 8))
+    exporter.shutdown()
+    conn = sqlite3.connect(path, isolation_level=None)
+    rollups.ensure_math(conn)
+    written = _minute_rows(conn)
+    assert written[0]
+    assert written[1]
+    # Schema 8: a rowid minute table with NULL keys from rolled_until on, no text minute
+    # rollups.
+    conn.execute(
+        "DELETE FROM span_minute_rollups "
+        "WHERE bucket_start < (SELECT rolled_until FROM span_rollup_state)"
+    )
+    conn.execute("ALTER TABLE span_rollup_state DROP COLUMN minutes_from")
+    conn.execute("ALTER TABLE span_minute_rollups RENAME TO keyed")
+    for statement in rollups.MINUTE_MIGRATION[:2]:
+        assert isinstance(statement, str)
+        conn.execute(statement)
+    columns = ", ".join(
+        (
+            "bucket_ns",
+            "bucket_start",
+            "model",
+            "provider",
+            "service_name",
+            "status",
+            *rollups.ROLLUP_VALUES,
+        )
+    )
+    conn.execute(
+        f"INSERT INTO span_minute_rollups ({columns}) SELECT "
+        + columns.replace("provider", "nullif(provider, x'')").replace(
+            "service_name", "nullif(service_name, x'')"
+        )
+        + " FROM keyed"
+    )
+    conn.execute("DROP TABLE keyed")
+    conn.execute("DROP TABLE span_text_minute_rollups")
+    conn.execute("PRAGMA user_version = 8")
+    assert conn.execute(
+        "SELECT count(*) FROM span_minute_rollups WHERE provider IS NULL"
+    ).fetchone()[0]
+    with open_store(path) as store:
+        assert store.version == 8
+        minutes, stored = _minute_sums(store)
+        assert minutes == stored > 0
+        _check(store, rng, now - 2 * HOUR, now, rounds=30)
+    assert migrate(conn, MIGRATIONS) == SCHEMA_VERSION == 9
+    migrated = _minute_rows(conn)
+    conn.close()
+    assert migrated == written
     exporter = _write(path, _busy_hours(rng, now + 30 * MINUTE, 3))
     exporter.shutdown()
     with open_store(path) as store:
@@ -863,7 +963,8 @@ def _comparable(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     for row in rows:
         values = list(row)
         values[8] = None if values[8] is None else round(values[8], 9)
-        values[11] = rollups.decode_histogram(values[11])
-        values[14] = rollups.decode_histogram(values[14])
+        # Merged: a text minute row's histograms are its batches' appended (schema 9).
+        values[11] = rollups.decode_histogram(_core.merge_histograms([values[11]]))
+        values[14] = rollups.decode_histogram(_core.merge_histograms([values[14]]))
         out.append(tuple(values))
     return sorted(out, key=repr)

@@ -259,6 +259,9 @@ MIGRATIONS: Final[tuple[tuple[MigrationStep, ...], ...]] = (
     # 8: rollups by the minute of the hours not rolled up yet, so a busy service's newest
     # hours are not read as spans (exporters/rollups.py).
     rollups.MINUTE_MIGRATION,
+    # 9: the minute rollups keyed (WITHOUT ROWID, added to by upserts), and keyed also by
+    # text, so a text filter over those hours adds up rollups (exporters/rollups.py).
+    rollups.MINUTE_CLUSTER_MIGRATION,
 )
 
 #: The schema version this code writes and reads.

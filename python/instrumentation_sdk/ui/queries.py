@@ -28,6 +28,7 @@ from ..exporters.rollups import (
     MINUTE_ROLLUPS,
     PERCENTILE_ERROR,
     TEXT_KEY_SQL,
+    TEXT_MINUTE_ROLLUPS,
     TEXT_ROLLUPS,
     Aggregate,
     ensure_math,
@@ -663,11 +664,14 @@ def _rollup_aggregates(
 ) -> None:
     """Add to ``groups`` the rollups of ``width`` (an hour or a day) that start in
     ``[low, high)`` and match the filter's model, provider, service and status; with
-    ``text_ids``, the text rollups of those texts; of a minute, the minute rollups."""
+    ``text_ids``, the text rollups of those texts; of a minute, the minute rollups (schema 9:
+    keyed, and by text)."""
     conditions, params = span_filter.key_conditions()
     table = MINUTE_ROLLUPS if width == MINUTE_NS else "span_rollups"
+    if width == MINUTE_NS:
+        key = text_rollup_column(key)  # NULL_KEY in schema 9 (a no-op on schema 8's NULLs)
     if text_ids is not None:
-        table = TEXT_ROLLUPS
+        table = TEXT_MINUTE_ROLLUPS if width == MINUTE_NS else TEXT_ROLLUPS
         key = text_rollup_column(key)
         conditions.append(f"text_id IN ({', '.join('?' for _ in text_ids)})")
         params += list(text_ids)
@@ -748,7 +752,7 @@ def _aggregates(
         # What the raw edge hours keep: spans whose text key or text id is in these.
         edge_keys: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
         if (
-            rollup_key is not None
+            (rollup_key is not None or (minute_key is not None and store.version >= 9))
             and span_filter.text
             and store.has_text_rollups
             and span_filter.session_id is None
@@ -761,8 +765,18 @@ def _aggregates(
                 text_rollups = matched.keys
                 partial = matched.partial
                 edge_keys = (frozenset(matched.keys), frozenset(partial))
-        if minute_key is not None and store.version >= 8 and span_filter.rollups_apply():
-            rest = _minute_aggregates(store, span_filter, raw_key, minute_key, groups)
+        if minute_key is not None and (
+            (store.version >= 8 and span_filter.rollups_apply())
+            or (store.version >= 9 and text_rollups is not None)
+        ):
+            rest = _minute_aggregates(
+                store,
+                span_filter,
+                raw_key,
+                minute_key,
+                groups,
+                (text_rollups, partial, edge_keys) if text_rollups is not None else None,
+            )
             if rest is None:
                 return groups
             span_filter = rest
@@ -836,11 +850,18 @@ def _minute_aggregates(
     raw_key: str,
     minute_key: str,
     groups: dict[Any, Aggregate],
+    texts: tuple[list[int], list[int], tuple[frozenset[int], frozenset[int]]] | None = None,
 ) -> SpanFilter | None:
     """Add to ``groups`` the part of the window from the first hour not rolled up (nor cut
     by retention) on: whole minutes from the minute rollups, the cut ones raw. Returns the
-    filter of the rest of the window, before that part (``None`` when nothing is left)."""
-    cursor = store._query("SELECT max(complete_from, rolled_until) FROM span_rollup_state")
+    filter of the rest of the window, before that part (``None`` when nothing is left).
+
+    ``texts`` (schema 9, a text filter): the text rollups' keys that answer, the matching
+    texts read raw, and what the raw cut minutes keep (as ``_aggregates`` has them): whole
+    minutes from the text minute rollups of those keys and the partial texts' spans."""
+    # The minute rollups hold the spans from there on (schema 9 keeps an hour more).
+    kept = "minutes_from" if store.version >= 9 else "rolled_until"
+    cursor = store._query(f"SELECT max(complete_from, {kept}) FROM span_rollup_state")
     row = cursor.fetchone() if cursor is not None else None
     if row is None:
         return span_filter
@@ -862,13 +883,34 @@ def _minute_aggregates(
     low = -floor_to(-first, MINUTE_NS) if first > _INT64_MIN else first
     high = floor_to(until, MINUTE_NS) if until < _INT64_MAX else _INT64_MAX
     edges: list[tuple[int, int]] = [(first, until)]
+    keys = texts[0] if texts is not None else None
     if low < high:
-        _rollup_aggregates(store, minute_key, span_filter, MINUTE_NS, low, high, groups)
+        _rollup_aggregates(store, minute_key, span_filter, MINUTE_NS, low, high, groups, keys)
         edges = [(first, low), (high, until)]
+        if texts is not None and texts[1]:
+            # Texts of classes the filter matches in part: raw, whole minutes too.
+            middle = windowed(low, high)
+            middle_where = middle.where(**_text_kinds(store), matching_ids=texts[1])
+            _raw_aggregates(store, raw_key, middle, groups, middle_where)
     for edge_since, edge_until in edges:
         if edge_since < edge_until:
-            _raw_aggregates(store, raw_key, windowed(edge_since, edge_until), groups)
-    return windowed(since, first) if since < first else None
+            edge = windowed(edge_since, edge_until)
+            if texts is not None:
+                # A minute or so of spans: read them, keep those whose text matches.
+                where, params = SpanFilter(**{**edge.as_dict(), "text": None}).where()
+                _add_rows(store, raw_key, where, params, groups, texts[2])
+            else:
+                _raw_aggregates(store, raw_key, edge, groups)
+    if not since < first:
+        return None
+    # One probe of the start index: a window reaching back past the oldest span (a young or
+    # busy store's) leaves nothing there, and a text's lookup alone would cost ~0.1 s.
+    spans_before = _rows(
+        store,
+        "SELECT 1 FROM spans WHERE start_time_unix_nano >= ? AND start_time_unix_nano < ? LIMIT 1",
+        [since, first],
+    )
+    return windowed(since, first) if spans_before else None
 
 
 def group_stats(
