@@ -49,7 +49,8 @@ mod _core {
     use crate::py::sink::{orphaned_spans, Batch, JsonlRound, SpanSink};
     #[pymodule_export]
     use crate::py::span::{
-        capture_content, end_span_with, events_dropped, set_capture_content, Ready, SpanCore,
+        capture_content, end_span_with, events_dropped, set_capture_content, start_span_with,
+        Ready, SpanCore,
     };
     #[pymodule_export]
     use crate::py::stream::{streams_open, AsyncStream, Awaiting, Cursor, Stream};

@@ -58,6 +58,33 @@ pub fn events_dropped() -> u64 {
     EVENTS_DROPPED.load(Ordering::Relaxed)
 }
 
+/// A span made as `llm_span_with_tokens(model, provider, prompt=prompt, name=name,
+/// **attributes)` makes it (as `llm_span` does when `prompt` is `None`), then entered: what the
+/// client integrations call once per call, without the keyword arguments' round trip. Raises
+/// only what `__enter__` raises (`PromptInjectionError` under `injection="block"`).
+#[pyfunction]
+pub fn start_span_with<'py>(
+    py: Python<'py>,
+    model: Bound<'py, PyAny>,
+    provider: Option<Bound<'py, PyAny>>,
+    name: Bound<'py, PyAny>,
+    prompt: Option<Bound<'py, PyAny>>,
+    attributes: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, SpanCore>> {
+    let args = SpanArgs {
+        model,
+        provider,
+        service_name: None,
+        user_id: None,
+        session_id: None,
+        name: Some(name),
+        parent: None,
+        attributes: attributes.iter().collect(),
+    };
+    let span = new_span(py, args, prompt.map(Bound::unbind))?;
+    SpanCore::__enter__(span)
+}
+
 /// Records each of `groups` (tuples of `key, value, key, value, ...`) as `set_metadata`
 /// records each pair, skipping a `None` value, then ends the span as `__exit__(None, None,
 /// None)` does. What the client integrations call once per response: a dozen `set_metadata`

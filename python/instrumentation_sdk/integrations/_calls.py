@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import pipeline
-from .._core import end_span_with
+from .._core import end_span_with, start_span_with
 from ..scan import PromptInjectionError
-from ..spans import llm_span, llm_span_with_tokens
 
 __all__ = ["Call", "Library", "run_async", "run_sync"]
 
@@ -92,12 +91,11 @@ def start_span(library: Library, call: Call) -> Any:
     content capture is on). ``prompt_tokens`` stays the provider's usage, so a call that fails
     before it is billed has none, whether content capture is on or not."""
     model, name, attributes, prompt = call
-    if prompt is not None and "prompt_tokens_estimate" in attributes:
-        span = llm_span_with_tokens(model, library.provider, prompt=prompt, name=name, **attributes)
-    else:
-        span = llm_span(model, library.provider, name=name, **attributes)
-    span.__enter__()
-    return span
+    if "prompt_tokens_estimate" not in attributes:
+        prompt = None  # no pre-count: the prompt is not given to the span (llm_span's)
+    # llm_span_with_tokens(model, provider, prompt=..., name=..., **attributes), entered, in
+    # one call into the core.
+    return start_span_with(model, library.provider, name, prompt, attributes)
 
 
 def raw_mode(kwargs: Mapping[str, Any]) -> str | None:
