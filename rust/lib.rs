@@ -48,7 +48,10 @@ mod _core {
     #[pymodule_export]
     use crate::py::sink::{orphaned_spans, Batch, JsonlRound, SpanSink};
     #[pymodule_export]
-    use crate::py::span::{capture_content, events_dropped, set_capture_content, Ready, SpanCore};
+    use crate::py::span::{
+        capture_content, end_span_with, events_dropped, set_capture_content, start_span_with,
+        Ready, SpanCore,
+    };
     #[pymodule_export]
     use crate::py::stream::{streams_open, AsyncStream, Awaiting, Cursor, Stream};
     #[pymodule_export]

@@ -855,6 +855,46 @@ def test_metadata_after_end_is_ignored_and_counted(
     assert len(sdk_warnings(caplog)) == 1, sdk_warnings(caplog)  # one kind, logged once
 
 
+def test_end_span_with_records_the_pairs_and_ends_the_span(
+    exporter: InMemoryExporter, fresh_faults: None
+) -> None:
+    """The client integrations' one call per response (``_core.end_span_with``): each group's
+    ``key, value`` pairs as ``set_metadata`` records them, a ``None`` value left out, then the
+    span ends as ``__exit__`` ends it (the context goes back to the parent)."""
+    before = faults()
+    with llm_span("router") as parent:
+        span = llm_span("gpt-4o", "openai")
+        span.__enter__()
+        assert current_span() is span
+        instrumentation_sdk._core.end_span_with(
+            span,
+            ("retry_count", 0, "http_status_code", None),
+            ("prompt_tokens", "12", "finish_reason", "stop", "note", [1, 2]),
+            (),
+        )
+        assert span.ended
+        assert current_span() is parent
+    assert span.status == "ok"
+    assert dict(span.metadata) == {
+        "retry_count": 0,
+        "prompt_tokens": 12,  # converted as set_metadata converts it
+        "finish_reason": "stop",
+        "note": [1, 2],
+    }
+    # After the end: ignored and counted, as set_metadata and __exit__ are.
+    instrumentation_sdk._core.end_span_with(span, ("late", 1))
+    assert "late" not in span.metadata
+    assert fault_delta(before, "metadata_after_end") == 1
+    # Not key, value pairs: the odd key is ignored and counted, never raised.
+    lone = llm_span("gpt-4o")
+    lone.__enter__()
+    instrumentation_sdk._core.end_span_with(lone, ("a", 1, "b"), "not a tuple")
+    assert lone.ended
+    assert dict(lone.metadata) == {"a": 1}
+    assert fault_delta(before, "argument_type") == 2
+    assert by_id(exporter)[span.span_id]["metadata"]["prompt_tokens"] == 12
+
+
 # -- odd metadata ------------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "encode_otlp_records",
     "encoding_for_model",
     "encoding_names",
+    "end_span_with",
     "events_dropped",
     "injection_threshold",
     "install_injection_classes",
@@ -58,6 +59,7 @@ __all__ = [
     "set_capture_content",
     "set_injection_block",
     "standard_metadata_keys",
+    "start_span_with",
     "streams_open",
     "token_cache_stats",
     "wait_for_preload",
@@ -314,6 +316,10 @@ def set_capture_content(on: bool) -> None: ...
 def capture_content() -> bool: ...
 def streams_open() -> int: ...
 def events_dropped() -> int: ...
+def end_span_with(span: Span, *groups: tuple[Any, ...]) -> None: ...
+def start_span_with(
+    model: str, provider: str | None, name: str, prompt: object, attributes: dict[str, Any]
+) -> Span: ...
 def encode_jsonl_records(
     records: list[dict[str, Any]], encode: Callable[[object], bytes], plan: ExportPlan
 ) -> tuple[bytes, int]: ...

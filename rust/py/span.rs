@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use pyo3::prelude::*;
 use pyo3::pyclass::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyList, PyString, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{
+    PyBool, PyDict, PyList, PyString, PyTuple, PyWeakrefMethods, PyWeakrefReference,
+};
 
 use super::context::{fault, otel_parent, Hooks, HOOKS};
 use super::prompt::Prompt;
@@ -54,6 +56,85 @@ pub fn capture_content() -> bool {
 #[pyfunction]
 pub fn events_dropped() -> u64 {
     EVENTS_DROPPED.load(Ordering::Relaxed)
+}
+
+/// A span made as `llm_span_with_tokens(model, provider, prompt=prompt, name=name,
+/// **attributes)` makes it (as `llm_span` does when `prompt` is `None`), then entered: what the
+/// client integrations call once per call, without the keyword arguments' round trip. Raises
+/// only what `__enter__` raises (`PromptInjectionError` under `injection="block"`).
+#[pyfunction]
+pub fn start_span_with<'py>(
+    py: Python<'py>,
+    model: Bound<'py, PyAny>,
+    provider: Option<Bound<'py, PyAny>>,
+    name: Bound<'py, PyAny>,
+    prompt: Option<Bound<'py, PyAny>>,
+    attributes: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, SpanCore>> {
+    let args = SpanArgs {
+        model,
+        provider,
+        service_name: None,
+        user_id: None,
+        session_id: None,
+        name: Some(name),
+        parent: None,
+        attributes: attributes.iter().collect(),
+    };
+    let span = new_span(py, args, prompt.map(Bound::unbind))?;
+    SpanCore::__enter__(span)
+}
+
+/// Records each of `groups` (tuples of `key, value, key, value, ...`) as `set_metadata`
+/// records each pair, skipping a `None` value, then ends the span as `__exit__(None, None,
+/// None)` does. What the client integrations call once per response: a dozen `set_metadata`
+/// calls through the interpreter cost more than the recording itself. Never raises.
+#[pyfunction]
+#[pyo3(signature = (span, *groups))]
+pub fn end_span_with(py: Python<'_>, span: &Bound<'_, SpanCore>, groups: &Bound<'_, PyTuple>) {
+    guarded(py, "end_span_with", (), || {
+        // Convert first: it may call into Python (__index__, __str__), never under the lock.
+        let mut converted = Vec::new();
+        for group in groups.iter() {
+            let Ok(items) = group.cast::<PyTuple>() else {
+                fault(
+                    py,
+                    "argument_type",
+                    "end_span_with: a group is not a tuple; ignored",
+                );
+                continue;
+            };
+            if items.len() % 2 != 0 {
+                fault(
+                    py,
+                    "argument_type",
+                    "end_span_with: a group is not key, value pairs; its last key was ignored",
+                );
+            }
+            let mut pairs = items.iter();
+            while let (Some(key), Some(value)) = (pairs.next(), pairs.next()) {
+                if !value.is_none() {
+                    converted.extend(convert(py, &key, &value));
+                }
+            }
+        }
+        let mut state = span.get().lock();
+        if state.ended {
+            drop(state);
+            drop(converted); // may hold Python objects: released outside the lock
+            fault(
+                py,
+                "metadata_after_end",
+                "set_metadata called after the span ended; ignored",
+            );
+        } else {
+            for (key, value) in converted {
+                state.insert(key, value);
+            }
+            drop(state);
+        }
+        end(span, None);
+    });
 }
 
 /// Runs an entry point's body; a panic (a bug of ours) is counted and logged, never raised

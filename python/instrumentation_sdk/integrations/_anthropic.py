@@ -38,30 +38,11 @@ def describe(kwargs: Mapping[str, Any]) -> Call:
         count = _core.count_tokens([m for m in counted if isinstance(m, Mapping)], model)
         attributes["prompt_tokens_estimate"] = count.tokens
         attributes["token_count_method"] = count.method
-    return Call(model=model, name="chat", attributes=attributes, prompt=messages)
+    return model, "chat", attributes, messages
 
 
-def record_usage(span: Any, usage: Any, *, output: bool = True) -> None:
-    """Anthropic's input usage as the GenAI conventions count it: input plus cache reads and
-    cache writes, each part also recorded."""
-    uncached = usage.input_tokens or 0
-    cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
-    cache_creation = getattr(usage, "cache_creation_input_tokens", None) or 0
-    span.set_metadata("prompt_tokens", uncached + cache_read + cache_creation)
-    span.set_metadata("uncached_prompt_tokens", uncached)
-    span.set_metadata("cache_read_tokens", cache_read)
-    span.set_metadata("cache_creation_tokens", cache_creation)
-    if output and usage.output_tokens is not None:
-        span.set_metadata("completion_tokens", usage.output_tokens)
-
-
-def finish(span: Any, message: Any) -> None:
-    span.set_metadata("actual_model", message.model)
-    span.set_metadata("response_id", message.id)
-    if message.stop_reason is not None:
-        span.set_metadata("finish_reason", message.stop_reason)
-    if message.usage is not None:
-        record_usage(span, message.usage)
+def finish(span: Any, message: Any) -> tuple[Any, ...]:
+    """What a message tells, as ``key, value, ...`` pairs (``None``: not recorded)."""
     if _core.capture_content():
         texts = [block.text for block in message.content if getattr(block, "type", "") == "text"]
         span.set_completion(
@@ -69,14 +50,47 @@ def finish(span: Any, message: Any) -> None:
             if len(texts) == len(message.content)
             else [message.model_dump(exclude_none=True)]
         )
+    usage = message.usage
+    if usage is None:
+        return (
+            "actual_model",
+            message.model,
+            "response_id",
+            message.id,
+            "finish_reason",
+            message.stop_reason,
+        )
+    uncached = usage.input_tokens or 0
+    cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
+    cache_creation = getattr(usage, "cache_creation_input_tokens", None) or 0
+    # Input usage as the GenAI conventions count it: input plus cache reads and cache writes,
+    # each part also recorded.
+    return (
+        "actual_model",
+        message.model,
+        "response_id",
+        message.id,
+        "finish_reason",
+        message.stop_reason,
+        "prompt_tokens",
+        uncached + cache_read + cache_creation,
+        "uncached_prompt_tokens",
+        uncached,
+        "cache_read_tokens",
+        cache_read,
+        "cache_creation_tokens",
+        cache_creation,
+        "completion_tokens",
+        usage.output_tokens,
+    )
 
 
 def _sync_create(original: Any) -> Any:
     @functools.wraps(original)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not LIBRARY.observes(self._client):
-            return original(self, *args, **kwargs)
-        return _calls.run_sync(LIBRARY, original, self, args, kwargs, describe, finish)
+        if LIBRARY.everywhere or LIBRARY.observes(self._client):
+            return _calls.run_sync(LIBRARY, original, self, args, kwargs, describe, finish)
+        return original(self, *args, **kwargs)
 
     return create
 
@@ -84,9 +98,9 @@ def _sync_create(original: Any) -> Any:
 def _async_create(original: Any) -> Any:
     @functools.wraps(original)
     async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not LIBRARY.observes(self._client):
-            return await original(self, *args, **kwargs)
-        return await _calls.run_async(LIBRARY, original, self, args, kwargs, describe, finish)
+        if LIBRARY.everywhere or LIBRARY.observes(self._client):
+            return await _calls.run_async(LIBRARY, original, self, args, kwargs, describe, finish)
+        return await original(self, *args, **kwargs)
 
     return create
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import pipeline
+from .._core import end_span_with, start_span_with
 from ..scan import PromptInjectionError
-from ..spans import llm_span, llm_span_with_tokens
 
 __all__ = ["Call", "Library", "run_async", "run_sync"]
 
@@ -42,16 +42,10 @@ def fault(message: str) -> None:
         pipeline.note_span_fault("integration", message)
 
 
-@dataclass
-class Call:
-    """What the arguments of one call tell before it is sent."""
-
-    model: str
-    name: str
-    attributes: dict[str, Any] = field(default_factory=dict)
-    #: The prompt as given: scanned under ``injection="block"``, recorded when content capture
-    #: is on.
-    prompt: Any = None
+#: What the arguments of one call tell before it is sent: ``(model, name, attributes, prompt)``,
+#: the prompt as given (scanned under ``injection="block"``, recorded when content capture is
+#: on). A plain tuple: one is made on every observed call, and a class instance costs 4x more.
+Call = tuple[str, str, dict[str, Any], Any]
 
 
 @dataclass
@@ -96,14 +90,12 @@ def start_span(library: Library, call: Call) -> Any:
     raises ``PromptInjectionError`` here, before the request is sent) and captures it (when
     content capture is on). ``prompt_tokens`` stays the provider's usage, so a call that fails
     before it is billed has none, whether content capture is on or not."""
-    if call.prompt is not None and "prompt_tokens_estimate" in call.attributes:
-        span = llm_span_with_tokens(
-            call.model, library.provider, prompt=call.prompt, name=call.name, **call.attributes
-        )
-    else:
-        span = llm_span(call.model, library.provider, name=call.name, **call.attributes)
-    span.__enter__()
-    return span
+    model, name, attributes, prompt = call
+    if "prompt_tokens_estimate" not in attributes:
+        prompt = None  # no pre-count: the prompt is not given to the span (llm_span's)
+    # llm_span_with_tokens(model, provider, prompt=..., name=..., **attributes), entered, in
+    # one call into the core.
+    return start_span_with(model, library.provider, name, prompt, attributes)
 
 
 def raw_mode(kwargs: Mapping[str, Any]) -> str | None:
@@ -291,23 +283,47 @@ def begin(
         return None
 
 
-def _settle(library: Library, span: Any, parsed: Any, finish: Callable[[Any, Any], None]) -> None:
+def _settle(
+    library: Library,
+    span: Any,
+    parsed: Any,
+    finish: Callable[[Any, Any], tuple[Any, ...]],
+) -> None:
     """Record what the parsed result tells and end the span (a stream's span ends with it)."""
+    if not isinstance(parsed, library.stream_types):
+        _finish(span, parsed, finish, ())
+        return
     try:
-        if isinstance(parsed, library.stream_types):
-            record_stream_response(library, span, parsed)
-            observe_stream(span, parsed)
-        elif parsed is not None:
+        record_stream_response(library, span, parsed)
+        observe_stream(span, parsed)
+    except Exception as err:
+        fault(f"reading the response failed: {type(err).__name__}: {err}")
+    exit_span(span)
+
+
+def _finish(
+    span: Any,
+    parsed: Any,
+    finish: Callable[[Any, Any], tuple[Any, ...]],
+    head: tuple[Any, ...],
+) -> None:
+    """Record what a parsed result (not a stream) tells and end the span. ``head`` and what
+    ``finish`` returns are metadata as ``key, value, ...`` pairs (a ``None`` value is not
+    recorded), set as the span ends, in one call into the core."""
+    request: tuple[Any, ...] = ()
+    facts: tuple[Any, ...] = ()
+    if parsed is not None:
+        try:
             # The clients put the request id in the model's __dict__; read it there (getattr
             # on a pydantic model goes through its slow __getattr__ first).
             fields = getattr(parsed, "__dict__", None)
             request_id = fields.get("_request_id") if type(fields) is dict else None
             if isinstance(request_id, str):
-                span.set_metadata("request_id", request_id)
-            finish(span, parsed)
-    except Exception as err:
-        fault(f"reading the response failed: {type(err).__name__}: {err}")
-    exit_span(span)
+                request = ("request_id", request_id)
+            facts = finish(span, parsed)
+        except Exception as err:
+            fault(f"reading the response failed: {type(err).__name__}: {err}")
+    end_span_with(span, head, request, facts)
 
 
 def _failed(library: Library, span: Any, err: BaseException) -> None:
@@ -322,13 +338,19 @@ def run_sync(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     describe: Callable[[Mapping[str, Any]], Call],
-    finish: Callable[[Any, Any], None],
+    finish: Callable[[Any, Any], tuple[Any, ...]],
 ) -> Any:
     """One sync call of ``original`` as a span."""
-    span = begin(library, describe, kwargs)
+    span = None
+    try:  # begin()'s work, inlined: this is every observed call's path
+        span = start_span(library, describe(kwargs))
+    except PromptInjectionError:
+        raise
+    except Exception as err:
+        fault(f"describing the call failed: {type(err).__name__}: {err}")
     if span is None:
         return original(resource, *args, **kwargs)
-    mode = raw_mode(kwargs)
+    mode = None if kwargs.get("extra_headers") is None else raw_mode(kwargs)
     retries = [0, 0]
     token = _retries.set(retries)
     try:
@@ -339,11 +361,12 @@ def run_sync(
     finally:
         _retries.reset(token)
     if mode is None:
-        if not isinstance(result, library.stream_types):
-            span.set_metadata("retry_count", retries[0])
-            if retries[1]:
-                span.set_metadata("http_status_code", retries[1])
-        _settle(library, span, result, finish)
+        if isinstance(result, library.stream_types):
+            _settle(library, span, result, finish)
+        else:
+            # What the client's own work told: its retries and the final status.
+            facts = ("retry_count", retries[0], "http_status_code", retries[1] or None)
+            _finish(span, result, finish, facts)
         return result
     record_response(library, span, result)
     try:
@@ -361,13 +384,19 @@ async def run_async(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     describe: Callable[[Mapping[str, Any]], Call],
-    finish: Callable[[Any, Any], None],
+    finish: Callable[[Any, Any], tuple[Any, ...]],
 ) -> Any:
     """One async call of ``original`` as a span."""
-    span = begin(library, describe, kwargs)
+    span = None
+    try:  # begin()'s work, inlined: this is every observed call's path
+        span = start_span(library, describe(kwargs))
+    except PromptInjectionError:
+        raise
+    except Exception as err:
+        fault(f"describing the call failed: {type(err).__name__}: {err}")
     if span is None:
         return await original(resource, *args, **kwargs)
-    mode = raw_mode(kwargs)
+    mode = None if kwargs.get("extra_headers") is None else raw_mode(kwargs)
     retries = [0, 0]
     token = _retries.set(retries)
     try:
@@ -378,11 +407,12 @@ async def run_async(
     finally:
         _retries.reset(token)
     if mode is None:
-        if not isinstance(result, library.stream_types):
-            span.set_metadata("retry_count", retries[0])
-            if retries[1]:
-                span.set_metadata("http_status_code", retries[1])
-        _settle(library, span, result, finish)
+        if isinstance(result, library.stream_types):
+            _settle(library, span, result, finish)
+        else:
+            # What the client's own work told: its retries and the final status.
+            facts = ("retry_count", retries[0], "http_status_code", retries[1] or None)
+            _finish(span, result, finish, facts)
         return result
     record_response(library, span, result)
     try:

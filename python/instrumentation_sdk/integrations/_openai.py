@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import _core
 from . import _calls
-from ._calls import Call, Library
+from ._calls import Call, Library, run_async, run_sync
 from ._openai_prompt import chat_prompt_estimate, embeddings_estimate, text_estimate
 
 LIBRARY = Library(name="openai", provider="openai", request_id_header="x-request-id")
@@ -30,19 +30,23 @@ _PARAMETERS = {
 _NUMBER = (int, float)
 
 
-def _parameters(kwargs: Mapping[str, Any], attributes: dict[str, Any]) -> None:
-    for argument, key in _PARAMETERS.items():
-        if argument in kwargs:
-            value = kwargs[argument]
-            if type(value) in _NUMBER:  # not bool, not None, not NOT_GIVEN
-                attributes[key] = value
-    count = 0
-    for name in ("tools", "functions"):
-        given = kwargs.get(name)
-        if type(given) is list or type(given) is tuple:
-            count += len(given)
+def _parameters(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The request parameters recorded and the tool count, as span attributes."""
+    attributes: dict[str, Any] = {}
+    if not kwargs.keys().isdisjoint(_PARAMETERS):  # most calls set none of them
+        for argument, key in _PARAMETERS.items():
+            if argument in kwargs:
+                value = kwargs[argument]
+                if type(value) in _NUMBER:  # not bool, not None, not NOT_GIVEN
+                    attributes[key] = value
+    tools = kwargs.get("tools")
+    functions = kwargs.get("functions")
+    count = len(tools) if type(tools) is list or type(tools) is tuple else 0
+    if type(functions) is list or type(functions) is tuple:
+        count += len(functions)
     if count:
         attributes["tool_count"] = count
+    return attributes
 
 
 def _estimate(attributes: dict[str, Any], estimate: tuple[int, str, str | None] | None) -> None:
@@ -56,35 +60,38 @@ def _estimate(attributes: dict[str, Any], estimate: tuple[int, str, str | None] 
 
 def describe_chat(kwargs: Mapping[str, Any]) -> Call:
     model = str(kwargs.get("model"))
-    attributes: dict[str, Any] = {}
-    _parameters(kwargs, attributes)
-    _estimate(attributes, chat_prompt_estimate(model, kwargs))
-    return Call(model=model, name="chat", attributes=attributes, prompt=kwargs.get("messages"))
+    attributes = _parameters(kwargs)
+    estimate = chat_prompt_estimate(model, kwargs)
+    if estimate is not None:
+        tokens, method, encoding = estimate
+        attributes["prompt_tokens_estimate"] = tokens
+        attributes["token_count_method"] = method
+        if encoding is not None:
+            attributes["token_encoding"] = encoding
+    return model, "chat", attributes, kwargs.get("messages")
 
 
 def describe_responses(kwargs: Mapping[str, Any]) -> Call:
     model = str(kwargs.get("model"))
-    attributes: dict[str, Any] = {}
-    _parameters(kwargs, attributes)
+    attributes = _parameters(kwargs)
     prompt = kwargs.get("input")
     _estimate(attributes, text_estimate(model, prompt, kwargs.get("instructions")))
-    return Call(model=model, name="chat", attributes=attributes, prompt=prompt)
+    return model, "chat", attributes, prompt
 
 
 def describe_embeddings(kwargs: Mapping[str, Any]) -> Call:
     model = str(kwargs.get("model"))
     attributes: dict[str, Any] = {}
     _estimate(attributes, embeddings_estimate(model, kwargs.get("input")))
-    return Call(model=model, name="embeddings", attributes=attributes, prompt=kwargs.get("input"))
+    return model, "embeddings", attributes, kwargs.get("input")
 
 
-def finish_chat(span: Any, result: Any) -> None:
-    span.set_metadata("actual_model", result.model)
-    span.set_metadata("response_id", result.id)
+def finish_chat(span: Any, result: Any) -> tuple[Any, ...]:
+    """What a chat completion tells, as ``key, value, ...`` pairs (``None``: not recorded)."""
     choices = result.choices
+    reason = None
     if choices:
-        if choices[0].finish_reason is not None:
-            span.set_metadata("finish_reason", choices[0].finish_reason)
+        reason = choices[0].finish_reason
         if _core.capture_content():
             message = choices[0].message
             span.set_completion(
@@ -93,47 +100,74 @@ def finish_chat(span: Any, result: Any) -> None:
                 else [message.model_dump(exclude_none=True)]
             )
     usage = result.usage
-    if usage is not None:
-        span.set_metadata("prompt_tokens", usage.prompt_tokens)
-        span.set_metadata("completion_tokens", usage.completion_tokens)
-        details = usage.prompt_tokens_details
-        if details is not None and details.cached_tokens is not None:
-            span.set_metadata("cache_read_tokens", details.cached_tokens)
-        details = usage.completion_tokens_details
-        if details is not None and details.reasoning_tokens is not None:
-            span.set_metadata("reasoning_tokens", details.reasoning_tokens)
+    if usage is None:
+        return ("actual_model", result.model, "response_id", result.id, "finish_reason", reason)
+    cached = usage.prompt_tokens_details
+    reasoning = usage.completion_tokens_details
+    return (
+        "actual_model",
+        result.model,
+        "response_id",
+        result.id,
+        "finish_reason",
+        reason,
+        "prompt_tokens",
+        usage.prompt_tokens,
+        "completion_tokens",
+        usage.completion_tokens,
+        "cache_read_tokens",
+        None if cached is None else cached.cached_tokens,
+        "reasoning_tokens",
+        None if reasoning is None else reasoning.reasoning_tokens,
+    )
 
 
-def finish_responses(span: Any, result: Any) -> None:
-    span.set_metadata("actual_model", result.model)
-    span.set_metadata("response_id", result.id)
+def finish_responses(span: Any, result: Any) -> tuple[Any, ...]:
+    """What a Responses API answer tells, as ``key, value, ...`` pairs."""
     incomplete = result.incomplete_details
     reason = incomplete.reason if incomplete is not None else None
-    span.set_metadata("finish_reason", reason or result.status)
     if _core.capture_content():
         span.set_completion(result.output_text)
+    reason = reason or result.status
     usage = result.usage
-    if usage is not None:
-        span.set_metadata("prompt_tokens", usage.input_tokens)
-        span.set_metadata("completion_tokens", usage.output_tokens)
-        if usage.input_tokens_details is not None:
-            span.set_metadata("cache_read_tokens", usage.input_tokens_details.cached_tokens)
-        if usage.output_tokens_details is not None:
-            span.set_metadata("reasoning_tokens", usage.output_tokens_details.reasoning_tokens)
+    if usage is None:
+        return ("actual_model", result.model, "response_id", result.id, "finish_reason", reason)
+    cached = usage.input_tokens_details
+    reasoning = usage.output_tokens_details
+    return (
+        "actual_model",
+        result.model,
+        "response_id",
+        result.id,
+        "finish_reason",
+        reason,
+        "prompt_tokens",
+        usage.input_tokens,
+        "completion_tokens",
+        usage.output_tokens,
+        "cache_read_tokens",
+        None if cached is None else cached.cached_tokens,
+        "reasoning_tokens",
+        None if reasoning is None else reasoning.reasoning_tokens,
+    )
 
 
-def finish_embeddings(span: Any, result: Any) -> None:
-    span.set_metadata("actual_model", result.model)
-    if result.usage is not None:
-        span.set_metadata("prompt_tokens", result.usage.prompt_tokens)
+def finish_embeddings(span: Any, result: Any) -> tuple[Any, ...]:
+    usage = result.usage
+    return (
+        "actual_model",
+        result.model,
+        "prompt_tokens",
+        None if usage is None else usage.prompt_tokens,
+    )
 
 
 def _sync(original: Any, describe: Any, finish: Any) -> Any:
     @functools.wraps(original)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not LIBRARY.observes(self._client):
-            return original(self, *args, **kwargs)
-        return _calls.run_sync(LIBRARY, original, self, args, kwargs, describe, finish)
+        if LIBRARY.everywhere or LIBRARY.observes(self._client):
+            return run_sync(LIBRARY, original, self, args, kwargs, describe, finish)
+        return original(self, *args, **kwargs)
 
     return create
 
@@ -141,9 +175,9 @@ def _sync(original: Any, describe: Any, finish: Any) -> Any:
 def _async(original: Any, describe: Any, finish: Any) -> Any:
     @functools.wraps(original)
     async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not LIBRARY.observes(self._client):
-            return await original(self, *args, **kwargs)
-        return await _calls.run_async(LIBRARY, original, self, args, kwargs, describe, finish)
+        if LIBRARY.everywhere or LIBRARY.observes(self._client):
+            return await run_async(LIBRARY, original, self, args, kwargs, describe, finish)
+        return await original(self, *args, **kwargs)
 
     return create
 

@@ -137,6 +137,8 @@ class _Family(NamedTuple):
 
 
 _FAMILIES: dict[str, _Family] = {}
+#: ``isinstance`` with a tuple: a ``list | tuple`` union is built and checked on each call.
+_LISTS = (list, tuple)
 
 
 def _family(model: str) -> _Family:
@@ -384,7 +386,7 @@ def _definitions_tokens(request: Mapping[str, Any], model: str) -> tuple[int, bo
     """The definitions' tokens (rendered text, plus 9, plus the harmony preamble) and whether
     they are exact, or ``None`` when the request defines no function."""
     given = request.get("functions") or request.get("tools")
-    if not given or not isinstance(given, list | tuple):
+    if not given or not isinstance(given, _LISTS):
         return None
     key = (id(given), model)
     members = tuple(map(id, given))
@@ -535,9 +537,9 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
     """``(tokens, method, encoding)`` for a Chat Completions request, or ``None`` when its
     messages are not a list."""
     messages = request.get("messages")
-    if not isinstance(messages, list | tuple):
+    if not isinstance(messages, _LISTS):
         return None
-    family = _family(model)
+    family = _FAMILIES.get(model) or _family(model)
     if family.text_only:
         return _text_only(model, messages)
     definitions = None
@@ -590,7 +592,12 @@ def chat_prompt_estimate(model: str, request: Mapping[str, Any]) -> Estimate | N
         elif role != "tool" and type(message.get("name")) is str and type(role) is str:
             role_names += (role, message["name"])
         # The common message (role, text, maybe a name) is counted as given, not copied.
-        if type(content) is str and role != "tool" and message.keys() <= _PLAIN_KEYS:
+        if (
+            type(content) is str
+            and role != "tool"
+            # role and content only (the common message), else the keys are compared
+            and ((len(message) == 2 and role is not None) or message.keys() <= _PLAIN_KEYS)
+        ):
             if functions and system and not padded_system:
                 message = {**message, "content": content + "\n"}  # the definitions follow
                 padded_system = True
