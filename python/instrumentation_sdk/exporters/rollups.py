@@ -105,7 +105,7 @@ TEXT_MINUTE_ROLLUPS: Final = "span_text_minute_rollups"
 #: Schema 9: rolling hours up keeps the minutes of the last hour before ``rolled_until``
 #: (``span_rollup_state.minutes_from``): a window of the last hour (the overview's default)
 #: cuts that hour, which would otherwise be read as spans (up to ~2 M at a busy service's rate).
-MINUTES_KEPT: Final = 3600 * 1_000_000_000
+MINUTES_KEPT: Final = 25 * 3600 * 1_000_000_000
 DAY_NS: Final = 24 * HOUR_NS
 #: Log-spaced percentile buckets: a value is reported as its bucket's geometric middle.
 BUCKETS_PER_E: Final = 100
