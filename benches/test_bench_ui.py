@@ -161,17 +161,18 @@ def _cached_store(request: pytest.FixtureRequest, kind: str) -> Path:
             count,
             id_errors=bool(kind),
             seconds=STORE_SECONDS.get(kind, DAYS * 86400),
-            cut_hour=kind == "-6h",
+            cut_hour=kind in DAY_START_SECONDS,
         )
     return path
 
 
 #: A busy service's store: the million spans of the last half hour (about 560 a second).
 DENSE_SECONDS = 1800
-#: A busy service a few hours into its day: the million spans of the last 6.5 hours (about 43
-#: a second), written as a live writer does (the hours rolled up as the batches pass them).
-DAY_START_SECONDS = 6 * 3600 + 1800
-STORE_SECONDS = {"-dense": DENSE_SECONDS, "-6h": DAY_START_SECONDS}
+#: A busy service a few hours into its day, and a whole day: the million spans of the last
+#: 6.5 hours (about 43 a second) or 24.5 hours (11 a second), written as a live writer does
+#: (the hours rolled up as the batches pass them), the newest at one minute past an hour.
+DAY_START_SECONDS = {"-6h": 6 * 3600 + 1800, "-24h": 24 * 3600 + 1800}
+STORE_SECONDS = {"-dense": DENSE_SECONDS, **DAY_START_SECONDS}
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +190,9 @@ def dense_store(request: pytest.FixtureRequest) -> Path:
     return _cached_store(request, "-dense")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=list(DAY_START_SECONDS))
 def day_start_store(request: pytest.FixtureRequest) -> Path:
-    return _cached_store(request, "-6h")
+    return _cached_store(request, request.param)
 
 
 def _newest(store: Path) -> int:
@@ -345,8 +346,9 @@ DENSE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-#: Over the store of a busy service's first 6.5 hours: the UI's 6 h, 24 h and 7 d windows.
-#: The 6 h window starts 58 minutes before a rolled hour ends (~150,000 spans of it); its
+#: Over the stores of a busy service's first 6.5 hours and of its last 24.5: the UI's 6 h,
+#: 24 h and 7 d windows. A window starts 58 minutes before a rolled hour ends (6.5 h store,
+#: 6 h window: ~150,000 spans of that hour; 24.5 h store: ~40,000 for 6 h and 24 h); the 6 h
 #: chart's buckets (6 minutes) are no whole hours.
 DAY_START_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "stats-model-6h": ("/api/stats", {"since": "6h", "by": "model"}),

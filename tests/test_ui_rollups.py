@@ -486,7 +486,7 @@ def test_a_batch_the_rollups_cannot_add_up_in_python_is_read_back(tmp_path: Path
 
 def _minute_sums(store: SpanStore) -> tuple[int, int]:
     """Spans in the minute rollups, and spans stored from where they begin on: ``rolled_until``
-    (schema 8), ``minutes_from`` (schema 9: an hour before, once an hour was rolled up), or
+    (schema 8), ``minutes_from`` (schema 9: 25 hours before, once an hour was rolled up), or
     ``complete_from`` when later."""
     conn = store._conn
     kept = "minutes_from" if store.version >= 9 else "rolled_until"
