@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from instrumentation_sdk.exporters.rollups import MINUTE_NS
+from instrumentation_sdk.exporters.rollups import HOUR_NS, MINUTE_NS
 from instrumentation_sdk.exporters.sqlite import SCHEMA_VERSION, SqliteExporter
 from instrumentation_sdk.store import open_store, parse_since, span_stats
 
@@ -118,16 +118,25 @@ def _records(
 
 
 def build_store(
-    path: Path, count: int, *, id_errors: bool = False, seconds: int = DAYS * 86400
+    path: Path,
+    count: int,
+    *,
+    id_errors: bool = False,
+    seconds: int = DAYS * 86400,
+    cut_hour: bool = False,
 ) -> None:
     """Write ``count`` spans over the last ``seconds`` through the real exporter (cost
-    computed, every index kept)."""
+    computed, every index kept). ``cut_hour``: the newest span at one minute past an hour
+    (the last hour of the clock's but one), so a relative window anchored there starts two
+    minutes past an hour: it cuts that hour at its start and holds 58 minutes of it."""
     tmp = path.with_suffix(".building")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
     # Retention off: the store keeps all 30 days, the 1 GiB bound would not bite anyway.
     exporter = SqliteExporter(tmp, max_bytes=0, max_age=0)
     now = time.time_ns()
+    if cut_hour:
+        now = now - now % HOUR_NS - HOUR_NS + MINUTE_NS
     for batch in _records(count, now, seconds, id_errors=id_errors):
         exporter.export(batch)
     exporter.shutdown()
@@ -148,14 +157,22 @@ def _cached_store(request: pytest.FixtureRequest, kind: str) -> Path:
     path = folder / f"ui-store-{count}{kind}-v{SCHEMA_VERSION}.db"
     if not path.exists():
         build_store(
-            path, count, id_errors=bool(kind), seconds=STORE_SECONDS.get(kind, DAYS * 86400)
+            path,
+            count,
+            id_errors=bool(kind),
+            seconds=STORE_SECONDS.get(kind, DAYS * 86400),
+            cut_hour=kind in DAY_START_SECONDS,
         )
     return path
 
 
 #: A busy service's store: the million spans of the last half hour (about 560 a second).
 DENSE_SECONDS = 1800
-STORE_SECONDS = {"-dense": DENSE_SECONDS}
+#: A busy service a few hours into its day, and a whole day: the million spans of the last
+#: 6.5 hours (about 43 a second) or 24.5 hours (11 a second), written as a live writer does
+#: (the hours rolled up as the batches pass them), the newest at one minute past an hour.
+DAY_START_SECONDS = {"-6h": 6 * 3600 + 1800, "-24h": 24 * 3600 + 1800}
+STORE_SECONDS = {"-dense": DENSE_SECONDS, **DAY_START_SECONDS}
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +188,11 @@ def id_error_store(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="module")
 def dense_store(request: pytest.FixtureRequest) -> Path:
     return _cached_store(request, "-dense")
+
+
+@pytest.fixture(scope="module", params=list(DAY_START_SECONDS))
+def day_start_store(request: pytest.FixtureRequest) -> Path:
+    return _cached_store(request, request.param)
 
 
 def _newest(store: Path) -> int:
@@ -213,6 +235,13 @@ def id_error_ui(id_error_store: Path) -> Iterator[tuple[UiServer, int]]:
 def dense_ui(dense_store: Path) -> Iterator[tuple[UiServer, int]]:
     server = UiServer(dense_store)
     yield server, _newest(dense_store)
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def day_start_ui(day_start_store: Path) -> Iterator[tuple[UiServer, int]]:
+    server = UiServer(day_start_store)
+    yield server, _newest(day_start_store)
     server.close()
 
 
@@ -317,6 +346,24 @@ DENSE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: Over the stores of a busy service's first 6.5 hours and of its last 24.5: the UI's 6 h,
+#: 24 h and 7 d windows. A window starts 58 minutes before a rolled hour ends (6.5 h store,
+#: 6 h window: ~150,000 spans of that hour; 24.5 h store: ~40,000 for 6 h and 24 h); the 6 h
+#: chart's buckets (6 minutes) are no whole hours.
+DAY_START_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "stats-model-6h": ("/api/stats", {"since": "6h", "by": "model"}),
+    "timeseries-6h": ("/api/timeseries", {"since": "6h", "points": 60}),
+    "stats-service-6h-text-err": ("/api/stats", {"since": "6h", "by": "service", "q": "err"}),
+    "timeseries-6h-text-err": ("/api/timeseries", {"since": "6h", "points": 60, "q": "err"}),
+    "timeseries-6h-text-llm": ("/api/timeseries", {"since": "6h", "points": 60, "q": "llm"}),
+    "spans-6h": ("/api/spans", {"since": "6h", "limit": 50}),
+    "stats-model-24h": ("/api/stats", {"since": "24h", "by": "model"}),
+    "timeseries-24h": ("/api/timeseries", {"since": "24h", "points": 60}),
+    "stats-service-24h-text-llm": ("/api/stats", {"since": "24h", "by": "service", "q": "llm"}),
+    "timeseries-7d": ("/api/timeseries", {"since": "7d", "points": 60}),
+}
+
+
 def _answer_time(benchmark: Any, url: str, newest: int, path: str, params: dict[str, Any]) -> None:
     params = _anchored(params, newest)
     with httpx.Client(base_url=url, timeout=120) as client:
@@ -353,6 +400,17 @@ def test_api_answer_time_dense(benchmark: Any, dense_ui: tuple[UiServer, int], c
     which are not rolled up yet, so aggregates read them as spans."""
     server, newest = dense_ui
     path, params = DENSE_CASES[case]
+    _answer_time(benchmark, server.url, newest, path, params)
+
+
+@pytest.mark.parametrize("case", list(DAY_START_CASES))
+def test_api_answer_time_day_start(
+    benchmark: Any, day_start_ui: tuple[UiServer, int], case: str
+) -> None:
+    """A busy service a few hours into its day: the hours before the newest are rolled up,
+    and the UI's windows of hours cut the one they start in."""
+    server, newest = day_start_ui
+    path, params = DAY_START_CASES[case]
     _answer_time(benchmark, server.url, newest, path, params)
 
 

@@ -486,7 +486,7 @@ def test_a_batch_the_rollups_cannot_add_up_in_python_is_read_back(tmp_path: Path
 
 def _minute_sums(store: SpanStore) -> tuple[int, int]:
     """Spans in the minute rollups, and spans stored from where they begin on: ``rolled_until``
-    (schema 8), ``minutes_from`` (schema 9: an hour before, once an hour was rolled up), or
+    (schema 8), ``minutes_from`` (schema 9: 25 hours before, once an hour was rolled up), or
     ``complete_from`` when later."""
     conn = store._conn
     kept = "minutes_from" if store.version >= 9 else "rolled_until"
@@ -838,6 +838,92 @@ def test_the_newest_hours_are_answered_by_the_minute(tmp_path: Path) -> None:
                         _same(a, b)
         finally:
             raw.close()
+
+
+def test_a_window_that_cuts_a_rolled_hour_takes_that_part_by_the_minute(tmp_path: Path) -> None:
+    """Schema 9 keeps the minutes of the hours rolled up in the last day (``MINUTES_KEPT``):
+    a 6 h or 24 h window over a busy service's day cuts the hour it starts in, and that part
+    comes from the minute rollups (whole hours stay hourly), text filters too; a window
+    under a day whose buckets the hours cannot answer is answered by the minute. Equal to
+    the raw rows; and still equal once the cut part's spans are gone from ``spans`` (so it
+    was not read from them)."""
+    rng = random.Random(21)
+    now = time.time_ns()
+    begin = now - 7 * HOUR
+    step = 15 * MINUTE
+    batches = [
+        _records(rng, rng.randrange(30, 120), begin + i * step, step, unique_errors=True)
+        for i in range(28)
+    ]
+    batches.append(_records(rng, 40, now - 5 * HOUR, 3 * HOUR))  # late spans
+    path = tmp_path / "spans.db"
+    _write(path, batches).shutdown()
+    end = now - now % MINUTE + MINUTE
+    # The UI's 6 h and 24 h (buckets of 6 minutes, of an hour), then odd ones (buckets of
+    # no whole minutes: read raw but for the whole hours).
+    windows = [end - 6 * HOUR, end - 24 * HOUR, end - 6 * HOUR - 7 * MINUTE, end - 161 * MINUTE]
+    filters = [
+        {},
+        {"model": "o3", "status": "error"},
+        {"text": "timed out"},
+        {"text": "req_"},
+        {"text": "l"},
+    ]
+    with open_store(path) as store:
+        (until, kept) = store._conn.execute(
+            "SELECT rolled_until, minutes_from FROM span_rollup_state"
+        ).fetchone()
+        assert until >= now - now % HOUR - HOUR
+        assert kept <= begin  # every span of the day in the minute rollups
+        minutes, stored = _minute_sums(store)
+        assert minutes == stored == sum(map(len, batches))
+        _check(store, rng, now - 8 * HOUR, now, rounds=60)
+        raw = _raw(store)
+        expected: dict[Any, Any] = {}
+        try:
+            for since in windows:
+                for values in filters:
+                    span_filter = SpanFilter(since_ns=since, until_ns=end, **values)
+                    key = (since, tuple(values.items()))
+                    slow = group_stats(raw, span_filter, "service")
+                    window = {"since_ns": since, "until_ns": end, "points": 60}
+                    slow_series = time_series(raw, span_filter, **window)
+                    expected[key] = (slow, slow_series)
+                    _same_answers(store, span_filter, window, expected[key])
+        finally:
+            raw.close()
+    # The UI's windows' cut hours' spans gone from the table (not from the rollups): the
+    # same answers.
+    conn = sqlite3.connect(path)
+    for since in windows[:2]:
+        conn.execute(
+            "DELETE FROM spans WHERE start_time_unix_nano >= ? AND start_time_unix_nano < ?",
+            (since, since - since % HOUR + HOUR),
+        )
+    conn.commit()
+    conn.close()
+    with open_store(path) as store:
+        for since in windows[:2]:
+            for values in filters:
+                span_filter = SpanFilter(since_ns=since, until_ns=end, **values)
+                window = {"since_ns": since, "until_ns": end, "points": 60}
+                _same_answers(store, span_filter, window, expected[(since, tuple(values.items()))])
+
+
+def _same_answers(
+    store: SpanStore, span_filter: SpanFilter, window: dict[str, int], expected: Any
+) -> None:
+    """``group_stats`` by service and ``time_series`` over ``window`` equal ``expected``."""
+    (slow, slow_total), slow_series = expected
+    fast, fast_total = group_stats(store, span_filter, "service")
+    _same(fast_total, slow_total)
+    assert [g["group"] for g in fast] == [g["group"] for g in slow]
+    for a, b in zip(fast, slow, strict=True):
+        _same(a, b)
+    series = time_series(store, span_filter, **window)
+    assert series["bucket_ns"] == slow_series["bucket_ns"]
+    for a, b in zip(series["points"], slow_series["points"], strict=True):
+        _same(a, b)
 
 
 def _minute_rows(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:

@@ -41,8 +41,9 @@ added to by every batch, so readers take whole minutes of a busy service's newes
 them. Schema 9 keys them (WITHOUT ROWID; a batch adds to its rows by upserts, histograms
 merged in Rust, instead of reading them back), adds the same rows keyed also by text
 (``TEXT_MINUTE_ROLLUPS``, the text rollups' keys), so a text filter over those hours adds up
-rollups too, and keeps the minutes of the last hour rolled up (``MINUTES_KEPT``, from
-``span_rollup_state.minutes_from`` on): a window of the last hour cuts that hour.
+rollups too, and keeps the minutes of the last 25 hours rolled up (``MINUTES_KEPT``, from
+``span_rollup_state.minutes_from`` on): a window of the last hour, 6 or 24 hours cuts the
+hour it starts in, and a 6-hour chart's buckets are no whole hours.
 """
 
 from __future__ import annotations
@@ -102,10 +103,11 @@ MINUTE_NS: Final = 60 * 1_000_000_000
 MINUTE_ROLLUPS: Final = "span_minute_rollups"
 #: Schema 9: those minutes' rollups keyed also by text, as ``TEXT_ROLLUPS`` are by the hour.
 TEXT_MINUTE_ROLLUPS: Final = "span_text_minute_rollups"
-#: Schema 9: rolling hours up keeps the minutes of the last hour before ``rolled_until``
-#: (``span_rollup_state.minutes_from``): a window of the last hour (the overview's default)
-#: cuts that hour, which would otherwise be read as spans (up to ~2 M at a busy service's rate).
-MINUTES_KEPT: Final = 3600 * 1_000_000_000
+#: Schema 9: rolling hours up keeps the minutes of the last 25 hours before ``rolled_until``
+#: (``span_rollup_state.minutes_from``): a window of the last 1, 6 or 24 hours (the overview's)
+#: cuts the hour it starts in, which would otherwise be read as spans (up to ~2 M at a busy
+#: service's rate), and a 6-hour chart's 6-minute buckets are answered by the minute.
+MINUTES_KEPT: Final = 25 * 3600 * 1_000_000_000
 DAY_NS: Final = 24 * HOUR_NS
 #: Log-spaced percentile buckets: a value is reported as its bucket's geometric middle.
 BUCKETS_PER_E: Final = 100
@@ -648,7 +650,7 @@ def add_inserted(
     (``MINUTE_ROLLUPS``) with every batch, so readers take whole minutes of those hours from
     them; rolling an hour up deletes its minutes. Schema 9: also to the text minute rollups
     (``TEXT_MINUTE_ROLLUPS``, with ``text_keys``), and rolling up keeps the minutes of the
-    last hour rolled up (``minutes_from``): the batch's spans from there on, late ones too,
+    last 25 hours rolled up (``minutes_from``): the batch's spans from there on, late ones too,
     go to their minutes."""
     until = rolled_until(conn)
     kept = minutes_from(conn)
@@ -664,7 +666,7 @@ def add_inserted(
         # Not past this clock's current hour: a span stamped ahead (clock skew) would leave
         # every later batch "late", rolled up per batch again.
         target = max(until, min(floor_to(newest, HOUR_NS), floor_to(time.time_ns(), HOUR_NS)))
-    # The minutes kept from now on: those of the last hour rolled up, and later ones.
+    # The minutes kept from now on: those of the last hours rolled up, and later ones.
     kept = max(kept, target - MINUTES_KEPT) if target > until else kept
     # Spans before ``until`` are late (added to their hours now); those from ``until`` to
     # ``target`` are rolled up below from the stored spans; those from ``kept`` on (late ones

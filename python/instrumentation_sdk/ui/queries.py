@@ -744,7 +744,10 @@ def _aggregates(
 
     Schema 8: the hours not rolled up yet (from ``rolled_until``) come from the minute
     rollups (``minute_key``: the group over a minute rollup row; ``None``: not usable) for
-    whole minutes, raw for the minutes the window cuts; no text, session or user filter."""
+    whole minutes, raw for the minutes the window cuts; no text, session or user filter.
+    Schema 9: also the hours rolled up in the last day (``minutes_from``): a window's cut
+    edge hours by the minute (its whole hours stay hourly), a text too when the text rollups
+    answer it; buckets the hourly rollups cannot answer (under a day) all by the minute."""
     groups: dict[Any, Aggregate] = {}
     with store.snapshot():
         text_rollups: list[int] | None = None  # the text rollups' keys that answer
@@ -765,31 +768,28 @@ def _aggregates(
                 text_rollups = matched.keys
                 partial = matched.partial
                 edge_keys = (frozenset(matched.keys), frozenset(partial))
-        if minute_key is not None and (
+        minutes = minute_key is not None and (
             (store.version >= 8 and span_filter.rollups_apply())
             or (store.version >= 9 and text_rollups is not None)
-        ):
-            rest = _minute_aggregates(
-                store,
-                span_filter,
-                raw_key,
-                minute_key,
-                groups,
-                (text_rollups, partial, edge_keys) if text_rollups is not None else None,
-            )
-            if rest is None:
-                return groups
-            span_filter = rest
+        )
+        texts = (text_rollups, partial, edge_keys) if text_rollups is not None else None
         usable = (
             rollup_key is not None
             and store.has_rollups
             and (span_filter.rollups_apply() or text_rollups is not None)
         )
+        if minutes and not usable and minute_key is not None:
+            # No hourly rollups for these buckets: the minutes answer all they hold.
+            rest = _minute_aggregates(store, span_filter, raw_key, minute_key, groups, texts)
+            if rest is None:
+                return groups
+            span_filter = rest
         if not usable or rollup_key is None:
             _raw_aggregates(store, raw_key, span_filter, groups)
             return groups
         # Rollups hold the hours from complete_from (retention) to rolled_until (schema 7
-        # defers the newest hours); the rest is read raw.
+        # defers the newest hours); the rest is read raw, or by the minute where the minute
+        # rollups hold it (schema 8: the hours not rolled up; 9: the last rolled ones too).
         rolled = "rolled_until" if store.version >= 7 else str(_INT64_MAX)
         cursor = store._query(f"SELECT complete_from, {rolled} FROM span_rollup_state")
         row = cursor.fetchone() if cursor is not None else None
@@ -799,9 +799,6 @@ def _aggregates(
         low = max(-floor_to(-since, HOUR_NS), complete)  # the first whole hour
         high = floor_to(until, HOUR_NS) if until < _INT64_MAX else _INT64_MAX
         high = min(high, rolled_until)
-        if not low < high:
-            _raw_aggregates(store, raw_key, span_filter, groups)
-            return groups
 
         def windowed(edge_since: int, edge_until: int) -> SpanFilter:
             return SpanFilter(
@@ -812,16 +809,28 @@ def _aggregates(
                 }
             )
 
+        def add_edge(edge_since: int, edge_until: int, *, whole: bool = False) -> None:
+            """The part of the window no whole rolled hour answers (``whole``: all of it): by
+            the minute where the minute rollups hold it, the rest read as spans."""
+            edge: SpanFilter | None = windowed(edge_since, edge_until)
+            if minutes and minute_key is not None and edge is not None:
+                edge = _minute_aggregates(store, edge, raw_key, minute_key, groups, texts)
+            if edge is None:
+                return
+            if text_rollups is not None and not whole:
+                # An hour or so of spans: read them, keep those whose text matches.
+                untexted = SpanFilter(**{**edge.as_dict(), "text": None})
+                where, params = untexted.where()
+                _add_rows(store, raw_key, where, params, groups, edge_keys)
+            else:
+                _raw_aggregates(store, raw_key, edge, groups)
+
+        if not low < high:
+            add_edge(since, until, whole=True)
+            return groups
         for edge_since, edge_until in ((since, low), (high, until)):
             if edge_since < edge_until and not (edge_since == _INT64_MIN == edge_until):
-                edge = windowed(edge_since, edge_until)
-                if text_rollups is not None:
-                    # An hour or so of spans: read them, keep those whose text matches.
-                    untexted = SpanFilter(**{**edge.as_dict(), "text": None})
-                    where, params = untexted.where()
-                    _add_rows(store, raw_key, where, params, groups, edge_keys)
-                else:
-                    _raw_aggregates(store, raw_key, edge, groups)
+                add_edge(edge_since, edge_until)
         if text_rollups is not None and partial:
             # Texts of classes the filter matches in part: raw, whole hours too.
             middle = windowed(low, high)
