@@ -1118,8 +1118,8 @@ def _fill_minutes(conn: sqlite3.Connection) -> None:
 
 #: Schema 8: rollups by the minute of the hours not rolled up yet (from ``rolled_until`` on),
 #: added to by every batch: a busy service's newest hours hold most of its spans (a million in
-#: half an hour at 560 a second), which readers took raw (4-7 s). Rolling an hour up deletes
-#: its minutes, so the table holds an hour or two of them.
+#: half an hour at 560 a second), which readers took raw (4-7 s). Rolling an hour up deleted
+#: its minutes (schema 9 keeps those of the last rolled hours: ``MINUTES_KEPT``).
 MINUTE_MIGRATION: Final[tuple[str | Callable[[sqlite3.Connection], None], ...]] = (
     MIGRATION[0]
     .replace("TABLE span_rollups", f"TABLE {MINUTE_ROLLUPS}")
