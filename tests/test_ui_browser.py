@@ -172,6 +172,15 @@ def test_filters_narrow_the_tables_and_live_in_the_url(page: Any, ui: UiServer) 
     page.press("#filter-session_id", "Tab")
     expect(spans_rows(page)).to_have_count(2, timeout=WAIT_MS)
 
+    # The API's name for the window (`since`) opens the page with that range; a range the
+    # picker does not offer is its default.
+    open_overview(page, ui.url + "/?since=7d")
+    assert page.input_value("#filter-range") == "7d"
+    expect(spans_rows(page)).to_have_count(37, timeout=WAIT_MS)
+    open_overview(page, ui.url + "/?since=5y")
+    assert page.input_value("#filter-range") == "1h"
+    assert spans_rows(page).count() == 36
+
 
 def test_trace_deep_link_shows_tree_and_waterfall(page: Any, ui: UiServer) -> None:
     page.goto(f"{ui.url}/traces/{hex_id('agent', 32)}")  # a fresh load, not a click

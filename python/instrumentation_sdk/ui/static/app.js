@@ -178,7 +178,8 @@
 
   function readState() {
     const params = new URLSearchParams(location.search);
-    const state = { range: params.get("range") || "1h" };
+    // `since` as the API names it is taken too (a link made from an API query).
+    const state = { range: params.get("range") || params.get("since") || "1h" };
     if (!(state.range in RANGE_NS)) state.range = "1h";
     for (const name of FILTERS) state[name] = params.get(name) || "";
     return state;
