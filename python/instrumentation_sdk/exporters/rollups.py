@@ -1198,7 +1198,8 @@ MINUTE_CLUSTER_MIGRATION: Final[tuple[str | Callable[[sqlite3.Connection], None]
         TEXT_MINUTE_ROLLUPS, "text_id, bucket_start, model, provider, service_name, status"
     ),
     _fill_text_minutes,
-    # Schema 8 held the minutes from rolled_until on; from now on rolling up keeps an hour more.
+    # Schema 8 held the minutes from rolled_until on; from now on rolling up keeps those of the
+    # last hours rolled up too (MINUTES_KEPT).
     f"ALTER TABLE span_rollup_state ADD COLUMN minutes_from INTEGER NOT NULL "
     f"DEFAULT ({_INT64_MIN})",
     "UPDATE span_rollup_state SET minutes_from = rolled_until",
