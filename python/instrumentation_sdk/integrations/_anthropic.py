@@ -50,28 +50,24 @@ def finish(span: Any, message: Any) -> tuple[Any, ...]:
             if len(texts) == len(message.content)
             else [message.model_dump(exclude_none=True)]
         )
-    usage = message.usage
-    if usage is None:
-        return (
-            "actual_model",
-            message.model,
-            "response_id",
-            message.id,
-            "finish_reason",
-            message.stop_reason,
-        )
-    uncached = usage.input_tokens or 0
-    cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
-    cache_creation = getattr(usage, "cache_creation_input_tokens", None) or 0
-    # Input usage as the GenAI conventions count it: input plus cache reads and cache writes,
-    # each part also recorded.
-    return (
+    answer = (
         "actual_model",
         message.model,
         "response_id",
         message.id,
         "finish_reason",
         message.stop_reason,
+    )
+    usage = message.usage
+    if usage is None:
+        return answer
+    uncached = usage.input_tokens or 0
+    cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
+    cache_creation = getattr(usage, "cache_creation_input_tokens", None) or 0
+    # Input usage as the GenAI conventions count it: input plus cache reads and cache writes,
+    # each part also recorded.
+    return (
+        *answer,
         "prompt_tokens",
         uncached + cache_read + cache_creation,
         "uncached_prompt_tokens",

@@ -341,13 +341,7 @@ def run_sync(
     finish: Callable[[Any, Any], tuple[Any, ...]],
 ) -> Any:
     """One sync call of ``original`` as a span."""
-    span = None
-    try:  # begin()'s work, inlined: this is every observed call's path
-        span = start_span(library, describe(kwargs))
-    except PromptInjectionError:
-        raise
-    except Exception as err:
-        fault(f"describing the call failed: {type(err).__name__}: {err}")
+    span = begin(library, describe, kwargs)
     if span is None:
         return original(resource, *args, **kwargs)
     mode = None if kwargs.get("extra_headers") is None else raw_mode(kwargs)
@@ -387,13 +381,7 @@ async def run_async(
     finish: Callable[[Any, Any], tuple[Any, ...]],
 ) -> Any:
     """One async call of ``original`` as a span."""
-    span = None
-    try:  # begin()'s work, inlined: this is every observed call's path
-        span = start_span(library, describe(kwargs))
-    except PromptInjectionError:
-        raise
-    except Exception as err:
-        fault(f"describing the call failed: {type(err).__name__}: {err}")
+    span = begin(library, describe, kwargs)
     if span is None:
         return await original(resource, *args, **kwargs)
     mode = None if kwargs.get("extra_headers") is None else raw_mode(kwargs)

@@ -86,6 +86,35 @@ def describe_embeddings(kwargs: Mapping[str, Any]) -> Call:
     return model, "embeddings", attributes, kwargs.get("input")
 
 
+def _facts(
+    result: Any,
+    reason: Any,
+    prompt: Any = None,
+    completion: Any = None,
+    cached: Any = None,
+    reasoning: Any = None,
+) -> tuple[Any, ...]:
+    """An answer's ``key, value, ...`` pairs (``None``: not recorded): its model, id and finish
+    reason, and the usage's token counts (Chat Completions and the Responses API name them
+    differently)."""
+    return (
+        "actual_model",
+        result.model,
+        "response_id",
+        result.id,
+        "finish_reason",
+        reason,
+        "prompt_tokens",
+        prompt,
+        "completion_tokens",
+        completion,
+        "cache_read_tokens",
+        cached,
+        "reasoning_tokens",
+        reasoning,
+    )
+
+
 def finish_chat(span: Any, result: Any) -> tuple[Any, ...]:
     """What a chat completion tells, as ``key, value, ...`` pairs (``None``: not recorded)."""
     choices = result.choices
@@ -101,23 +130,15 @@ def finish_chat(span: Any, result: Any) -> tuple[Any, ...]:
             )
     usage = result.usage
     if usage is None:
-        return ("actual_model", result.model, "response_id", result.id, "finish_reason", reason)
+        return _facts(result, reason)
     cached = usage.prompt_tokens_details
     reasoning = usage.completion_tokens_details
-    return (
-        "actual_model",
-        result.model,
-        "response_id",
-        result.id,
-        "finish_reason",
+    return _facts(
+        result,
         reason,
-        "prompt_tokens",
         usage.prompt_tokens,
-        "completion_tokens",
         usage.completion_tokens,
-        "cache_read_tokens",
         None if cached is None else cached.cached_tokens,
-        "reasoning_tokens",
         None if reasoning is None else reasoning.reasoning_tokens,
     )
 
@@ -131,23 +152,15 @@ def finish_responses(span: Any, result: Any) -> tuple[Any, ...]:
     reason = reason or result.status
     usage = result.usage
     if usage is None:
-        return ("actual_model", result.model, "response_id", result.id, "finish_reason", reason)
+        return _facts(result, reason)
     cached = usage.input_tokens_details
     reasoning = usage.output_tokens_details
-    return (
-        "actual_model",
-        result.model,
-        "response_id",
-        result.id,
-        "finish_reason",
+    return _facts(
+        result,
         reason,
-        "prompt_tokens",
         usage.input_tokens,
-        "completion_tokens",
         usage.output_tokens,
-        "cache_read_tokens",
         None if cached is None else cached.cached_tokens,
-        "reasoning_tokens",
         None if reasoning is None else reasoning.reasoning_tokens,
     )
 
