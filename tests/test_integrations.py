@@ -453,6 +453,51 @@ def test_content_is_off_by_default(server: FakeProviders, instrumented: InMemory
     assert span["completion"] is None
 
 
+PERSONAL = "Mail jane.doe@example.com, card 4111 1111 1111 1111"
+
+
+def _personal_calls(server: FakeProviders) -> None:
+    """One call of each client whose user message holds an email address and a card number."""
+    chat = recorded("openai_chat")
+    chat["messages"] = [{"role": "user", "content": PERSONAL}]
+    oai(server).chat.completions.create(**chat)
+    message = recorded("anthropic_message")
+    message["messages"] = [{"role": "user", "content": PERSONAL}]
+    ant(server).messages.create(**message)
+
+
+def test_no_prompt_text_leaves_with_content_off(
+    server: FakeProviders, instrumented: InMemoryExporter
+) -> None:
+    """Both clients, content capture off (the default): no prompt or completion, and the
+    prompt's text is nowhere in what the exporter gets; the pre-count is still made."""
+    _personal_calls(server)
+    found = spans(instrumented)
+    assert len(found) == 2
+    for span in found:
+        assert span["prompt"] is None
+        assert span["completion"] is None
+        assert span["metadata"]["prompt_tokens_estimate"] > 0
+        exported = json.dumps(span, default=str)
+        assert "jane.doe" not in exported
+        assert "4111" not in exported
+
+
+def test_captured_prompts_are_masked(server: FakeProviders, instrumented: InMemoryExporter) -> None:
+    """Both clients, content capture on with PII masking: the captured messages reach the
+    exporter masked, nothing unmasked."""
+    configure(exporter=instrumented, flush_interval=0.05, capture_content=True, pii="mask")
+    _personal_calls(server)
+    found = spans(instrumented)
+    assert len(found) == 2
+    for span in found:
+        exported = json.dumps(span, default=str)
+        assert "jane.doe" not in exported
+        assert "4111" not in exported
+        (text,) = [m["content"] for m in span["prompt"] if m["role"] == "user"]
+        assert text == "Mail <EMAIL_ADDRESS>, card <CREDIT_CARD>"
+
+
 STRUCTURED_OUTPUT = {
     "type": "json_schema",
     "json_schema": {
